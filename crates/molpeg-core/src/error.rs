@@ -1,0 +1,68 @@
+//! Typed errors shared by the library crates. Each variant names the file (and row where one applies)
+//! and, where the fix is not obvious, what to do.
+
+use std::path::PathBuf;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: Parquet error: {source}")]
+    Parquet {
+        path: PathBuf,
+        #[source]
+        source: parquet::errors::ParquetError,
+    },
+    #[error("{path}: Arrow error: {source}")]
+    Arrow {
+        path: PathBuf,
+        #[source]
+        source: arrow::error::ArrowError,
+    },
+    #[error(
+        "{path}: schema mismatch: {problem}.\n  expected columns: {expected}\n  found columns:    {found}\n  \
+         (re-run the stage that writes this file with --force, or check that it came from this molpeg version)"
+    )]
+    Schema {
+        path: PathBuf,
+        problem: String,
+        expected: String,
+        found: String,
+    },
+    #[error("{path}: {message}")]
+    Config { path: PathBuf, message: String },
+    #[error("{path}: row {row}: {message}")]
+    Row {
+        path: PathBuf,
+        row: usize,
+        message: String,
+    },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+    #[error("{0}")]
+    Other(String),
+}
+
+impl Error {
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io { path: path.into(), source }
+    }
+    pub fn parquet(path: impl Into<PathBuf>, source: parquet::errors::ParquetError) -> Self {
+        Error::Parquet { path: path.into(), source }
+    }
+    pub fn arrow(path: impl Into<PathBuf>, source: arrow::error::ArrowError) -> Self {
+        Error::Arrow { path: path.into(), source }
+    }
+    pub fn invalid(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
+        Error::Invalid { path: path.into(), message: message.into() }
+    }
+    pub fn config(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
+        Error::Config { path: path.into(), message: message.into() }
+    }
+}

@@ -1,0 +1,151 @@
+//! The only module that opens Parquet files: schema-checked reading and atomic, row-group-streamed
+//! writing with molpeg's key-value metadata.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+use parquet::arrow::{ArrowWriter, ProjectionMask};
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::metadata::KeyValue;
+use parquet::file::properties::WriterProperties;
+
+use crate::atomic::{AtomicFile, PendingRename};
+use crate::schema::{self, meta};
+use crate::{Error, Result};
+
+/// Rows per Parquet row group; readers stream one group at a time.
+pub const ROW_GROUP_ROWS: usize = 16 * 1024;
+
+/// Writes one Parquet file atomically: nothing appears under the final name until [`ParquetSink::finish`].
+pub struct ParquetSink {
+    writer: ArrowWriter<File>,
+    pending: PendingRename,
+    rows: usize,
+}
+
+impl ParquetSink {
+    /// `kind` is one of the `schema::*::KIND` names; `extra` adds stage-specific metadata.
+    pub fn create(path: impl AsRef<Path>, schema: SchemaRef, kind: &str, extra: &BTreeMap<String, String>) -> Result<Self> {
+        let path = path.as_ref();
+        let (file, pending) = AtomicFile::create(path)?.into_parts();
+        let mut kv = vec![
+            KeyValue::new(meta::SCHEMA_VERSION.to_string(), schema::SCHEMA_VERSION.to_string()),
+            KeyValue::new(meta::TOOL_VERSION.to_string(), crate::TOOL_VERSION.to_string()),
+            KeyValue::new(meta::KIND.to_string(), kind.to_string()),
+        ];
+        kv.extend(extra.iter().map(|(k, v)| KeyValue::new(k.clone(), v.clone())));
+        let props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("valid zstd level")))
+            .set_max_row_group_size(ROW_GROUP_ROWS)
+            .set_key_value_metadata(Some(kv))
+            .build();
+        let writer = ArrowWriter::try_new(file, schema, Some(props)).map_err(|e| Error::parquet(path, e))?;
+        Ok(ParquetSink { writer, pending, rows: 0 })
+    }
+
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        self.rows += batch.num_rows();
+        self.writer.write(batch).map_err(|e| Error::parquet(self.pending.final_path(), e))
+    }
+
+    /// Closes the file, syncs it and renames it into place. Returns the final path and row count.
+    pub fn finish(self) -> Result<(PathBuf, usize)> {
+        let path = self.pending.final_path().to_path_buf();
+        let file = self.writer.into_inner().map_err(|e| Error::parquet(&path, e))?;
+        let path = self.pending.commit(&file)?;
+        Ok((path, self.rows))
+    }
+}
+
+/// Writes a whole table in one call.
+pub fn write_batches(path: impl AsRef<Path>, schema: SchemaRef, kind: &str, extra: &BTreeMap<String, String>, batches: &[RecordBatch]) -> Result<PathBuf> {
+    let mut sink = ParquetSink::create(path, schema, kind, extra)?;
+    for batch in batches {
+        sink.write(batch)?;
+    }
+    Ok(sink.finish()?.0)
+}
+
+/// An opened Parquet file whose schema was checked against the expected one.
+pub struct ParquetSource {
+    pub path: PathBuf,
+    pub metadata: BTreeMap<String, String>,
+    pub num_rows: usize,
+    builder: ParquetRecordBatchReaderBuilder<File>,
+}
+
+impl ParquetSource {
+    /// Opens `path` and checks that it holds every column of `expected` with the right type.
+    pub fn open(path: impl AsRef<Path>, expected: &SchemaRef) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        let file = File::open(&path).map_err(|e| Error::io(&path, e))?;
+        let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| Error::parquet(&path, e))?;
+        schema::check(&path, expected, builder.schema())?;
+        let file_meta = builder.metadata().file_metadata();
+        let metadata = file_meta
+            .key_value_metadata()
+            .map(|kv| kv.iter().filter_map(|k| Some((k.key.clone(), k.value.clone()?))).collect())
+            .unwrap_or_default();
+        let num_rows = file_meta.num_rows() as usize;
+        Ok(ParquetSource { path, metadata, num_rows, builder })
+    }
+
+    pub fn meta(&self, key: &str) -> Option<&str> {
+        self.metadata.get(key).map(String::as_str)
+    }
+
+    /// Streams record batches holding only the named columns, in file order.
+    pub fn read_columns(self, columns: &[&str]) -> Result<ParquetRecordBatchReader> {
+        let schema = self.builder.parquet_schema();
+        let arrow_schema = self.builder.schema().clone();
+        let roots: Vec<usize> = columns
+            .iter()
+            .map(|c| arrow_schema.index_of(c).map_err(|e| Error::arrow(&self.path, e)))
+            .collect::<Result<_>>()?;
+        let mask = ProjectionMask::roots(schema, roots);
+        self.builder
+            .with_projection(mask)
+            .with_batch_size(ROW_GROUP_ROWS)
+            .build()
+            .map_err(|e| Error::parquet(&self.path, e))
+    }
+
+    /// Reads the named columns fully into memory.
+    pub fn collect_columns(self, columns: &[&str]) -> Result<Vec<RecordBatch>> {
+        let path = self.path.clone();
+        self.read_columns(columns)?.collect::<Result<Vec<_>, _>>().map_err(|e| Error::arrow(path, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{StringArray, UInt32Array};
+    use std::sync::Arc;
+
+    #[test]
+    fn round_trip_with_metadata_and_schema_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("split.parquet");
+        let schema = schema::split::schema();
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![Arc::new(UInt32Array::from(vec![0, 1])), Arc::new(StringArray::from(vec!["train", "test"]))],
+        )
+        .unwrap();
+        let extra = BTreeMap::from([("molpeg.note".to_string(), "x".to_string())]);
+        write_batches(&path, schema.clone(), schema::split::KIND, &extra, &[batch]).unwrap();
+        let source = ParquetSource::open(&path, &schema).unwrap();
+        assert_eq!(source.num_rows, 2);
+        assert_eq!(source.meta(meta::KIND), Some("split"));
+        assert_eq!(source.meta("molpeg.note"), Some("x"));
+        let batches = source.collect_columns(&["split"]).unwrap();
+        assert_eq!(batches[0].num_columns(), 1);
+        let err = ParquetSource::open(&path, &schema::coreset::schema()).err().unwrap().to_string();
+        assert!(err.contains("column `rank` is missing"), "{err}");
+    }
+}

@@ -1,0 +1,208 @@
+//! The single source of truth for every Parquet column name, Arrow type and the schema version.
+//!
+//! Each submodule describes one file kind. Writers build their batches from these fields; readers
+//! check what they open against [`check`], so a mismatch names the columns expected and found.
+//! ARCHITECTURE.md documents the meaning of every column listed here.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+
+use crate::{Error, Result};
+
+/// Bumped whenever a column is added, removed or changes type or meaning.
+pub const SCHEMA_VERSION: &str = "1";
+
+/// Parquet key-value metadata keys written by every stage.
+pub mod meta {
+    pub const SCHEMA_VERSION: &str = "molpeg.schema_version";
+    pub const TOOL_VERSION: &str = "molpeg.tool_version";
+    pub const KIND: &str = "molpeg.kind";
+    pub const RDKIT_VERSION: &str = "molpeg.rdkit_version";
+    pub const SOURCE_SHA256: &str = "molpeg.source_sha256";
+    pub const SOURCE_PATH: &str = "molpeg.source_path";
+    /// JSON array of task (label column) names, in the order of the `labels` list.
+    pub const TASK_NAMES: &str = "molpeg.task_names";
+    /// `binary` or `regression`.
+    pub const TASK_TYPE: &str = "molpeg.task_type";
+}
+
+fn list_of_fixed(item: DataType, width: i32) -> DataType {
+    DataType::List(Arc::new(Field::new(
+        "item",
+        DataType::FixedSizeList(Arc::new(Field::new("item", item, false)), width),
+        false,
+    )))
+}
+
+/// `graphs.parquet`: one row per accepted molecule (written by `molpeg-featurize`).
+pub mod graphs {
+    use super::*;
+    pub const KIND: &str = "graphs";
+    pub const MOL_ID: &str = "mol_id";
+    pub const SMILES: &str = "smiles";
+    pub const CANONICAL_SMILES: &str = "canonical_smiles";
+    pub const SCAFFOLD: &str = "scaffold";
+    pub const NUM_ATOMS: &str = "num_atoms";
+    pub const NUM_BONDS: &str = "num_bonds";
+    pub const ATOM_HU: &str = "atom_hu";
+    pub const ATOM_OGB: &str = "atom_ogb";
+    pub const EDGE_INDEX: &str = "edge_index";
+    pub const BOND_HU: &str = "bond_hu";
+    pub const BOND_OGB: &str = "bond_ogb";
+    pub const LABELS: &str = "labels";
+
+    pub const ATOM_HU_WIDTH: i32 = 2;
+    pub const ATOM_OGB_WIDTH: i32 = 9;
+    pub const BOND_HU_WIDTH: i32 = 2;
+    pub const BOND_OGB_WIDTH: i32 = 3;
+
+    pub fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new(MOL_ID, DataType::UInt32, false),
+            Field::new(SMILES, DataType::Utf8, false),
+            Field::new(CANONICAL_SMILES, DataType::Utf8, false),
+            Field::new(SCAFFOLD, DataType::Utf8, false),
+            Field::new(NUM_ATOMS, DataType::UInt16, false),
+            Field::new(NUM_BONDS, DataType::UInt16, false),
+            Field::new(ATOM_HU, list_of_fixed(DataType::UInt8, ATOM_HU_WIDTH), false),
+            Field::new(ATOM_OGB, list_of_fixed(DataType::UInt8, ATOM_OGB_WIDTH), false),
+            Field::new(EDGE_INDEX, list_of_fixed(DataType::UInt16, 2), false),
+            Field::new(BOND_HU, list_of_fixed(DataType::UInt8, BOND_HU_WIDTH), false),
+            Field::new(BOND_OGB, list_of_fixed(DataType::UInt8, BOND_OGB_WIDTH), false),
+            Field::new(LABELS, DataType::List(Arc::new(Field::new("item", DataType::Float32, true))), false),
+        ]))
+    }
+}
+
+/// `rejects.parquet`: input rows that could not be featurized.
+pub mod rejects {
+    use super::*;
+    pub const KIND: &str = "rejects";
+    pub const ROW: &str = "row";
+    pub const SMILES: &str = "smiles";
+    pub const REASON: &str = "reason";
+
+    pub fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new(ROW, DataType::UInt32, false),
+            Field::new(SMILES, DataType::Utf8, false),
+            Field::new(REASON, DataType::Utf8, false),
+        ]))
+    }
+}
+
+/// `split.parquet`: which split each molecule belongs to.
+pub mod split {
+    use super::*;
+    pub const KIND: &str = "split";
+    pub const MOL_ID: &str = "mol_id";
+    pub const SPLIT: &str = "split";
+    pub const TRAIN: &str = "train";
+    pub const VALID: &str = "valid";
+    pub const TEST: &str = "test";
+
+    pub fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new(MOL_ID, DataType::UInt32, false),
+            Field::new(SPLIT, DataType::Utf8, false),
+        ]))
+    }
+}
+
+/// `coreset.parquet`: the training samples a static selection keeps.
+pub mod coreset {
+    use super::*;
+    pub const KIND: &str = "coreset";
+    pub const MOL_ID: &str = "mol_id";
+    pub const RANK: &str = "rank";
+    pub const SCORE: &str = "score";
+    pub const WEIGHT: &str = "weight";
+
+    pub fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new(MOL_ID, DataType::UInt32, false),
+            Field::new(RANK, DataType::UInt32, false),
+            Field::new(SCORE, DataType::Float64, true),
+            Field::new(WEIGHT, DataType::Float32, false),
+        ]))
+    }
+}
+
+/// `metrics.parquet`: long-form training curve written by `molpeg-finetune`.
+pub mod metrics {
+    use super::*;
+    pub const KIND: &str = "metrics";
+    pub const EPOCH: &str = "epoch";
+    pub const SPLIT: &str = "split";
+    pub const METRIC: &str = "metric";
+    pub const VALUE: &str = "value";
+    pub const LOSS: &str = "loss";
+    pub const SAMPLES_SEEN: &str = "samples_seen";
+    pub const SECONDS: &str = "seconds";
+
+    pub fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new(EPOCH, DataType::UInt32, false),
+            Field::new(SPLIT, DataType::Utf8, false),
+            Field::new(METRIC, DataType::Utf8, false),
+            Field::new(VALUE, DataType::Float64, true),
+            Field::new(LOSS, DataType::Float64, true),
+            Field::new(SAMPLES_SEEN, DataType::UInt64, false),
+            Field::new(SECONDS, DataType::Float64, false),
+        ]))
+    }
+}
+
+/// Checks that `found` has every column of `expected` with the same type (extra columns are allowed,
+/// so a user can add their own). The error lists both column sets.
+pub fn check(path: &Path, expected: &Schema, found: &Schema) -> Result<()> {
+    let describe = |s: &Schema| s.fields().iter().map(|f| format!("{}: {}", f.name(), f.data_type())).collect::<Vec<_>>().join(", ");
+    for field in expected.fields() {
+        let problem = match found.field_with_name(field.name()) {
+            Err(_) => format!("column `{}` is missing", field.name()),
+            Ok(actual) if !types_match(field.data_type(), actual.data_type()) => {
+                format!("column `{}` has type {} but {} was expected", field.name(), actual.data_type(), field.data_type())
+            }
+            Ok(_) => continue,
+        };
+        return Err(Error::Schema { path: path.to_path_buf(), problem, expected: describe(expected), found: describe(found) });
+    }
+    Ok(())
+}
+
+/// Type equality that ignores nested field names and nullability, which other writers
+/// (pyarrow, polars) spell differently for the same logical type.
+fn types_match(expected: &DataType, found: &DataType) -> bool {
+    use DataType::*;
+    match (expected, found) {
+        (List(a), List(b)) | (List(a), LargeList(b)) => types_match(a.data_type(), b.data_type()),
+        (FixedSizeList(a, n), FixedSizeList(b, m)) => n == m && types_match(a.data_type(), b.data_type()),
+        (Utf8, Utf8 | LargeUtf8 | Utf8View) => true,
+        (a, b) => a == b,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_column_error_lists_both_sides() {
+        let found = Schema::new(vec![Field::new("mol_id", DataType::UInt32, false)]);
+        let err = check(Path::new("x.parquet"), &split::schema(), &found).unwrap_err().to_string();
+        assert!(err.contains("column `split` is missing"), "{err}");
+        assert!(err.contains("expected columns: mol_id: UInt32, split: Utf8"), "{err}");
+        assert!(err.contains("found columns:    mol_id: UInt32"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_is_rejected_and_renamed_list_items_accepted() {
+        let wrong = Schema::new(vec![Field::new("mol_id", DataType::Int64, false), Field::new("split", DataType::Utf8, false)]);
+        assert!(check(Path::new("x"), &split::schema(), &wrong).is_err());
+        let mut fields: Vec<Field> = graphs::schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+        fields[11] = Field::new("labels", DataType::List(Arc::new(Field::new("element", DataType::Float32, true))), true);
+        assert!(check(Path::new("x"), &graphs::schema(), &Schema::new(fields)).is_ok());
+    }
+}
