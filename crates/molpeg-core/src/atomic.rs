@@ -29,6 +29,11 @@ impl AtomicFile {
         &self.final_path
     }
 
+    /// Where the bytes are until [`AtomicFile::commit`]; lets a caller verify them before they go live.
+    pub fn tmp_path(&self) -> &Path {
+        &self.tmp_path
+    }
+
     pub fn file(&mut self) -> &mut File {
         self.file.as_mut().expect("file is present until commit")
     }

@@ -54,6 +54,13 @@ pub struct Manifest {
     pub summary: serde_json::Value,
 }
 
+/// What a stage invocation did.
+pub enum Outcome<S> {
+    /// Outputs were up to date with inputs and parameters; nothing ran. Holds the stage directory.
+    UpToDate(PathBuf),
+    Ran(S),
+}
+
 /// A stage run about to happen: its key is computed before any work.
 pub struct StageRun {
     pub stage: String,

@@ -1,0 +1,88 @@
+//! The `[dataset]` section of a pipeline file: where the data comes from and how to read its labels.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// Kind of prediction task; decides the loss, the metrics and how labels are validated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskType {
+    /// Labels are 0 or 1 (missing allowed); ROC-AUC / average precision.
+    #[default]
+    Binary,
+    /// Real-valued labels; MAE / RMSE.
+    Regression,
+}
+
+impl TaskType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskType::Binary => "binary",
+            TaskType::Regression => "regression",
+        }
+    }
+}
+
+/// Which columns hold labels.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum LabelColumns {
+    /// These columns, in this order.
+    Named(Vec<String>),
+    /// `"*"`: every column except the SMILES column and `ignore_columns` (ToxCast's 617 tasks).
+    All(String),
+}
+
+/// Where a dataset comes from and how to read it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetSpec {
+    /// Short name; the cached file is `data/raw/<file>`.
+    pub name: String,
+    /// Canonical download location.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// File name in the cache (`data/raw/`).
+    pub file: String,
+    /// Names to look for in the offline mirror directory, in order (default: `file`, then the URL's last segment).
+    #[serde(default)]
+    pub mirror_names: Vec<String>,
+    /// Every accepted sha256: of the file's bytes, or of its decompressed content when it is gzipped,
+    /// so a gzipped mirror copy of a plain canonical CSV is recognised.
+    #[serde(default)]
+    pub sha256: Vec<String>,
+    /// A local CSV (plain or gzipped) to use instead of downloading; checked only against `sha256` if given.
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    pub smiles_column: String,
+    pub label_columns: LabelColumns,
+    /// Columns that are neither SMILES nor labels (names, ids), skipped when `label_columns = "*"`.
+    #[serde(default)]
+    pub ignore_columns: Vec<String>,
+    #[serde(default)]
+    pub task_type: TaskType,
+    /// Cell values meaning "label missing" (compared after trimming whitespace).
+    #[serde(default = "default_missing")]
+    pub missing: Vec<String>,
+}
+
+fn default_missing() -> Vec<String> {
+    ["", "nan", "NaN", "NA", "None"].iter().map(|s| s.to_string()).collect()
+}
+
+impl DatasetSpec {
+    /// Mirror file names to try, in order.
+    pub fn mirror_candidates(&self) -> Vec<String> {
+        if !self.mirror_names.is_empty() {
+            return self.mirror_names.clone();
+        }
+        let mut names = vec![self.file.clone()];
+        if let Some(last) = self.url.as_deref().and_then(|u| u.rsplit('/').next()).filter(|s| !s.is_empty()) {
+            if last != self.file {
+                names.push(last.to_string());
+            }
+        }
+        names
+    }
+}
