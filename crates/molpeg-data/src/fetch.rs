@@ -159,6 +159,16 @@ fn read_acceptance(cache: &Path) -> Vec<String> {
     std::fs::read_to_string(acceptance_path(cache)).map(|t| t.lines().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect()).unwrap_or_default()
 }
 
+/// The mirror directory and its direct subdirectories (sorted), so one mirror root can hold
+/// `moleculenet/` and `moses/` side by side.
+fn mirror_dirs(mirror: &Path) -> Vec<PathBuf> {
+    let mut subdirs: Vec<PathBuf> = std::fs::read_dir(mirror)
+        .map(|entries| entries.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_dir()).collect())
+        .unwrap_or_default();
+    subdirs.sort();
+    std::iter::once(mirror.to_path_buf()).chain(subdirs).collect()
+}
+
 /// Finds or fetches the raw file of `spec` and verifies it.
 pub fn ensure_raw(spec: &DatasetSpec, opts: &FetchOptions) -> Result<RawFile, FetchError> {
     if let Some(local) = &spec.path {
@@ -184,14 +194,16 @@ pub fn ensure_raw(spec: &DatasetSpec, opts: &FetchOptions) -> Result<RawFile, Fe
 
     let mut looked = Vec::new();
     if let Some(mirror) = &opts.mirror {
-        for name in spec.mirror_candidates() {
-            let candidate = mirror.join(&name);
-            if candidate.is_file() {
-                let sha = install(spec, opts, open(&candidate)?, &candidate)?;
-                return Ok(RawFile { path: cache, sha256: sha, origin: Origin::Mirror });
+        for dir in mirror_dirs(mirror) {
+            for name in spec.mirror_candidates() {
+                let candidate = dir.join(&name);
+                if candidate.is_file() {
+                    let sha = install(spec, opts, open(&candidate)?, &candidate)?;
+                    return Ok(RawFile { path: cache, sha256: sha, origin: Origin::Mirror });
+                }
             }
-            looked.push(candidate.display().to_string());
         }
+        looked.push(format!("{} and its subdirectories", mirror.display()));
     } else {
         looked.push(format!("no mirror (${MIRROR_ENV} unset)"));
     }

@@ -62,9 +62,6 @@ impl RowReader {
             .iter()
             .map(|name| find(name).ok_or_else(|| column_error(&format!("label column `{name}` not found"))))
             .collect::<Result<Vec<_>, _>>()?;
-        if task_names.is_empty() {
-            return Err(column_error("no label columns").into());
-        }
         Ok(RowReader {
             path: path.to_path_buf(),
             records: reader.into_records(),

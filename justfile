@@ -1,0 +1,56 @@
+# molpeg: `just --list` explains every recipe. `just pipeline hiv` runs the HIV pipeline end to end;
+# `just test` runs the tests. Both run `just setup` first, so on a fresh machine they are all you type.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+cache := env("MOLPEG_CACHE", env("HOME") / ".cache/molpeg")
+venv := cache / "venv"
+# Build outputs live outside the clone so reruns (and CI on the same machine) are incremental.
+export CARGO_TARGET_DIR := env("CARGO_TARGET_DIR", cache / "target")
+# tch-sys finds libtorch through the venv's torch; binaries carry an rpath to it.
+export LIBTORCH_USE_PYTORCH := "1"
+export PATH := venv / "bin" + ":" + env("PATH")
+# Independent Parquet reader (pyarrow) used by the tests.
+export MOLPEG_PYTHON := venv / "bin/python"
+# Offline dataset mirror: defaults to the shared copies beside the checkout when present.
+export MOLPEG_DATA_MIRROR := env("MOLPEG_DATA_MIRROR", if path_exists("../shared/datasets") == "true" { canonicalize("../shared/datasets") } else { "" })
+bin := CARGO_TARGET_DIR / "release"
+
+# List recipes.
+default:
+    @just --list
+
+# Install Debian packages (RDKit, boost) and the Python venv with torch 2.11 + pyarrow; idempotent.
+setup:
+    @bash scripts/setup.sh
+
+# Build every stage binary (release).
+build: setup
+    cargo build --release --workspace --bins
+
+# Fetch a pipeline's raw dataset into data/raw/ (mirror first, then the canonical URL; checksummed).
+fetch name *flags: build
+    {{bin}}/molpeg-fetch --pipeline pipelines/{{name}}.toml {{flags}}
+
+# Featurize SMILES into runs/NAME/featurize/graphs.parquet (+ rejects.parquet).
+featurize name *flags: build
+    {{bin}}/molpeg-featurize --pipeline pipelines/{{name}}.toml {{flags}}
+
+# Split into train/valid/test: runs/NAME/split/split.parquet.
+split name *flags: build
+    {{bin}}/molpeg-split --pipeline pipelines/{{name}}.toml {{flags}}
+
+# Fine-tune the GIN on the split: runs/NAME/finetune/{metrics.parquet,summary.json,model.safetensors}.
+finetune name *flags: build
+    {{bin}}/molpeg-finetune --pipeline pipelines/{{name}}.toml {{flags}}
+
+# Run every stage of a pipeline in order; unchanged stages are skipped from their manifests.
+pipeline name: (featurize name) (split name) (finetune name)
+
+# Run the test suite (unit, integration and end-to-end tests with real RDKit, libtorch and pyarrow).
+test: setup
+    cargo test --workspace --no-fail-fast
+
+# Benchmarks: `just bench featurize` or `just bench train`; results go to bench/results/.
+bench what: build
+    bash bench/{{what}}.sh

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs what a fresh Debian machine lacks to build, test and run molpeg. Idempotent: a second run
+# checks and returns in about a second.
+#   - Debian packages for RDKit: librdkit-dev libboost-dev libboost-serialization-dev
+#   - a Python venv OUTSIDE the clone ($MOLPEG_CACHE/venv, default ~/.cache/molpeg/venv) with
+#     torch==2.11.0 (the libtorch that tch 0.24 binds), pyarrow (independent Parquet reader for tests)
+#     and numpy, plus `just` (rust-just) so the justfile runs.
+set -euo pipefail
+
+cache="${MOLPEG_CACHE:-$HOME/.cache/molpeg}"
+venv="$cache/venv"
+torch_version="2.11.0"
+mkdir -p "$cache"
+
+apt_packages=(librdkit-dev libboost-dev libboost-serialization-dev)
+missing=()
+for p in "${apt_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing Debian packages: ${missing[*]}"
+  sudo_cmd=()
+  [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+  "${sudo_cmd[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if [ ! -x "$venv/bin/python" ]; then
+  echo "setup: creating Python venv at $venv"
+  python3 -m venv "$venv"
+fi
+stamp="$venv/.molpeg-setup-torch-$torch_version"
+if [ ! -f "$stamp" ]; then
+  echo "setup: installing torch==$torch_version, pyarrow, numpy, rust-just into $venv (one time, a few minutes)"
+  "$venv/bin/pip" install -q --upgrade pip
+  "$venv/bin/pip" install -q "torch==$torch_version" pyarrow numpy rust-just
+  "$venv/bin/python" -c "import torch, pyarrow; assert torch.__version__.startswith('$torch_version'), torch.__version__"
+  touch "$stamp"
+fi
