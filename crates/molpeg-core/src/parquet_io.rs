@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
@@ -23,6 +24,7 @@ pub const ROW_GROUP_ROWS: usize = 16 * 1024;
 /// Writes one Parquet file atomically: nothing appears under the final name until [`ParquetSink::finish`].
 pub struct ParquetSink {
     writer: ArrowWriter<File>,
+    schema: SchemaRef,
     pending: PendingRename,
     rows: usize,
 }
@@ -38,18 +40,24 @@ impl ParquetSink {
             KeyValue::new(meta::KIND.to_string(), kind.to_string()),
         ];
         kv.extend(extra.iter().map(|(k, v)| KeyValue::new(k.clone(), v.clone())));
+        // Also on the Arrow schema: pyarrow reads metadata from the embedded Arrow schema.
+        let schema_metadata = kv.iter().map(|k| (k.key.clone(), k.value.clone().unwrap_or_default())).collect();
+        let schema = Arc::new(schema.as_ref().clone().with_metadata(schema_metadata));
         let props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("valid zstd level")))
             .set_max_row_group_size(ROW_GROUP_ROWS)
             .set_key_value_metadata(Some(kv))
             .build();
-        let writer = ArrowWriter::try_new(file, schema, Some(props)).map_err(|e| Error::parquet(path, e))?;
-        Ok(ParquetSink { writer, pending, rows: 0 })
+        let writer = ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(|e| Error::parquet(path, e))?;
+        Ok(ParquetSink { writer, schema, pending, rows: 0 })
     }
 
+    /// Writes a batch built against the plain schema (without metadata).
     pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
         self.rows += batch.num_rows();
-        self.writer.write(batch).map_err(|e| Error::parquet(self.pending.final_path(), e))
+        let path = self.pending.final_path();
+        let batch = RecordBatch::try_new(self.schema.clone(), batch.columns().to_vec()).map_err(|e| Error::arrow(path, e))?;
+        self.writer.write(&batch).map_err(|e| Error::parquet(path, e))
     }
 
     /// Closes the file, syncs it and renames it into place. Returns the final path and row count.
@@ -125,7 +133,6 @@ impl ParquetSource {
 mod tests {
     use super::*;
     use arrow::array::{StringArray, UInt32Array};
-    use std::sync::Arc;
 
     #[test]
     fn round_trip_with_metadata_and_schema_check() {
