@@ -111,6 +111,49 @@ pub mod split {
     }
 }
 
+/// `scores.parquet`: long form, one row per training sample each time the dual-pace models see it.
+pub mod scores {
+    use super::*;
+    pub const KIND: &str = "scores";
+    pub const MOL_ID: &str = "mol_id";
+    pub const EPOCH: &str = "epoch";
+    pub const LOSS_ONLINE: &str = "loss_online";
+    pub const LOSS_REF: &str = "loss_ref";
+    pub const SCORE: &str = "score";
+
+    pub fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new(MOL_ID, DataType::UInt32, false),
+            Field::new(EPOCH, DataType::UInt32, false),
+            Field::new(LOSS_ONLINE, DataType::Float32, false),
+            Field::new(LOSS_REF, DataType::Float32, false),
+            Field::new(SCORE, DataType::Float32, false),
+        ]))
+    }
+}
+
+/// `sample_scores.parquet`: one row per training sample, the per-sample summary of `scores.parquet`.
+pub mod sample_scores {
+    use super::*;
+    pub const KIND: &str = "sample_scores";
+    pub const MOL_ID: &str = "mol_id";
+    pub const SCORE_LAST: &str = "score_last";
+    pub const SCORE_MEAN: &str = "score_mean";
+    /// Signed discrepancy `loss_online - loss_ref` at the last sighting.
+    pub const DELTA_LAST: &str = "delta_last";
+    pub const TIMES_SEEN: &str = "times_seen";
+
+    pub fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new(MOL_ID, DataType::UInt32, false),
+            Field::new(SCORE_LAST, DataType::Float32, false),
+            Field::new(SCORE_MEAN, DataType::Float32, false),
+            Field::new(DELTA_LAST, DataType::Float32, false),
+            Field::new(TIMES_SEEN, DataType::UInt32, false),
+        ]))
+    }
+}
+
 /// `coreset.parquet`: the training samples a static selection keeps.
 pub mod coreset {
     use super::*;

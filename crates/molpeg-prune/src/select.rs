@@ -1,0 +1,327 @@
+//! Static selection: rank the training samples by a score and keep ⌊r·N⌋ of them.
+//!
+//! Rules:
+//! - `molpeg`: the largest MolPeg scores |loss_θ − loss_ξ| (Chen et al. 2024). The score is the absolute
+//!   value of a signed discrepancy, so the kept set holds both tails: samples the online model fits
+//!   much better than the reference (easy, being learned fast) and much worse (hard).
+//!   `aggregate` picks the per-sample score: the last one seen (`last`) or the mean over epochs (`mean`).
+//! - `random`: a seeded uniform subset (the baseline every rule must beat).
+//! - `column:NAME`: any numeric column of the scores file, `order` desc (largest kept) or asc, so a
+//!   score computed in pandas drives selection.
+//!
+//! Ties are broken by `mol_id` ascending, so every rule is deterministic.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray, Float32Array, Float64Array, UInt32Array};
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, Float64Type, UInt32Type};
+use arrow::record_batch::RecordBatch;
+use molpeg_core::manifest::{Outcome, StageRun};
+use molpeg_core::parquet_io::{write_batches, ParquetSource};
+use molpeg_core::pipeline::Pipeline;
+use molpeg_core::schema::{coreset, sample_scores, split};
+use molpeg_core::Error;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::keep::KeepFraction;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Aggregate {
+    #[default]
+    Last,
+    Mean,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Order {
+    /// Keep the largest values.
+    #[default]
+    Desc,
+    /// Keep the smallest values.
+    Asc,
+}
+
+/// A parsed `--rule`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum Rule {
+    Molpeg,
+    Random,
+    Column(String),
+}
+
+impl std::str::FromStr for Rule {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "molpeg" => Ok(Rule::Molpeg),
+            "random" => Ok(Rule::Random),
+            _ => match s.strip_prefix("column:") {
+                Some(name) if !name.is_empty() => Ok(Rule::Column(name.to_string())),
+                _ => Err(format!("unknown rule `{s}`: expected molpeg, random or column:NAME")),
+            },
+        }
+    }
+}
+
+/// One kept sample.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Kept {
+    pub mol_id: u32,
+    pub rank: u32,
+    pub score: Option<f64>,
+    pub weight: f32,
+}
+
+/// Keeps the `keep.count(N)` best samples by `score` in `order`; ties by mol_id ascending.
+/// NaN scores rank last whatever the order.
+pub fn top_by_score(samples: &[(u32, f64)], order: Order, keep: KeepFraction, rescale: bool) -> Vec<Kept> {
+    let mut ranked: Vec<&(u32, f64)> = samples.iter().collect();
+    ranked.sort_by(|a, b| {
+        let key = |v: f64| if v.is_nan() { f64::NEG_INFINITY } else if order == Order::Desc { v } else { -v };
+        key(b.1).total_cmp(&key(a.1)).then(a.0.cmp(&b.0))
+    });
+    let weight = if rescale { keep.rescale_weight() } else { 1.0 };
+    ranked
+        .into_iter()
+        .take(keep.count(samples.len()))
+        .enumerate()
+        .map(|(rank, &(mol_id, score))| Kept { mol_id, rank: rank as u32, score: Some(score), weight })
+        .collect()
+}
+
+/// A seeded uniform subset; rank is the draw order.
+pub fn random_subset(mol_ids: &[u32], keep: KeepFraction, seed: u64, rescale: bool) -> Vec<Kept> {
+    let mut ids = mol_ids.to_vec();
+    ids.sort_unstable();
+    ids.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
+    let weight = if rescale { keep.rescale_weight() } else { 1.0 };
+    ids.into_iter()
+        .take(keep.count(mol_ids.len()))
+        .enumerate()
+        .map(|(rank, mol_id)| Kept { mol_id, rank: rank as u32, score: None, weight })
+        .collect()
+}
+
+/// The `[select]` section of a pipeline file (flags override it).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SelectConfig {
+    #[serde(default = "default_rule")]
+    pub rule: String,
+    #[serde(default)]
+    pub order: Order,
+    #[serde(default)]
+    pub aggregate: Aggregate,
+    /// Keep fraction r ∈ (0, 1]; exactly one of `keep` / `prune`.
+    #[serde(default)]
+    pub keep: Option<f64>,
+    /// Prune fraction p ∈ [0, 1), keep = 1 − p.
+    #[serde(default)]
+    pub prune: Option<f64>,
+    #[serde(default)]
+    pub seed: u64,
+    /// Weight kept samples' loss by 1/r (the paper's rescaling).
+    #[serde(default = "default_true")]
+    pub rescale: bool,
+    /// Scores file; default `runs/<pipeline>/score/sample_scores.parquet`.
+    #[serde(default)]
+    pub scores: Option<PathBuf>,
+}
+
+fn default_rule() -> String {
+    "molpeg".into()
+}
+fn default_true() -> bool {
+    true
+}
+
+impl Default for SelectConfig {
+    fn default() -> Self {
+        SelectConfig { rule: default_rule(), order: Order::Desc, aggregate: Aggregate::Last, keep: None, prune: None, seed: 0, rescale: true, scores: None }
+    }
+}
+
+impl SelectConfig {
+    pub fn keep_fraction(&self) -> Result<KeepFraction, String> {
+        match (self.keep, self.prune) {
+            (Some(_), Some(_)) => Err("give either keep or prune, not both".into()),
+            (Some(k), None) => KeepFraction::new(k),
+            (None, Some(p)) => KeepFraction::from_prune(p),
+            (None, None) => Err("no keep fraction: pass --keep R (e.g. 0.4) or --prune P (e.g. 0.6)".into()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SelectSummary {
+    pub rule: Rule,
+    pub keep: f64,
+    pub candidates: usize,
+    pub kept: usize,
+    pub weight: f32,
+    pub output: PathBuf,
+}
+
+/// Runs the select stage into `out_dir` (default `runs/<pipeline>/select`).
+pub fn run(pipeline: &Pipeline, runs_root: &Path, config: &SelectConfig, out_dir: Option<&Path>, force: bool) -> Result<Outcome<SelectSummary>, Error> {
+    let bad = |m: String| Error::config(&pipeline.path, format!("[select]: {m}"));
+    let keep = config.keep_fraction().map_err(bad)?;
+    let rule: Rule = config.rule.parse().map_err(bad)?;
+    let split_path = pipeline.stage_dir(runs_root, "split").join("split.parquet");
+    let scores_path = config.scores.clone().unwrap_or_else(|| pipeline.stage_dir(runs_root, "score").join("sample_scores.parquet"));
+    let dir = out_dir.map(Path::to_path_buf).unwrap_or_else(|| pipeline.stage_dir(runs_root, "select"));
+    let output = dir.join("coreset.parquet");
+
+    let mut inputs: Vec<&Path> = vec![&split_path];
+    if rule != Rule::Random {
+        inputs.push(&scores_path);
+    }
+    for input in &inputs {
+        if !input.exists() {
+            let hint = if *input == split_path.as_path() { "run the split stage first" } else { "run the score stage first, or pass --scores FILE" };
+            return Err(Error::invalid(*input, format!("not found; {hint}")));
+        }
+    }
+    let params = serde_json::json!({"rule": rule, "order": config.order, "aggregate": config.aggregate, "keep": keep.get(), "seed": config.seed, "rescale": config.rescale});
+    let stage = StageRun::new("select", &dir, &params, &inputs)?;
+    if !force && stage.cached().is_some() {
+        return Ok(Outcome::UpToDate(dir));
+    }
+    stage.begin()?;
+
+    let train_ids = read_train_ids(&split_path)?;
+    let kept = match &rule {
+        Rule::Random => random_subset(&train_ids, keep, config.seed, config.rescale),
+        Rule::Molpeg => {
+            let column = match config.aggregate {
+                Aggregate::Last => sample_scores::SCORE_LAST,
+                Aggregate::Mean => sample_scores::SCORE_MEAN,
+            };
+            let scored = read_scores_for(&scores_path, column, &train_ids)?;
+            top_by_score(&scored, Order::Desc, keep, config.rescale)
+        }
+        Rule::Column(name) => {
+            let scored = read_scores_for(&scores_path, name, &train_ids)?;
+            top_by_score(&scored, config.order, keep, config.rescale)
+        }
+    };
+
+    let batch = RecordBatch::try_new(
+        coreset::schema(),
+        vec![
+            Arc::new(UInt32Array::from_iter_values(kept.iter().map(|k| k.mol_id))),
+            Arc::new(UInt32Array::from_iter_values(kept.iter().map(|k| k.rank))),
+            Arc::new(Float64Array::from_iter(kept.iter().map(|k| k.score))),
+            Arc::new(Float32Array::from_iter_values(kept.iter().map(|k| k.weight))),
+        ],
+    )
+    .map_err(|e| Error::arrow(&output, e))?;
+    let meta = [("molpeg.select_params".to_string(), params.to_string())].into();
+    write_batches(&output, coreset::schema(), coreset::KIND, &meta, &[batch])?;
+    let summary = SelectSummary { rule, keep: keep.get(), candidates: train_ids.len(), kept: kept.len(), weight: kept.first().map_or(1.0, |k| k.weight), output: output.clone() };
+    stage.finish(&[&output], &summary)?;
+    Ok(Outcome::Ran(summary))
+}
+
+fn read_train_ids(path: &Path) -> Result<Vec<u32>, Error> {
+    let mut ids = Vec::new();
+    for batch in ParquetSource::open(path, &split::schema())?.read_columns(&[split::MOL_ID, split::SPLIT])? {
+        let batch = batch.map_err(|e| Error::arrow(path, e))?;
+        let mol_ids = batch.column(0).as_primitive::<UInt32Type>();
+        let parts = batch.column(1).as_string::<i32>();
+        ids.extend((0..batch.num_rows()).filter(|&i| parts.value(i) == split::TRAIN).map(|i| mol_ids.value(i)));
+    }
+    if ids.is_empty() {
+        return Err(Error::invalid(path, "has no training molecules to select from"));
+    }
+    Ok(ids)
+}
+
+/// Reads `mol_id` and a numeric `column` of any scores file and returns the training samples' values.
+fn read_scores_for(path: &Path, column: &str, train_ids: &[u32]) -> Result<Vec<(u32, f64)>, Error> {
+    let expected = Arc::new(arrow::datatypes::Schema::new(vec![arrow::datatypes::Field::new(sample_scores::MOL_ID, DataType::UInt32, false)]));
+    let source = ParquetSource::open(path, &expected)?;
+    let mut by_id = HashMap::new();
+    for batch in source.read_columns(&[sample_scores::MOL_ID, column])? {
+        let batch = batch.map_err(|e| Error::arrow(path, e))?;
+        let ids = batch.column(0).as_primitive::<UInt32Type>();
+        let values = cast(batch.column(1), &DataType::Float64)
+            .map_err(|e| Error::invalid(path, format!("column `{column}` is not numeric: {e}")))?;
+        let values = values.as_primitive::<Float64Type>();
+        for i in 0..batch.num_rows() {
+            by_id.insert(ids.value(i), if values.is_null(i) { f64::NAN } else { values.value(i) });
+        }
+    }
+    let missing: Vec<u32> = train_ids.iter().filter(|id| !by_id.contains_key(id)).copied().collect();
+    if !missing.is_empty() {
+        return Err(Error::invalid(
+            path,
+            format!("{} training molecules have no `{column}` (first mol_ids: {:?}); rerun the score stage for this split", missing.len(), &missing[..missing.len().min(5)]),
+        ));
+    }
+    Ok(train_ids.iter().map(|id| (*id, by_id[id])).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keep(r: f64) -> KeepFraction {
+        KeepFraction::new(r).unwrap()
+    }
+
+    #[test]
+    fn molpeg_keeps_both_tails_of_the_signed_discrepancy() {
+        // Signed loss_online − loss_ref: very negative = online fits far better (easy); very positive = hard.
+        let deltas = [-3.0, -0.1, 0.05, 0.2, 2.5, -0.3, 0.0, 1.0];
+        let samples: Vec<(u32, f64)> = deltas.iter().enumerate().map(|(i, d): (usize, &f64)| (i as u32, d.abs())).collect();
+        let kept = top_by_score(&samples, Order::Desc, keep(0.25), true);
+        let ids: Vec<u32> = kept.iter().map(|k| k.mol_id).collect();
+        assert_eq!(ids, vec![0, 4], "keeps the most negative and the most positive discrepancy");
+        assert!(kept.iter().all(|k| k.weight == 4.0));
+        assert_eq!(kept.iter().map(|k| k.rank).collect::<Vec<_>>(), vec![0, 1]);
+    }
+
+    #[test]
+    fn exact_counts_ties_and_determinism() {
+        let samples: Vec<(u32, f64)> = (0..100u32).rev().map(|i| (i, (i % 5) as f64)).collect();
+        for r in [0.01, 0.1, 0.33, 0.5, 1.0] {
+            let a = top_by_score(&samples, Order::Desc, keep(r), false);
+            assert_eq!(a.len(), keep(r).count(100));
+            assert_eq!(a, top_by_score(&samples, Order::Desc, keep(r), false));
+        }
+        // Ties (score 4) broken by mol_id ascending.
+        let first: Vec<u32> = top_by_score(&samples, Order::Desc, keep(0.05), false).iter().map(|k| k.mol_id).collect();
+        assert_eq!(first, vec![4, 9, 14, 19, 24]);
+        let asc: Vec<u32> = top_by_score(&samples, Order::Asc, keep(0.03), false).iter().map(|k| k.mol_id).collect();
+        assert_eq!(asc, vec![0, 5, 10]);
+    }
+
+    #[test]
+    fn random_subset_is_seeded_and_exact() {
+        let ids: Vec<u32> = (0..200).collect();
+        let a = random_subset(&ids, keep(0.3), 5, true);
+        assert_eq!(a.len(), 60);
+        assert_eq!(a, random_subset(&ids, keep(0.3), 5, true));
+        assert_ne!(a, random_subset(&ids, keep(0.3), 6, true));
+        let mut unique: Vec<u32> = a.iter().map(|k| k.mol_id).collect();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), 60);
+    }
+
+    #[test]
+    fn rule_parsing() {
+        assert_eq!("column:el2n".parse::<Rule>().unwrap(), Rule::Column("el2n".into()));
+        assert!("column:".parse::<Rule>().is_err());
+        assert!("herding?".parse::<Rule>().unwrap_err().contains("molpeg, random or column:NAME"));
+    }
+}
