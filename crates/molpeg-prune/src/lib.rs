@@ -7,4 +7,5 @@
 
 pub mod keep;
 pub mod policy;
+pub mod rules;
 pub mod select;
