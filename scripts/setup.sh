@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what a fresh Debian machine lacks to build, test and run molpeg. Idempotent: a second run
 # checks and returns in about a second.
-#   - Debian packages for RDKit: librdkit-dev libboost-dev libboost-serialization-dev
+#   - Debian packages for RDKit (librdkit-dev libboost-dev libboost-serialization-dev) and for
+#     figure text (libfontconfig1-dev libfreetype-dev)
 #   - a Python venv OUTSIDE the clone ($MOLPEG_CACHE/venv, default ~/.cache/molpeg/venv) with
 #     torch==2.11.0 (the libtorch that tch 0.24 binds), pyarrow (independent Parquet reader for tests)
 #     and numpy, plus `just` (rust-just) so the justfile runs.
@@ -12,7 +13,8 @@ venv="$cache/venv"
 torch_version="2.11.0"
 mkdir -p "$cache"
 
-apt_packages=(librdkit-dev libboost-dev libboost-serialization-dev)
+# fontconfig/freetype: plotters renders figure text through them.
+apt_packages=(librdkit-dev libboost-dev libboost-serialization-dev libfontconfig1-dev libfreetype-dev)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
