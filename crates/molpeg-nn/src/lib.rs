@@ -1,1 +1,27 @@
-//! placeholder
+//! GIN models, batch collation, the training loop, EMA, metrics and checkpoints: the only molpeg
+//! crate that links libtorch.
+//!
+//! Layers, from the bottom: [`data`] (the in-memory [`data::GraphStore`] read once from Parquet),
+//! [`batch`] (collation into tensors, prefetching loader), [`model`] (the GIN and
+//! [`model::ema_update`]), [`checkpoint`] (safetensors), [`metrics`] (pure Rust, sklearn-compatible),
+//! [`train`] (the reusable [`train::Trainer`]: one epoch over a caller-given plan of
+//! (sample, weight), per-sample losses out), and [`finetune`] (the stage: [`finetune::run`]).
+//! [`synthetic`] writes fake datasets for tests and benchmarks.
+//!
+//! **Boundary:** no RDKit here; the binaries of this crate can run on a machine with libtorch only.
+
+pub mod batch;
+pub mod checkpoint;
+pub mod cli;
+pub mod data;
+pub mod device;
+pub mod error;
+pub mod finetune;
+pub mod metrics;
+pub mod model;
+pub mod runtime;
+pub mod synthetic;
+pub mod train;
+
+pub use error::{Error, Result};
+pub use tch;

@@ -1,0 +1,453 @@
+//! The featurize stage: a pipeline's dataset CSV → `runs/<pipeline>/featurize/graphs.parquet`
+//! (one row per accepted molecule, [`molpeg_core::schema::graphs`]) and `rejects.parquet`
+//! ([`molpeg_core::schema::rejects`]).
+//!
+//! The input is streamed in chunks of `chunk_rows`: a reader thread parses the CSV ahead, each chunk
+//! is featurized in parallel on a rayon pool (order preserved), and a writer thread appends it to both
+//! Parquet files. Memory stays bounded by a few chunks whatever the input size, and the output is
+//! the same for any thread count. Input rows = accepted + rejected, checked before anything is kept.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::Arc;
+use std::time::Instant;
+
+use arrow::array::{ArrayRef, FixedSizeListArray, Float32Array, ListArray, PrimitiveArray, StringArray, UInt16Array, UInt32Array};
+use arrow::buffer::OffsetBuffer;
+use arrow::datatypes::{ArrowPrimitiveType, DataType, SchemaRef, UInt16Type, UInt8Type};
+use arrow::error::ArrowError;
+use arrow::record_batch::RecordBatch;
+use indicatif::ProgressBar;
+use molpeg_core::manifest::{Outcome, StageRun};
+use molpeg_core::parquet_io::ParquetSink;
+use molpeg_core::pipeline::Pipeline;
+use molpeg_core::schema::{graphs, meta, rejects};
+use molpeg_data::dataset::DatasetSpec;
+use molpeg_data::fetch::{ensure_raw, FetchError, FetchOptions};
+use molpeg_data::source::{LabeledRow, RowReader};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::features::OtherCounts;
+use crate::graph::{rdkit_version, Featurizer, MolGraph, Reject};
+use crate::FEATURIZER_VERSION;
+
+pub const STAGE: &str = "featurize";
+pub const GRAPHS_FILE: &str = "graphs.parquet";
+pub const REJECTS_FILE: &str = "rejects.parquet";
+/// Parquet metadata key for [`FEATURIZER_VERSION`] (the other keys are in [`molpeg_core::schema::meta`]).
+pub const FEATURIZER_VERSION_KEY: &str = "molpeg.featurizer_version";
+
+/// The `[featurize]` section of a pipeline file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FeaturizeConfig {
+    /// Rows read, featurized in parallel and written together; bounds memory.
+    pub chunk_rows: usize,
+    /// Worker threads; 0 = one per core (or `RAYON_NUM_THREADS`).
+    pub threads: usize,
+    /// Featurize only the first N rows of the source (quick runs).
+    pub limit: Option<u64>,
+}
+
+impl Default for FeaturizeConfig {
+    fn default() -> Self {
+        FeaturizeConfig { chunk_rows: 16 * 1024, threads: 0, limit: None }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FeaturizeError {
+    #[error(transparent)]
+    Core(#[from] molpeg_core::Error),
+    /// Boxed: a fetch error is large and rare, and every `Result` here would carry its size.
+    #[error(transparent)]
+    Fetch(Box<FetchError>),
+    #[error("internal error in molpeg-featurize (a bug, please report it): {0}")]
+    Internal(String),
+}
+
+impl From<FetchError> for FeaturizeError {
+    fn from(e: FetchError) -> Self {
+        FeaturizeError::Fetch(Box::new(e))
+    }
+}
+
+/// What a featurize run did; printed by the binary and stored in the manifest.
+#[derive(Debug, Clone, Serialize)]
+pub struct FeaturizeSummary {
+    pub input_rows: u64,
+    pub accepted: u64,
+    pub rejected: u64,
+    /// Rejects per [`Reject::kind`].
+    pub rejected_by_reason: BTreeMap<String, u64>,
+    /// Atoms or bonds whose value went to a feature's "other"/"misc" slot, per `column.feature`.
+    pub other_slots: BTreeMap<String, u64>,
+    pub seconds: f64,
+    pub molecules_per_second: f64,
+    pub threads: usize,
+    pub rdkit_version: String,
+    pub graphs: PathBuf,
+    pub rejects: PathBuf,
+}
+
+/// Runs the stage for `pipeline` (its `[dataset]` section says what to read), writing under
+/// `<runs_root>/<pipeline>/featurize/`. Skipped when a previous run with the same inputs and
+/// parameters left intact outputs, unless `force`.
+pub fn run(
+    pipeline: &Pipeline,
+    runs_root: &Path,
+    config: &FeaturizeConfig,
+    fetch: &FetchOptions,
+    force: bool,
+) -> Result<Outcome<FeaturizeSummary>, FeaturizeError> {
+    if config.chunk_rows == 0 {
+        return Err(molpeg_core::Error::config(&pipeline.path, "[featurize] chunk_rows must be at least 1").into());
+    }
+    let spec: DatasetSpec = pipeline.required_section("dataset")?;
+    let raw = ensure_raw(&spec, fetch)?;
+    let rdkit = rdkit_version();
+    let dir = pipeline.stage_dir(runs_root, STAGE);
+    // Everything that changes the output files; `threads` and `chunk_rows` do not.
+    let params = serde_json::json!({
+        "dataset": spec,
+        "limit": config.limit,
+        "featurizer_version": FEATURIZER_VERSION,
+        "rdkit_version": rdkit,
+    });
+    let stage = StageRun::new(STAGE, &dir, &params, &[&raw.path])?;
+    if !force && stage.cached().is_some() {
+        return Ok(Outcome::UpToDate(dir));
+    }
+    stage.begin()?;
+    let started = Instant::now();
+
+    let reader = RowReader::open(&raw.path, &spec)?;
+    let metadata = BTreeMap::from([
+        (meta::RDKIT_VERSION.to_string(), rdkit.clone()),
+        (meta::SOURCE_SHA256.to_string(), raw.sha256.clone()),
+        (meta::SOURCE_PATH.to_string(), raw.path.display().to_string()),
+        (meta::TASK_NAMES.to_string(), serde_json::to_string(reader.task_names()).expect("strings serialize")),
+        (meta::TASK_TYPE.to_string(), spec.task_type.as_str().to_string()),
+        (FEATURIZER_VERSION_KEY.to_string(), FEATURIZER_VERSION.to_string()),
+    ]);
+    let sinks = Sinks::create(&dir, &metadata)?;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(config.threads)
+        .thread_name(|i| format!("featurize-{i}"))
+        .build()
+        .map_err(|e| FeaturizeError::Internal(format!("cannot start the worker threads: {e}")))?;
+    let bar = molpeg_core::progress::bar(0, "mol");
+    bar.set_message(STAGE);
+
+    let limit = config.limit.map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX));
+    let streamed = stream(reader.take(limit), config.chunk_rows, &pool, sinks, &bar);
+    bar.finish_and_clear();
+    let (tally, sinks) = streamed?;
+
+    if tally.accepted + tally.rejected() != tally.input_rows {
+        return Err(FeaturizeError::Internal(format!(
+            "{} input rows but {} accepted + {} rejected",
+            tally.input_rows,
+            tally.accepted,
+            tally.rejected()
+        )));
+    }
+    let (graphs_path, graph_rows) = sinks.graphs.finish()?;
+    let (rejects_path, reject_rows) = sinks.rejects.finish()?;
+    if graph_rows as u64 != tally.accepted || reject_rows as u64 != tally.rejected() {
+        return Err(FeaturizeError::Internal(format!(
+            "wrote {graph_rows} graphs and {reject_rows} rejects for {} accepted and {} rejected rows",
+            tally.accepted,
+            tally.rejected()
+        )));
+    }
+
+    let seconds = started.elapsed().as_secs_f64();
+    let summary = FeaturizeSummary {
+        input_rows: tally.input_rows,
+        accepted: tally.accepted,
+        rejected: tally.rejected(),
+        other_slots: tally.other.nonzero().map(|(slot, n)| (slot.name().to_string(), n)).collect(),
+        rejected_by_reason: tally.rejected_by_reason,
+        seconds,
+        molecules_per_second: tally.input_rows as f64 / seconds.max(1e-9),
+        threads: pool.current_num_threads(),
+        rdkit_version: rdkit,
+        graphs: graphs_path.clone(),
+        rejects: rejects_path.clone(),
+    };
+    stage.finish(&[&graphs_path, &rejects_path], &summary)?;
+    Ok(Outcome::Ran(summary))
+}
+
+/// Both outputs, still under their temporary names until the run is known to be complete.
+struct Sinks {
+    graphs: ParquetSink,
+    rejects: ParquetSink,
+    graphs_path: PathBuf,
+    rejects_path: PathBuf,
+}
+
+impl Sinks {
+    fn create(dir: &Path, metadata: &BTreeMap<String, String>) -> Result<Self, molpeg_core::Error> {
+        let (graphs_path, rejects_path) = (dir.join(GRAPHS_FILE), dir.join(REJECTS_FILE));
+        Ok(Sinks {
+            graphs: ParquetSink::create(&graphs_path, graphs::schema(), graphs::KIND, metadata)?,
+            rejects: ParquetSink::create(&rejects_path, rejects::schema(), rejects::KIND, metadata)?,
+            graphs_path,
+            rejects_path,
+        })
+    }
+}
+
+/// One input row and what became of it.
+type Featurized = (LabeledRow, Result<MolGraph, Reject>);
+
+#[derive(Default)]
+struct Tally {
+    input_rows: u64,
+    accepted: u64,
+    rejected_by_reason: BTreeMap<String, u64>,
+    other: OtherCounts,
+}
+
+impl Tally {
+    fn rejected(&self) -> u64 {
+        self.rejected_by_reason.values().sum()
+    }
+
+    fn add(&mut self, chunk: &[Featurized]) {
+        for (_, result) in chunk {
+            match result {
+                Ok(graph) => {
+                    self.accepted += 1;
+                    self.other.add(&graph.other);
+                }
+                Err(reject) => *self.rejected_by_reason.entry(reject.kind().to_string()).or_default() += 1,
+            }
+        }
+    }
+}
+
+/// Reader thread → featurize on `pool` (this thread waits) → writer thread, chunk by chunk. Returns
+/// the unfinished sinks only when every row went through, so a failed run leaves no output behind.
+fn stream(
+    rows: impl Iterator<Item = Result<LabeledRow, FetchError>> + Send,
+    chunk_rows: usize,
+    pool: &rayon::ThreadPool,
+    sinks: Sinks,
+    bar: &ProgressBar,
+) -> Result<(Tally, Sinks), FeaturizeError> {
+    std::thread::scope(|scope| {
+        let (chunk_tx, chunk_rx) = sync_channel(1);
+        let (done_tx, done_rx) = sync_channel(1);
+        let reader = scope.spawn(move || read_chunks(rows, chunk_rows, chunk_tx, bar));
+        let writer = scope.spawn(move || write_chunks(done_rx, sinks));
+
+        let mut tally = Tally::default();
+        let mut failure = None;
+        for chunk in chunk_rx.iter() {
+            let rows: Vec<LabeledRow> = match chunk {
+                Ok(rows) => rows,
+                Err(e) => {
+                    failure = Some(FeaturizeError::from(e));
+                    break;
+                }
+            };
+            let featurized: Vec<Featurized> = pool.install(|| {
+                rows.into_par_iter()
+                    .map_init(Featurizer::new, |featurizer, row| {
+                        let result = featurizer.featurize(&row.smiles);
+                        (row, result)
+                    })
+                    .collect()
+            });
+            tally.add(&featurized);
+            bar.inc(featurized.len() as u64);
+            if done_tx.send(featurized).is_err() {
+                break; // The writer stopped on an error, which its join below returns.
+            }
+        }
+        drop(done_tx);
+        drop(chunk_rx); // Unblocks the reader if we stopped early.
+        let written = writer.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        tally.input_rows = reader.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        Ok((tally, written?))
+    })
+}
+
+/// Sends the rows in chunks; a CSV error is sent in place of a chunk and ends reading. Returns the
+/// number of rows read.
+fn read_chunks(
+    mut rows: impl Iterator<Item = Result<LabeledRow, FetchError>>,
+    chunk_rows: usize,
+    chunks: SyncSender<Result<Vec<LabeledRow>, FetchError>>,
+    bar: &ProgressBar,
+) -> u64 {
+    let mut read = 0u64;
+    loop {
+        let mut chunk = Vec::with_capacity(chunk_rows);
+        for row in rows.by_ref().take(chunk_rows) {
+            match row {
+                Ok(row) => chunk.push(row),
+                Err(e) => {
+                    let _ = chunks.send(Err(e));
+                    return read;
+                }
+            }
+        }
+        if chunk.is_empty() {
+            return read;
+        }
+        read += chunk.len() as u64;
+        bar.inc_length(chunk.len() as u64);
+        if chunks.send(Ok(chunk)).is_err() {
+            return read;
+        }
+    }
+}
+
+/// Appends every featurized chunk to the two files; hands the sinks back when the input ends.
+fn write_chunks(chunks: Receiver<Vec<Featurized>>, mut sinks: Sinks) -> Result<Sinks, FeaturizeError> {
+    for chunk in chunks {
+        let (accepted, rejected): (Vec<_>, Vec<_>) = chunk.iter().partition(|(_, result)| result.is_ok());
+        if !accepted.is_empty() {
+            let molecules = accepted.iter().map(|(row, result)| (row, result.as_ref().expect("partitioned"))).collect::<Vec<_>>();
+            let batch = graphs_batch(&molecules).map_err(|e| molpeg_core::Error::arrow(&sinks.graphs_path, e))?;
+            sinks.graphs.write(&batch)?;
+        }
+        if !rejected.is_empty() {
+            let reasons = rejected.iter().map(|(row, result)| (row, result.as_ref().expect_err("partitioned"))).collect::<Vec<_>>();
+            let batch = rejects_batch(&reasons).map_err(|e| molpeg_core::Error::arrow(&sinks.rejects_path, e))?;
+            sinks.rejects.write(&batch)?;
+        }
+    }
+    Ok(sinks)
+}
+
+/// One `graphs.parquet` batch, in input order.
+fn graphs_batch(molecules: &[(&LabeledRow, &MolGraph)]) -> Result<RecordBatch, ArrowError> {
+    let schema = graphs::schema();
+    let column_type = |name: &str| schema.field_with_name(name).map(|f| f.data_type().clone());
+    let graphs = || molecules.iter().map(|(_, g)| *g);
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(UInt32Array::from_iter_values(molecules.iter().map(|(row, _)| row.row))),
+        Arc::new(StringArray::from_iter_values(molecules.iter().map(|(row, _)| &row.smiles))),
+        Arc::new(StringArray::from_iter_values(graphs().map(|g| &g.canonical_smiles))),
+        Arc::new(StringArray::from_iter_values(graphs().map(|g| &g.scaffold))),
+        // Counts fit: featurization rejects molecules over u16::MAX atoms or bonds.
+        Arc::new(UInt16Array::from_iter_values(graphs().map(|g| g.num_atoms() as u16))),
+        Arc::new(UInt16Array::from_iter_values(graphs().map(|g| g.num_bonds() as u16))),
+        list_of_fixed::<UInt8Type, 2>(&column_type(graphs::ATOM_HU)?, graphs().map(|g| g.atom_hu.as_slice()))?,
+        list_of_fixed::<UInt8Type, 9>(&column_type(graphs::ATOM_OGB)?, graphs().map(|g| g.atom_ogb.as_slice()))?,
+        list_of_fixed::<UInt16Type, 2>(&column_type(graphs::EDGE_INDEX)?, graphs().map(|g| g.edge_index.as_slice()))?,
+        list_of_fixed::<UInt8Type, 2>(&column_type(graphs::BOND_HU)?, graphs().map(|g| g.bond_hu.as_slice()))?,
+        list_of_fixed::<UInt8Type, 3>(&column_type(graphs::BOND_OGB)?, graphs().map(|g| g.bond_ogb.as_slice()))?,
+        labels_column(&column_type(graphs::LABELS)?, molecules.iter().map(|(row, _)| row.labels.as_slice()))?,
+    ];
+    RecordBatch::try_new(schema, columns)
+}
+
+/// One `rejects.parquet` batch, in input order.
+fn rejects_batch(rejected: &[(&LabeledRow, &Reject)]) -> Result<RecordBatch, ArrowError> {
+    let schema: SchemaRef = rejects::schema();
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(UInt32Array::from_iter_values(rejected.iter().map(|(row, _)| row.row))),
+        Arc::new(StringArray::from_iter_values(rejected.iter().map(|(row, _)| &row.smiles))),
+        Arc::new(StringArray::from_iter_values(rejected.iter().map(|(_, reason)| reason.to_string()))),
+    ];
+    RecordBatch::try_new(schema, columns)
+}
+
+/// Splits `list<item>` into its item field.
+fn list_item(list_type: &DataType) -> Result<&Arc<arrow::datatypes::Field>, ArrowError> {
+    match list_type {
+        DataType::List(item) => Ok(item),
+        other => Err(ArrowError::SchemaError(format!("expected a list column, the schema says {other}"))),
+    }
+}
+
+/// A `list<fixed_size_list<T, W>>` column with one list per molecule, typed exactly as the schema says.
+fn list_of_fixed<'a, T, const W: usize>(
+    list_type: &DataType,
+    per_molecule: impl Iterator<Item = &'a [[T::Native; W]]>,
+) -> Result<ArrayRef, ArrowError>
+where
+    T: ArrowPrimitiveType,
+{
+    let list_field = list_item(list_type)?;
+    let DataType::FixedSizeList(value_field, width) = list_field.data_type() else {
+        return Err(ArrowError::SchemaError(format!("expected list<fixed_size_list>, the schema says {list_type}")));
+    };
+    debug_assert_eq!(*width as usize, W);
+    let mut lengths = Vec::new();
+    let mut values = Vec::new();
+    for rows in per_molecule {
+        lengths.push(rows.len());
+        values.extend(rows.iter().flatten().copied());
+    }
+    let values = PrimitiveArray::<T>::from_iter_values(values);
+    let rows = FixedSizeListArray::try_new(value_field.clone(), *width, Arc::new(values), None)?;
+    Ok(Arc::new(ListArray::try_new(list_field.clone(), OffsetBuffer::from_lengths(lengths), Arc::new(rows), None)?))
+}
+
+/// `labels: list<f32>`, a missing label being a null item.
+fn labels_column<'a>(list_type: &DataType, per_molecule: impl Iterator<Item = &'a [Option<f32>]>) -> Result<ArrayRef, ArrowError> {
+    let item_field = list_item(list_type)?;
+    let mut lengths = Vec::new();
+    let mut values = Vec::new();
+    for labels in per_molecule {
+        lengths.push(labels.len());
+        values.extend_from_slice(labels);
+    }
+    let values = Float32Array::from(values);
+    Ok(Arc::new(ListArray::try_new(item_field.clone(), OffsetBuffer::from_lengths(lengths), Arc::new(values), None)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Array, AsArray};
+
+    fn row(row: u32, smiles: &str, labels: Vec<Option<f32>>) -> LabeledRow {
+        LabeledRow { row, smiles: smiles.to_string(), labels }
+    }
+
+    #[test]
+    fn graph_batch_matches_the_schema_and_keeps_order() {
+        let rows = [row(3, "CCO", vec![Some(1.0), None]), row(7, "c1ccccc1", vec![None, Some(0.0)])];
+        let graphs: Vec<MolGraph> = rows.iter().map(|r| crate::featurize_smiles(&r.smiles).unwrap()).collect();
+        let molecules: Vec<_> = rows.iter().zip(&graphs).collect();
+        let batch = graphs_batch(&molecules).unwrap();
+        assert_eq!(batch.schema(), graphs::schema());
+        assert_eq!(batch.column(0).as_primitive::<arrow::datatypes::UInt32Type>().values(), &[3, 7]);
+        let edges = batch.column_by_name(graphs::EDGE_INDEX).unwrap().as_list::<i32>();
+        assert_eq!(edges.value_length(0), 4);
+        assert_eq!(edges.value_length(1), 12);
+        let labels = batch.column_by_name(graphs::LABELS).unwrap().as_list::<i32>();
+        let first = labels.value(0);
+        assert_eq!((first.len(), first.null_count()), (2, 1));
+    }
+
+    #[test]
+    fn reject_batch_carries_row_smiles_and_reason() {
+        let rows = [row(5, "xyz", vec![])];
+        let reject = Reject::Unparsable;
+        let batch = rejects_batch(&[(&rows[0], &reject)]).unwrap();
+        assert_eq!(batch.schema(), rejects::schema());
+        assert_eq!(batch.column(2).as_string::<i32>().value(0), "RDKit could not parse SMILES");
+    }
+
+    #[test]
+    fn config_defaults_and_typos() {
+        let pipeline = Pipeline::parse(Path::new("p.toml"), "[featurize]\nlimit = 10\n[typo]\nchunk_row = 1\n").unwrap();
+        let config: FeaturizeConfig = pipeline.section("featurize").unwrap();
+        assert_eq!(config, FeaturizeConfig { limit: Some(10), ..FeaturizeConfig::default() });
+        assert!(pipeline.section::<FeaturizeConfig>("typo").is_err());
+    }
+}

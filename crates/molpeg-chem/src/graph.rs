@@ -1,0 +1,273 @@
+//! One molecule from SMILES to [`MolGraph`]: RDKit parses (through rdkit-sys), our bridge reads the
+//! atoms and bonds, [`crate::features`] maps them to both schemes' indices. A SMILES that cannot be
+//! featurized gives a [`Reject`], never a panic or an abort.
+
+use std::fmt;
+
+use cxx::let_cxx_string;
+use rdkit_sys::ro_mol_ffi::smiles_to_mol;
+
+use crate::bridge::ffi::{self, MolRecord};
+use crate::features::{hu, ogb, OtherCounts};
+
+/// Node and edge indices are stored as `u16` in the graph Parquet file.
+pub const MAX_ATOMS: usize = u16::MAX as usize;
+pub const MAX_BONDS: usize = u16::MAX as usize;
+
+/// A featurized molecule, laid out like OGB's `smiles2graph` and Hu et al.'s
+/// `mol_to_graph_data_obj_simple`: RDKit bond `i` gives the directed edges `2i` (begin → end) and
+/// `2i + 1` (end → begin), and every edge feature is repeated for both directions.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MolGraph {
+    /// RDKit's canonical isomeric SMILES.
+    pub canonical_smiles: String,
+    /// Bemis–Murcko scaffold with chirality; `""` for acyclic molecules.
+    pub scaffold: String,
+    /// Per atom: `[atomic number index, chirality tag]`.
+    pub atom_hu: Vec<[u8; 2]>,
+    /// Per atom: OGB's 9 features.
+    pub atom_ogb: Vec<[u8; 9]>,
+    /// Per directed edge: `[source atom, target atom]`.
+    pub edge_index: Vec<[u16; 2]>,
+    /// Per directed edge: `[bond type, bond direction]`.
+    pub bond_hu: Vec<[u8; 2]>,
+    /// Per directed edge: OGB's 3 features.
+    pub bond_ogb: Vec<[u8; 3]>,
+    /// Features of this molecule that fell into an "other"/"misc" slot.
+    pub other: OtherCounts,
+}
+
+impl MolGraph {
+    pub fn num_atoms(&self) -> usize {
+        self.atom_hu.len()
+    }
+
+    /// Undirected RDKit bonds (half the directed edges).
+    pub fn num_bonds(&self) -> usize {
+        self.edge_index.len() / 2
+    }
+}
+
+/// Why an input row produced no graph; written to `rejects.parquet`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reject {
+    EmptySmiles,
+    /// RDKit's parser returned no molecule (syntax errors such as unclosed rings).
+    Unparsable,
+    /// RDKit threw while building or sanitizing the molecule (e.g. a valence error); holds its message.
+    Sanitization(String),
+    /// RDKit threw while we read the parsed molecule or computed its SMILES or scaffold.
+    Featurization(String),
+    TooManyAtoms(usize),
+    TooManyBonds(usize),
+}
+
+impl Reject {
+    /// The reason without molecule-specific details, for counting rejects by kind.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Reject::EmptySmiles => "empty SMILES",
+            Reject::Unparsable => "RDKit could not parse SMILES",
+            Reject::Sanitization(_) => "RDKit rejected the molecule",
+            Reject::Featurization(_) => "RDKit failed while featurizing",
+            Reject::TooManyAtoms(_) => "molecule has more than 65535 atoms",
+            Reject::TooManyBonds(_) => "molecule has more than 65535 bonds",
+        }
+    }
+}
+
+impl fmt::Display for Reject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reject::Sanitization(detail) | Reject::Featurization(detail) => write!(f, "{}: {detail}", self.kind()),
+            Reject::TooManyAtoms(n) => write!(f, "{} ({n})", self.kind()),
+            Reject::TooManyBonds(n) => write!(f, "{} ({n})", self.kind()),
+            Reject::EmptySmiles | Reject::Unparsable => f.write_str(self.kind()),
+        }
+    }
+}
+
+/// Featurizes molecules one after the other, reusing its buffers; one per worker thread.
+#[derive(Default)]
+pub struct Featurizer {
+    record: MolRecord,
+}
+
+impl Featurizer {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn featurize(&mut self, smiles: &str) -> Result<MolGraph, Reject> {
+        if smiles.trim().is_empty() {
+            return Err(Reject::EmptySmiles);
+        }
+        let_cxx_string!(cxx_smiles = smiles);
+        let mol = smiles_to_mol(&cxx_smiles).map_err(|e| Reject::Sanitization(e.what().to_string()))?;
+        if mol.is_null() {
+            return Err(Reject::Unparsable);
+        }
+        ffi::describe_molecule(&mol, &mut self.record).map_err(|e| Reject::Featurization(e.what().to_string()))?;
+        drop(mol);
+        graph_from_record(&mut self.record)
+    }
+}
+
+/// Featurizes one SMILES (convenience for one-off use; loops should reuse a [`Featurizer`]).
+pub fn featurize_smiles(smiles: &str) -> Result<MolGraph, Reject> {
+    Featurizer::new().featurize(smiles)
+}
+
+/// Maps a filled record to both schemes; takes the record's strings, keeps its vectors for reuse.
+fn graph_from_record(record: &mut MolRecord) -> Result<MolGraph, Reject> {
+    if record.atoms.len() > MAX_ATOMS {
+        return Err(Reject::TooManyAtoms(record.atoms.len()));
+    }
+    if record.bonds.len() > MAX_BONDS {
+        return Err(Reject::TooManyBonds(record.bonds.len()));
+    }
+    let mut other = OtherCounts::default();
+    let atom_hu = record.atoms.iter().map(|a| hu::atom(a, &mut other)).collect();
+    let atom_ogb = record.atoms.iter().map(|a| ogb::atom(a, &mut other)).collect();
+
+    let directed = 2 * record.bonds.len();
+    let mut edge_index = Vec::with_capacity(directed);
+    let mut bond_hu = Vec::with_capacity(directed);
+    let mut bond_ogb = Vec::with_capacity(directed);
+    for bond in &record.bonds {
+        // Atom indices fit: there are at most MAX_ATOMS atoms.
+        let (begin, end) = (bond.begin_atom as u16, bond.end_atom as u16);
+        let hu_features = hu::bond(bond, &mut other);
+        let ogb_features = ogb::bond(bond, &mut other);
+        edge_index.extend([[begin, end], [end, begin]]);
+        bond_hu.extend([hu_features; 2]);
+        bond_ogb.extend([ogb_features; 2]);
+    }
+
+    Ok(MolGraph {
+        canonical_smiles: std::mem::take(&mut record.canonical_smiles),
+        scaffold: std::mem::take(&mut record.scaffold),
+        atom_hu,
+        atom_ogb,
+        edge_index,
+        bond_hu,
+        bond_ogb,
+        other,
+    })
+}
+
+/// The RDKit library version this crate is linked against, e.g. `2022.09.3`.
+pub fn rdkit_version() -> String {
+    ffi::rdkit_version()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::features::OtherSlot;
+
+    fn graph(smiles: &str) -> MolGraph {
+        featurize_smiles(smiles).unwrap_or_else(|r| panic!("{smiles}: {r}"))
+    }
+
+    #[test]
+    fn ogb_reference_vectors_for_a_chiral_alkene() {
+        // The example from OGB's own tests (ogb/utils/mol.py): atom 1 and bond 2.
+        let g = graph("Cl[C@H](/C=C/C)Br");
+        assert_eq!(g.num_atoms(), 6);
+        assert_eq!(g.num_bonds(), 5);
+        assert_eq!(g.atom_ogb[1], [5, 2, 4, 5, 1, 0, 2, 0, 0]);
+        assert_eq!(g.bond_ogb[2 * 2], [1, 2, 0]);
+        assert_eq!(g.bond_ogb[2 * 2 + 1], [1, 2, 0]);
+        assert_eq!(g.atom_hu[1], [5, 2]);
+        assert_eq!(g.edge_index, vec![[0, 1], [1, 0], [1, 2], [2, 1], [2, 3], [3, 2], [3, 4], [4, 3], [1, 5], [5, 1]]);
+        // Bonds 1 and 3 (directed edges 2 and 6) carry the `/` directions (ENDUPRIGHT = 1).
+        let directions: Vec<u8> = g.bond_hu.iter().step_by(2).map(|b| b[1]).collect();
+        assert_eq!(directions, vec![0, 1, 0, 1, 0]);
+        assert_eq!(g.scaffold, "");
+        assert!(g.other.is_empty());
+    }
+
+    #[test]
+    fn benzene_is_aromatic_and_in_a_ring() {
+        let g = graph("c1ccccc1");
+        assert_eq!((g.num_atoms(), g.edge_index.len()), (6, 12));
+        assert!(g.atom_ogb.iter().all(|a| a[0] == 5 && a[6] == 1 && a[7] == 1 && a[8] == 1), "{:?}", g.atom_ogb);
+        assert!(g.bond_ogb.iter().all(|b| *b == [3, 0, 1]));
+        assert!(g.bond_hu.iter().all(|b| *b == [3, 0]));
+        assert_eq!((g.canonical_smiles.as_str(), g.scaffold.as_str()), ("c1ccccc1", "c1ccccc1"));
+    }
+
+    #[test]
+    fn tetrahedral_chirality_tag() {
+        let g = graph("C[C@H](N)O");
+        assert_eq!(g.atom_hu, vec![[5, 0], [5, 2], [6, 0], [7, 0]]);
+        assert_eq!(g.atom_ogb[1][1], 2);
+        assert_eq!(graph("C[C@@H](N)O").atom_hu[1], [5, 1]);
+    }
+
+    #[test]
+    fn salt_has_two_fragments_no_edges_and_charges() {
+        let g = graph("[Na+].[Cl-]");
+        assert_eq!((g.num_atoms(), g.num_bonds()), (2, 0));
+        assert!(g.edge_index.is_empty() && g.bond_hu.is_empty() && g.bond_ogb.is_empty());
+        assert_eq!((g.atom_ogb[0][0], g.atom_ogb[0][3]), (10, 6));
+        assert_eq!((g.atom_ogb[1][0], g.atom_ogb[1][3]), (16, 4));
+        assert_eq!(g.scaffold, "");
+    }
+
+    #[test]
+    fn methane_has_one_atom_and_no_edges() {
+        let g = graph("C");
+        assert_eq!(g.atom_ogb, vec![[5, 0, 4, 5, 4, 0, 2, 0, 0]]);
+        assert!(g.edge_index.is_empty());
+    }
+
+    #[test]
+    fn nitro_group_charges() {
+        let g = graph("C[N+](=O)[O-]");
+        let charges: Vec<u8> = g.atom_ogb.iter().map(|a| a[3]).collect();
+        assert_eq!(charges, vec![5, 6, 5, 4]);
+        assert_eq!(g.bond_ogb[2], [1, 0, 1]);
+    }
+
+    #[test]
+    fn dative_bond_goes_to_the_other_slot() {
+        let g = graph("[NH3]->[Pt]");
+        assert_eq!(g.bond_hu[0], [4, 0]);
+        assert_eq!(g.bond_ogb[0], [4, 0, 0]);
+        assert_eq!(g.other.get(OtherSlot::HuBondType), 1);
+        assert_eq!(g.other.get(OtherSlot::OgbBondType), 1);
+    }
+
+    #[test]
+    fn murcko_scaffolds_match_python_rdkit() {
+        // Expected values are what Python's MurckoScaffold.MurckoScaffoldSmiles(smiles=...,
+        // includeChirality=True) prints (RDKit 2022.09).
+        assert_eq!(graph("CC(C)Cc1ccc(cc1)C(C)C(=O)O").scaffold, "c1ccccc1"); // ibuprofen
+        assert_eq!(graph("Cc1ccc(-c2cc(C(F)(F)F)nn2-c2ccc(S(N)(=O)=O)cc2)cc1").scaffold, "c1ccc(-c2ccnn2-c2ccccc2)cc1"); // celecoxib
+        assert_eq!(graph("CC(C)Cc1ccc(cc1)C(C)C(=O)O").canonical_smiles, "CC(C)Cc1ccc(C(C)C(=O)O)cc1");
+        // Ring-fusion stereocentres survive; the one that carried the methyl is no longer a stereocentre.
+        assert_eq!(graph("C[C@@H]1CC[C@H]2CCCC[C@@H]2C1").scaffold, "C1CC[C@H]2CCCC[C@@H]2C1");
+    }
+
+    #[test]
+    fn bad_smiles_are_rejects_not_crashes() {
+        assert_eq!(featurize_smiles(""), Err(Reject::EmptySmiles));
+        assert_eq!(featurize_smiles("  "), Err(Reject::EmptySmiles));
+        assert_eq!(featurize_smiles("xyz"), Err(Reject::Unparsable));
+        assert!(featurize_smiles("C1CC").is_err());
+        let valence = featurize_smiles("C(C)(C)(C)(C)C").unwrap_err();
+        assert_eq!(valence.kind(), "RDKit rejected the molecule");
+        assert!(valence.to_string().contains("valence"), "{valence}");
+        // The featurizer stays usable after rejects.
+        let mut featurizer = Featurizer::new();
+        assert!(featurizer.featurize("xyz").is_err());
+        assert_eq!(featurizer.featurize("CCO").unwrap().num_atoms(), 3);
+    }
+
+    #[test]
+    fn reports_a_release_version() {
+        assert!(rdkit_version().starts_with("20"), "{}", rdkit_version());
+    }
+}

@@ -1,0 +1,211 @@
+//! End-to-end tests of `molpeg-featurize`: the real binary on tests/fixtures/featurize.csv in a fresh
+//! temp dir, outputs read back with pyarrow (`$MOLPEG_PYTHON`, default `python3`) as a user would.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::{json, Value};
+
+const FIXTURE_ROWS: usize = 13;
+/// Rows of the fixture that RDKit cannot featurize, with the start of their reason.
+const FIXTURE_REJECTS: [(u32, &str); 4] =
+    [(6, "RDKit could not parse SMILES"), (8, "RDKit could not parse SMILES"), (9, "empty SMILES"), (11, "RDKit rejected the molecule: ")];
+
+/// A temp dir holding a pipeline file that points at the fixture CSV.
+struct Project {
+    dir: tempfile::TempDir,
+}
+
+impl Project {
+    fn new(fixture: &str) -> Project {
+        let dir = tempfile::tempdir().unwrap();
+        let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures").join(fixture);
+        let pipeline = format!(
+            r#"name = "fixture"
+
+[dataset]
+name = "fixture"
+file = "featurize.csv"
+path = {path:?}
+smiles_column = "smiles"
+label_columns = ["active", "toxic"]
+task_type = "binary"
+
+[featurize]
+chunk_rows = 4  # several chunks even for a dozen rows
+"#,
+            path = fixture.canonicalize().unwrap().display().to_string()
+        );
+        std::fs::write(dir.path().join("pipeline.toml"), pipeline).unwrap();
+        Project { dir }
+    }
+
+    fn stage_dir(&self) -> PathBuf {
+        self.dir.path().join("runs/fixture/featurize")
+    }
+
+    fn featurize(&self, extra: &[&str]) -> Output {
+        let output = Command::new(env!("CARGO_BIN_EXE_molpeg-featurize"))
+            .args(["--pipeline", "pipeline.toml", "--runs-dir", "runs"])
+            .args(extra)
+            .current_dir(self.dir.path())
+            .env("MOLPEG_DATA_DIR", self.dir.path().join("data"))
+            .env_remove("MOLPEG_DATA_MIRROR")
+            .env_remove("MOLPEG_RUNS_DIR")
+            .output()
+            .unwrap();
+        output
+    }
+
+    fn featurize_ok(&self, extra: &[&str]) -> String {
+        let output = self.featurize(extra);
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(output.status.success(), "molpeg-featurize {extra:?} failed:\n{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+        stdout
+    }
+}
+
+/// Reads both Parquet files with pyarrow and returns their types, metadata and values as JSON.
+fn read_with_pyarrow(stage_dir: &Path) -> Value {
+    const SCRIPT: &str = r#"
+import json, sys
+import pyarrow.parquet as pq
+import pyarrow.types as pt
+
+def describe(t):
+    if pt.is_list(t):
+        return f"list<{describe(t.value_type)}>"
+    if pt.is_fixed_size_list(t):
+        return f"fixed_size_list<{describe(t.value_type)}, {t.list_size}>"
+    return str(t)
+
+out = {}
+for name in ["graphs", "rejects"]:
+    table = pq.read_table(f"{sys.argv[1]}/{name}.parquet")
+    out[name] = {
+        "types": {f.name: describe(f.type) for f in table.schema},
+        "metadata": {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()},
+        "columns": table.to_pydict(),
+    }
+print(json.dumps(out))
+"#;
+    let python = std::env::var("MOLPEG_PYTHON").unwrap_or_else(|_| "python3".into());
+    let output = Command::new(&python)
+        .args(["-c", SCRIPT])
+        .arg(stage_dir)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {python}: {e}; set MOLPEG_PYTHON to a Python with pyarrow"));
+    assert!(
+        output.status.success(),
+        "{python} could not read the outputs (set MOLPEG_PYTHON to a Python with pyarrow, e.g. ~/.cache/molpeg/venv/bin/python):\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+#[test]
+fn featurizes_the_fixture_into_documented_parquet_files() {
+    let project = Project::new("featurize.csv");
+    let stdout = project.featurize_ok(&[]);
+    assert!(stdout.contains("13 rows -> 9 molecules, 4 rejected"), "{stdout}");
+    assert!(stdout.contains("other") && stdout.contains("bond_hu.bond_type"), "dative bond reported: {stdout}");
+
+    let tables = read_with_pyarrow(&project.stage_dir());
+    let graphs = &tables["graphs"];
+    assert_eq!(
+        graphs["types"],
+        json!({
+            "mol_id": "uint32",
+            "smiles": "string",
+            "canonical_smiles": "string",
+            "scaffold": "string",
+            "num_atoms": "uint16",
+            "num_bonds": "uint16",
+            "atom_hu": "list<fixed_size_list<uint8, 2>>",
+            "atom_ogb": "list<fixed_size_list<uint8, 9>>",
+            "edge_index": "list<fixed_size_list<uint16, 2>>",
+            "bond_hu": "list<fixed_size_list<uint8, 2>>",
+            "bond_ogb": "list<fixed_size_list<uint8, 3>>",
+            "labels": "list<float>",
+        })
+    );
+    let meta = &graphs["metadata"];
+    assert_eq!(meta["molpeg.kind"], "graphs");
+    assert_eq!(meta["molpeg.task_names"], r#"["active","toxic"]"#);
+    assert_eq!(meta["molpeg.task_type"], "binary");
+    assert_eq!(meta["molpeg.featurizer_version"], molpeg_chem::FEATURIZER_VERSION);
+    assert_eq!(meta["molpeg.rdkit_version"], molpeg_chem::rdkit_version());
+    assert!(meta["molpeg.source_path"].as_str().unwrap().ends_with("featurize.csv"));
+    assert_eq!(meta["molpeg.source_sha256"].as_str().unwrap().len(), 64);
+
+    let columns = &graphs["columns"];
+    assert_eq!(columns["mol_id"], json!([0, 1, 2, 3, 4, 5, 7, 10, 12]));
+    assert_eq!(columns["smiles"][0], "Cl[C@H](/C=C/C)Br");
+    assert_eq!(columns["num_atoms"], json!([6, 6, 4, 2, 1, 4, 15, 2, 26]));
+    assert_eq!(columns["num_bonds"], json!([5, 6, 3, 0, 0, 3, 15, 1, 28]));
+    // OGB's reference vectors for Cl[C@H](/C=C/C)Br: atom 1, and bond 2 in both directions.
+    assert_eq!(columns["atom_ogb"][0][1], json!([5, 2, 4, 5, 1, 0, 2, 0, 0]));
+    assert_eq!(columns["bond_ogb"][0][4], json!([1, 2, 0]));
+    assert_eq!(columns["bond_ogb"][0][5], json!([1, 2, 0]));
+    assert_eq!(columns["edge_index"][0][8], json!([1, 5]));
+    assert_eq!(columns["edge_index"][0][9], json!([5, 1]));
+    assert_eq!(columns["atom_hu"][2], json!([[5, 0], [5, 2], [6, 0], [7, 0]]));
+    assert_eq!(columns["edge_index"][3], json!([]), "the salt has no edges");
+    assert_eq!(columns["bond_hu"][7], json!([[4, 0], [4, 0]]), "the dative bond uses the other slot");
+    assert_eq!(columns["scaffold"][6], "c1ccccc1");
+    assert_eq!(columns["scaffold"][8], "c1ccc(-c2ccnn2-c2ccccc2)cc1");
+    assert_eq!(columns["scaffold"][0], "");
+    assert_eq!(columns["canonical_smiles"][6], "CC(C)Cc1ccc(C(C)C(=O)O)cc1");
+    assert_eq!(columns["labels"][0], json!([1.0, 0.0]));
+    assert_eq!(columns["labels"][1], json!([0.0, null]));
+    assert_eq!(columns["labels"][8], json!([null, null]));
+
+    let rejects = &tables["rejects"];
+    assert_eq!(rejects["types"], json!({"row": "uint32", "smiles": "string", "reason": "string"}));
+    assert_eq!(rejects["metadata"]["molpeg.kind"], "rejects");
+    let rows: Vec<u64> = rejects["columns"]["row"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+    assert_eq!(rows, FIXTURE_REJECTS.map(|(row, _)| row as u64));
+    for (i, (_, reason)) in FIXTURE_REJECTS.iter().enumerate() {
+        let found = rejects["columns"]["reason"][i].as_str().unwrap();
+        assert!(found.starts_with(reason), "row {i}: {found}");
+    }
+    assert_eq!(rejects["columns"]["smiles"][0], "C1CC");
+    assert_eq!(rows.len() + columns["mol_id"].as_array().unwrap().len(), FIXTURE_ROWS);
+}
+
+#[test]
+fn unchanged_rerun_is_skipped_force_and_new_parameters_rerun_and_threads_do_not_change_bytes() {
+    let project = Project::new("featurize.csv");
+    let graphs = project.stage_dir().join("graphs.parquet");
+    project.featurize_ok(&["--threads", "2"]);
+    let two_threads = std::fs::read(&graphs).unwrap();
+
+    let stdout = project.featurize_ok(&[]);
+    assert_eq!(stdout.trim(), "featurize: up to date (runs/fixture/featurize), use --force to rerun");
+
+    let stdout = project.featurize_ok(&["--force", "--threads", "1", "--chunk-rows", "100"]);
+    assert!(stdout.contains("13 rows -> 9 molecules"), "{stdout}");
+    assert_eq!(std::fs::read(&graphs).unwrap(), two_threads, "output depends on threads or chunking");
+
+    let stdout = project.featurize_ok(&["--limit", "5"]);
+    assert!(stdout.contains("5 rows -> 5 molecules, 0 rejected"), "a new limit reruns without --force: {stdout}");
+    let manifest: Value = serde_json::from_slice(&std::fs::read(project.stage_dir().join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["params"]["limit"], 5);
+    assert_eq!(manifest["summary"]["accepted"], 5);
+}
+
+#[test]
+fn a_missing_input_fails_with_its_path_and_leaves_no_outputs() {
+    let project = Project::new("featurize.csv");
+    let pipeline = project.dir.path().join("pipeline.toml");
+    let text = std::fs::read_to_string(&pipeline).unwrap();
+    let text =
+        text.lines().map(|l| if l.starts_with("path = ") { "path = \"does/not/exist.csv\"" } else { l }).collect::<Vec<_>>().join("\n");
+    std::fs::write(&pipeline, text).unwrap();
+
+    let output = project.featurize(&[]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.starts_with("molpeg-featurize: error: ") && stderr.contains("does/not/exist.csv"), "{stderr}");
+    assert!(!project.stage_dir().join("graphs.parquet").exists());
+}

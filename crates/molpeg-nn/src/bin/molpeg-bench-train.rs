@@ -1,0 +1,105 @@
+//! `molpeg-bench-train`: training and inference throughput (graphs/s) of the GIN on a dataset's
+//! train split: forward + backward + Adam step per batch, collation (and prefetching, where it is
+//! used) included.
+//! `bench/pyg_peer.py` measures the same with PyTorch Geometric; `bench/train_bench.sh` runs both.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clap::Parser;
+use molpeg_nn::data::{Dataset, Sample};
+use molpeg_nn::model::{Jk, Model, ModelConfig, Pooling};
+use molpeg_nn::synthetic::{self, SyntheticSpec};
+use molpeg_nn::tch::{self, Device};
+use molpeg_nn::train::{shuffled, Objective, TrainConfig, Trainer};
+
+#[derive(Parser)]
+struct Args {
+    /// Directory with graphs.parquet and split.parquet; synthetic HIV-like molecules are written
+    /// there first if it has none.
+    #[arg(long)]
+    data: PathBuf,
+    /// Synthetic molecules to generate when `data` is empty.
+    #[arg(long, default_value_t = 8192)]
+    molecules: usize,
+    #[arg(long, default_value_t = 5)]
+    layers: usize,
+    #[arg(long, default_value_t = 300)]
+    width: usize,
+    #[arg(long, default_value_t = 256)]
+    batch_size: usize,
+    /// Batches per timed repetition.
+    #[arg(long, default_value_t = 10)]
+    batches: usize,
+    #[arg(long, default_value_t = 3)]
+    reps: usize,
+    /// Train this long before timing (page-ins of libtorch's code, allocator warm-up).
+    #[arg(long, default_value_t = 5.0)]
+    warmup_seconds: f64,
+    #[arg(long, default_value_t = 2)]
+    threads: i32,
+    #[arg(long)]
+    no_prefetch: bool,
+    #[arg(long, value_enum, default_value = "cpu")]
+    device: molpeg_nn::device::DeviceChoice,
+}
+
+fn main() -> anyhow::Result<()> {
+    let a = Args::parse();
+    tch::set_num_threads(a.threads);
+    let device: Device = a.device.resolve()?;
+    let (graphs, split) = (a.data.join("graphs.parquet"), a.data.join("split.parquet"));
+    if !graphs.exists() {
+        std::fs::create_dir_all(&a.data)?;
+        synthetic::write_dataset(&a.data, &SyntheticSpec::hiv_like(a.molecules, 0))?;
+    }
+    let data = Dataset::load(&graphs, &split)?;
+    let tasks = data.num_tasks();
+    tch::manual_seed(0);
+    let cfg = ModelConfig { layers: a.layers, width: a.width, dropout: 0.5, pooling: Pooling::Mean, jk: Jk::Last, num_tasks: tasks };
+    let model = Model::new(&cfg, device)?;
+    let objective = Objective::for_task(data.task_kind, &data.store, &data.train);
+    let config = TrainConfig { batch_size: a.batch_size, eval_batch_size: a.batch_size, lr: 1e-3, weight_decay: 0.0, prefetch: !a.no_prefetch, seed: 0 };
+    let mut trainer = Trainer::new(model, objective, config)?;
+
+    let per_rep = a.batches * a.batch_size;
+    let train = Sample::unweighted(&data.train);
+    let plan_for = |rep: usize| -> Vec<Sample> { shuffled(&train, 0, rep as u32).into_iter().cycle().take(per_rep).collect() };
+    let warmup = Instant::now();
+    for k in 0.. {
+        let plan = plan_for(1000 + k);
+        trainer.train_epoch(&data.store, &plan[..(3 * a.batch_size).min(per_rep)], |_| Ok(()))?;
+        trainer.predict(&data.store, &plan.iter().map(|s| s.index).collect::<Vec<_>>()[..a.batch_size.min(per_rep)])?;
+        if warmup.elapsed().as_secs_f64() >= a.warmup_seconds {
+            break;
+        }
+    }
+    let mut train_rates = Vec::new();
+    let mut infer_rates = Vec::new();
+    for rep in 0..a.reps {
+        let plan = plan_for(rep);
+        let start = Instant::now();
+        trainer.train_epoch(&data.store, &plan, |_| Ok(()))?;
+        train_rates.push(per_rep as f64 / start.elapsed().as_secs_f64());
+        let indices: Vec<u32> = plan.iter().map(|s| s.index).collect();
+        let start = Instant::now();
+        trainer.predict(&data.store, &indices)?;
+        infer_rates.push(per_rep as f64 / start.elapsed().as_secs_f64());
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let nodes = data.store.total_nodes() as f64 / data.store.len() as f64;
+    let edges = data.store.total_edges() as f64 / data.store.len() as f64;
+    println!(
+        "{}",
+        serde_json::json!({
+            "impl": "molpeg", "layers": a.layers, "width": a.width, "batch_size": a.batch_size, "threads": a.threads,
+            "atoms_per_graph": nodes, "directed_edges_per_graph": edges,
+            "train_graphs_per_s": median(&mut train_rates), "infer_graphs_per_s": median(&mut infer_rates),
+            "train_reps": train_rates, "infer_reps": infer_rates,
+        })
+    );
+    Ok(())
+}

@@ -1,0 +1,152 @@
+//! Checkpoints in safetensors: every model variable as little-endian f32 under Hu-style names
+//! (see [`crate::model`]), plus string metadata: `molpeg.model` (the [`ModelConfig`] as JSON) and
+//! whatever the caller adds (task names, regression target standardization). Readable from Python
+//! with `safetensors.torch.load_file`.
+//!
+//! Loading checks names and shapes before touching the model; a mismatch is one error listing every
+//! missing, unexpected and misshapen tensor.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use safetensors::tensor::{Dtype, SafeTensors};
+use tch::{Device, Kind, Tensor};
+
+use crate::model::{Model, ModelConfig, ENCODER_PREFIX};
+use crate::{Error, Result};
+
+/// Metadata key holding the model configuration as JSON.
+pub const META_MODEL: &str = "molpeg.model";
+
+/// Which variables a load copies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Every variable; the file must hold exactly the model's variables.
+    Full,
+    /// Only the encoder (`gnn.*`); the head keeps its fresh initialization and other tensors in the
+    /// file (a pretraining head, a fine-tuning head) are ignored.
+    Encoder,
+}
+
+/// A checkpoint read into memory (CPU tensors).
+pub struct Checkpoint {
+    pub path: PathBuf,
+    pub metadata: HashMap<String, String>,
+    pub tensors: BTreeMap<String, Tensor>,
+}
+
+/// Writes `vars` (e.g. [`Model::snapshot`]) with the model's configuration and `extra` metadata,
+/// atomically. The bytes depend only on the inputs (sorted names, sorted metadata), so equal weights
+/// give equal files and equal manifest hashes.
+pub fn save(path: &Path, vars: &[(String, Tensor)], config: &ModelConfig, extra: &BTreeMap<String, String>) -> Result<()> {
+    let mut metadata = extra.clone();
+    metadata.insert("format".into(), "pt".into());
+    metadata.insert(META_MODEL.into(), serde_json::to_string(config).expect("model config serializes"));
+    let buffer = tch::no_grad(|| encode(vars, &metadata))?;
+    molpeg_core::atomic::write_atomic(path, &buffer)?;
+    Ok(())
+}
+
+/// The safetensors encoding: u64 header length, JSON header (padded with spaces to 8 bytes), data.
+/// Written by hand rather than with `safetensors::serialize`, whose metadata is a `HashMap` and so
+/// comes out in a different order on every run.
+fn encode(vars: &[(String, Tensor)], metadata: &BTreeMap<String, String>) -> Result<Vec<u8>> {
+    let mut sorted: Vec<&(String, Tensor)> = vars.iter().collect();
+    sorted.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut header = serde_json::Map::new();
+    header.insert("__metadata__".into(), serde_json::to_value(metadata).expect("strings serialize"));
+    let mut data = Vec::new();
+    for (name, t) in sorted {
+        let t = t.f_to_device(Device::Cpu)?.f_to_kind(Kind::Float)?.f_contiguous()?;
+        let start = data.len();
+        for v in Vec::<f32>::try_from(&t.f_flatten(0, -1)?)? {
+            data.extend_from_slice(&v.to_le_bytes());
+        }
+        header.insert(name.clone(), serde_json::json!({ "dtype": "F32", "shape": t.size(), "data_offsets": [start, data.len()] }));
+    }
+    let mut header = serde_json::to_vec(&header).expect("header serializes");
+    header.resize(header.len().div_ceil(8) * 8, b' ');
+    let mut out = Vec::with_capacity(8 + header.len() + data.len());
+    out.extend_from_slice(&(header.len() as u64).to_le_bytes());
+    out.extend_from_slice(&header);
+    out.extend_from_slice(&data);
+    Ok(out)
+}
+
+/// Saves a model's current weights.
+pub fn save_model(path: &Path, model: &Model, extra: &BTreeMap<String, String>) -> Result<()> {
+    save(path, &model.named_variables(), &model.config, extra)
+}
+
+impl Checkpoint {
+    pub fn read(path: &Path) -> Result<Checkpoint> {
+        let buffer = std::fs::read(path).map_err(|e| Error::Io { path: path.to_path_buf(), source: e })?;
+        let bad = |e: safetensors::SafeTensorError| Error::checkpoint(path, format!("not a readable safetensors file: {e}"));
+        let (_, header) = SafeTensors::read_metadata(&buffer).map_err(bad)?;
+        let metadata = header.metadata().clone().unwrap_or_default();
+        let st = SafeTensors::deserialize(&buffer).map_err(bad)?;
+        let mut tensors = BTreeMap::new();
+        for (name, view) in st.tensors() {
+            if view.dtype() != Dtype::F32 {
+                return Err(Error::checkpoint(path, format!("tensor `{name}` has dtype {:?}; molpeg checkpoints hold F32 only", view.dtype())));
+            }
+            let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
+            tensors.insert(name, Tensor::f_from_data_size(view.data(), &shape, Kind::Float)?);
+        }
+        Ok(Checkpoint { path: path.to_path_buf(), metadata, tensors })
+    }
+
+    /// The model configuration recorded in the file.
+    pub fn model_config(&self) -> Result<ModelConfig> {
+        let json = self.metadata.get(META_MODEL).ok_or_else(|| {
+            Error::checkpoint(&self.path, format!("metadata has no `{META_MODEL}`; was this file written by molpeg?"))
+        })?;
+        serde_json::from_str(json).map_err(|e| Error::checkpoint(&self.path, format!("metadata `{META_MODEL}` is not a model configuration: {e}")))
+    }
+
+    /// Copies the checkpoint's tensors into `model`, after checking every name and shape in `scope`.
+    pub fn load_into(&self, model: &Model, scope: Scope) -> Result<()> {
+        let in_scope = |name: &str| scope == Scope::Full || name.starts_with(ENCODER_PREFIX);
+        let wanted: BTreeMap<String, Tensor> = model.named_variables().into_iter().filter(|(n, _)| in_scope(n)).collect();
+        let mut missing = Vec::new();
+        let mut misshapen = Vec::new();
+        for (name, var) in &wanted {
+            match self.tensors.get(name) {
+                None => missing.push(name.clone()),
+                Some(t) if t.size() != var.size() => misshapen.push(format!("{name}: file {:?}, model {:?}", t.size(), var.size())),
+                Some(_) => {}
+            }
+        }
+        let unexpected: Vec<&String> = self.tensors.keys().filter(|n| in_scope(n) && !wanted.contains_key(*n)).collect();
+        if !(missing.is_empty() && misshapen.is_empty() && unexpected.is_empty()) {
+            let mut problems = Vec::new();
+            if !missing.is_empty() {
+                problems.push(format!("missing tensors: {}", missing.join(", ")));
+            }
+            if !misshapen.is_empty() {
+                problems.push(format!("shape mismatches: {}", misshapen.join("; ")));
+            }
+            if !unexpected.is_empty() {
+                problems.push(format!("tensors the model does not have: {}", unexpected.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")));
+            }
+            let hint = match self.model_config() {
+                Ok(c) => format!(
+                    "the file was written for layers={} width={} jk={:?} num_tasks={}; the model has layers={} width={} jk={:?} num_tasks={}",
+                    c.layers, c.width, c.jk, c.num_tasks, model.config.layers, model.config.width, model.config.jk, model.config.num_tasks
+                ),
+                Err(_) => "check the model flags (layers, width, jk)".into(),
+            };
+            return Err(Error::checkpoint(&self.path, format!("does not fit the model: {}. {hint}", problems.join("; "))));
+        }
+        let pairs: Vec<(String, Tensor)> = wanted.keys().map(|n| (n.clone(), self.tensors[n].shallow_clone())).collect();
+        model.restore(&pairs)
+    }
+}
+
+/// Builds the model a checkpoint describes and loads all of its weights.
+pub fn load_model(path: &Path, device: Device) -> Result<(Model, Checkpoint)> {
+    let ckpt = Checkpoint::read(path)?;
+    let model = Model::new(&ckpt.model_config()?, device)?;
+    ckpt.load_into(&model, Scope::Full)?;
+    Ok((model, ckpt))
+}

@@ -1,0 +1,535 @@
+//! The in-memory dataset, read once from `graphs.parquet` + `split.parquet` (+ `coreset.parquet`).
+//!
+//! [`GraphStore`] keeps every molecule in flat arrays with offsets, already in the form the collator
+//! copies from: each node's incoming neighbours sorted with its self-loop included (so a batch's
+//! adjacency is a CSR matrix by concatenation), and each node's counts of incoming bond types and
+//! directions (so the per-layer edge-embedding sum is one small GEMM, see [`crate::model`]).
+//! [`Dataset`] adds the split and the task description; [`load_coreset`] turns a coreset file into a
+//! training plan of [`Sample`]s.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, FixedSizeListArray, GenericListArray, OffsetSizeTrait, PrimitiveArray};
+use arrow::datatypes::{ArrowPrimitiveType, Float32Type, Schema, SchemaRef, UInt16Type, UInt32Type, UInt8Type};
+use molpeg_core::parquet_io::ParquetSource;
+use molpeg_core::schema::{coreset, graphs, meta, split};
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+/// Atom-type vocabulary: 0..=118 atomic-number indices (118 = other), 119 the pretraining mask token.
+pub const ATOM_TYPES: usize = 120;
+pub const ATOM_TYPE_MASK: u8 = 119;
+const ATOM_TYPE_MAX_DATA: u8 = 118;
+/// Chirality tags 0..=3 (3 = other).
+pub const CHIRALITY_TAGS: usize = 4;
+/// Bond-type vocabulary: 0 single, 1 double, 2 triple, 3 aromatic, 4 other, 5 self-loop, 6 mask.
+pub const BOND_TYPES: usize = 7;
+pub const BOND_SELF_LOOP: u8 = 5;
+pub const BOND_MASK: u8 = 6;
+const BOND_TYPE_MAX_DATA: u8 = 4;
+/// Bond directions 0..=3 (3 = other); self-loops use direction 0 like Hu et al.
+pub const BOND_DIRECTIONS: usize = 4;
+/// Width of a node's incoming-edge feature counts: bond types, then bond directions.
+pub const EDGE_FEATURES: usize = BOND_TYPES + BOND_DIRECTIONS;
+
+/// What the labels are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskKind {
+    Binary,
+    Regression,
+}
+
+impl TaskKind {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "binary" => Some(TaskKind::Binary),
+            "regression" => Some(TaskKind::Regression),
+            _ => None,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskKind::Binary => "binary",
+            TaskKind::Regression => "regression",
+        }
+    }
+}
+
+/// One training sample of an epoch plan: a row of the [`GraphStore`] and its loss weight.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sample {
+    pub index: u32,
+    pub weight: f32,
+}
+
+impl Sample {
+    pub fn unweighted(indices: &[u32]) -> Vec<Sample> {
+        indices.iter().map(|&index| Sample { index, weight: 1.0 }).collect()
+    }
+}
+
+/// Every molecule of a dataset in flat arrays plus offsets. Graph `g` owns nodes
+/// `node_offsets[g]..node_offsets[g + 1]`; node `v` (global) owns adjacency entries
+/// `adj_offsets[v]..adj_offsets[v + 1]` holding its in-neighbours' local indices, sorted, self included.
+#[derive(Debug, Clone, Default)]
+pub struct GraphStore {
+    pub mol_ids: Vec<u32>,
+    pub num_tasks: usize,
+    node_offsets: Vec<u32>,
+    atoms: Vec<[u8; 2]>,
+    adj_offsets: Vec<u32>,
+    adj_src: Vec<u16>,
+    edge_counts: Vec<[u8; EDGE_FEATURES]>,
+    /// `len() × num_tasks`, NaN where a label is missing.
+    labels: Vec<f32>,
+}
+
+/// The parts of one graph, as read from a row of `graphs.parquet`.
+#[derive(Debug, Clone, Copy)]
+pub struct GraphView<'a> {
+    pub atoms: &'a [[u8; 2]],
+    /// Directed edges `[source, target]`, local node indices.
+    pub edges: &'a [[u16; 2]],
+    pub bonds: &'a [[u8; 2]],
+    pub labels: &'a [f32],
+}
+
+impl GraphStore {
+    pub fn new(num_tasks: usize) -> Self {
+        GraphStore { num_tasks, node_offsets: vec![0], adj_offsets: vec![0], ..Default::default() }
+    }
+
+    pub fn len(&self) -> usize {
+        self.mol_ids.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.mol_ids.is_empty()
+    }
+    pub fn num_nodes(&self, g: usize) -> usize {
+        (self.node_offsets[g + 1] - self.node_offsets[g]) as usize
+    }
+    pub fn total_nodes(&self) -> usize {
+        self.atoms.len()
+    }
+    /// Directed edges of the whole store, self-loops excluded.
+    pub fn total_edges(&self) -> usize {
+        self.adj_src.len() - self.atoms.len()
+    }
+    pub fn labels(&self, g: usize) -> &[f32] {
+        &self.labels[g * self.num_tasks..(g + 1) * self.num_tasks]
+    }
+    pub fn node_range(&self, g: usize) -> std::ops::Range<usize> {
+        self.node_offsets[g] as usize..self.node_offsets[g + 1] as usize
+    }
+    pub fn atoms(&self, g: usize) -> &[[u8; 2]] {
+        &self.atoms[self.node_range(g)]
+    }
+    pub(crate) fn adjacency(&self, node: usize) -> &[u16] {
+        &self.adj_src[self.adj_offsets[node] as usize..self.adj_offsets[node + 1] as usize]
+    }
+    pub(crate) fn adj_len(&self, g: usize) -> usize {
+        let r = self.node_range(g);
+        (self.adj_offsets[r.end] - self.adj_offsets[r.start]) as usize
+    }
+    pub(crate) fn edge_counts(&self, g: usize) -> &[[u8; EDGE_FEATURES]] {
+        &self.edge_counts[self.node_range(g)]
+    }
+
+    /// Appends one molecule. The error message says what is wrong with it; the caller adds file and row.
+    /// `scratch` is reused between calls so that loading allocates nothing per molecule.
+    pub fn push(&mut self, mol_id: u32, graph: GraphView<'_>, scratch: &mut Vec<(u16, u16)>) -> std::result::Result<(), String> {
+        let n = graph.atoms.len();
+        if n == 0 {
+            return Err("molecule has no atoms".into());
+        }
+        if n > u16::MAX as usize {
+            return Err(format!("molecule has {n} atoms; at most {} are supported", u16::MAX));
+        }
+        if let Some((i, a)) = graph.atoms.iter().enumerate().find(|(_, a)| a[0] > ATOM_TYPE_MAX_DATA || a[1] as usize >= CHIRALITY_TAGS) {
+            return Err(format!(
+                "atom {i} has features {a:?}; expected an atomic-number index 0..={ATOM_TYPE_MAX_DATA} and a chirality tag 0..={}",
+                CHIRALITY_TAGS - 1
+            ));
+        }
+        if graph.edges.len() != graph.bonds.len() {
+            return Err(format!("{} edges but {} bond feature rows", graph.edges.len(), graph.bonds.len()));
+        }
+        if graph.labels.len() != self.num_tasks {
+            return Err(format!(
+                "{} labels but the file's task list ({}) has {} tasks",
+                graph.labels.len(),
+                meta::TASK_NAMES,
+                self.num_tasks
+            ));
+        }
+        let node_base = self.atoms.len();
+        let mut counts = vec![[0u8; EDGE_FEATURES]; n];
+        scratch.clear();
+        for (k, (&[s, t], &[bt, bd])) in graph.edges.iter().zip(graph.bonds).enumerate() {
+            if s as usize >= n || t as usize >= n {
+                return Err(format!("edge {k} ({s}→{t}) points past the molecule's {n} atoms"));
+            }
+            if s == t {
+                return Err(format!("edge {k} is a self-loop on atom {s}; self-loops are added by the model, not stored"));
+            }
+            if bt > BOND_TYPE_MAX_DATA || bd as usize >= BOND_DIRECTIONS {
+                return Err(format!(
+                    "edge {k} has bond features [{bt}, {bd}]; expected a bond type 0..={BOND_TYPE_MAX_DATA} and a direction 0..={}",
+                    BOND_DIRECTIONS - 1
+                ));
+            }
+            let c = &mut counts[t as usize];
+            if c[BOND_TYPES] as usize + c[BOND_TYPES + 1] as usize + c[BOND_TYPES + 2] as usize + c[BOND_TYPES + 3] as usize >= 254 {
+                return Err(format!("atom {t} has more than 253 incoming edges"));
+            }
+            c[bt as usize] += 1;
+            c[BOND_TYPES + bd as usize] += 1;
+            scratch.push((t, s));
+        }
+        for (i, c) in counts.iter_mut().enumerate() {
+            c[BOND_SELF_LOOP as usize] += 1;
+            c[BOND_TYPES] += 1;
+            scratch.push((i as u16, i as u16));
+        }
+        scratch.sort_unstable();
+        if let Some(w) = scratch.windows(2).find(|w| w[0] == w[1]) {
+            return Err(format!("duplicate directed edge {}→{}", w[0].1, w[0].0));
+        }
+        // Rows of the in-neighbour CSR, in node order (scratch is sorted by target).
+        let mut pos = 0;
+        for v in 0..n {
+            while pos < scratch.len() && scratch[pos].0 as usize == v {
+                self.adj_src.push(scratch[pos].1);
+                pos += 1;
+            }
+            self.adj_offsets.push(self.adj_src.len() as u32);
+        }
+        debug_assert_eq!(self.adj_offsets.len(), node_base + n + 1);
+        self.atoms.extend_from_slice(graph.atoms);
+        self.edge_counts.extend_from_slice(&counts);
+        self.node_offsets.push(self.atoms.len() as u32);
+        self.labels.extend_from_slice(graph.labels);
+        self.mol_ids.push(mol_id);
+        Ok(())
+    }
+
+    /// Per-task mean and standard deviation of the labels of `indices` (missing labels skipped); used
+    /// to standardize regression targets. A task without labels or variance gets mean 0 / std 1.
+    pub fn label_moments(&self, indices: &[u32]) -> (Vec<f32>, Vec<f32>) {
+        let t = self.num_tasks;
+        let (mut sum, mut sq, mut count) = (vec![0f64; t], vec![0f64; t], vec![0usize; t]);
+        for &g in indices {
+            for (j, &y) in self.labels(g as usize).iter().enumerate() {
+                if !y.is_nan() {
+                    sum[j] += y as f64;
+                    sq[j] += (y as f64) * (y as f64);
+                    count[j] += 1;
+                }
+            }
+        }
+        let mut mean = vec![0f32; t];
+        let mut std = vec![1f32; t];
+        for j in 0..t {
+            if count[j] > 0 {
+                let m = sum[j] / count[j] as f64;
+                let var = (sq[j] / count[j] as f64 - m * m).max(0.0);
+                mean[j] = m as f32;
+                if var > 1e-12 {
+                    std[j] = var.sqrt() as f32;
+                }
+            }
+        }
+        (mean, std)
+    }
+}
+
+/// A dataset ready for training: the graphs, the task description and the split (as store indices).
+#[derive(Debug, Clone)]
+pub struct Dataset {
+    pub store: Arc<GraphStore>,
+    pub task_names: Vec<String>,
+    pub task_kind: TaskKind,
+    pub train: Vec<u32>,
+    pub valid: Vec<u32>,
+    pub test: Vec<u32>,
+    pub graphs_path: PathBuf,
+    pub split_path: PathBuf,
+    index: HashMap<u32, u32>,
+}
+
+/// The subset of `graphs.parquet`'s columns the trainer reads; other columns may be absent.
+fn graphs_columns() -> SchemaRef {
+    let full = graphs::schema();
+    let wanted = [graphs::MOL_ID, graphs::ATOM_HU, graphs::EDGE_INDEX, graphs::BOND_HU, graphs::LABELS];
+    Arc::new(Schema::new(wanted.iter().map(|c| full.field_with_name(c).expect("schema module has the column").clone()).collect::<Vec<_>>()))
+}
+
+impl Dataset {
+    /// Reads `graphs.parquet` and `split.parquet`. Molecules of `graphs` absent from `split` are ignored;
+    /// a split id absent from `graphs` is an error (the split is stale).
+    pub fn load(graphs_path: &Path, split_path: &Path) -> Result<Dataset> {
+        let (store, task_names, task_kind) = read_graphs(graphs_path)?;
+        let index: HashMap<u32, u32> = store.mol_ids.iter().enumerate().map(|(i, &m)| (m, i as u32)).collect();
+        let (mut train, mut valid, mut test) = (Vec::new(), Vec::new(), Vec::new());
+        let source = ParquetSource::open(split_path, &split::schema())?;
+        let mut seen = vec![false; store.len()];
+        let mut row = 0;
+        for batch in source.collect_columns(&[split::MOL_ID, split::SPLIT])? {
+            let ids = batch.column(0).as_primitive::<UInt32Type>();
+            let names = arrow::compute::cast(batch.column(1), &arrow::datatypes::DataType::Utf8).map_err(|e| molpeg_core::Error::arrow(split_path, e))?;
+            let names = names.as_string::<i32>();
+            for (id, name) in ids.values().iter().zip(names.iter()) {
+                let row_err = |message: String| Error::Row { path: split_path.to_path_buf(), row, mol_id: *id, message };
+                let &g = index.get(id).ok_or_else(|| {
+                    row_err(format!("mol_id is not in {}; the split is stale: re-run the split stage (--force)", graphs_path.display()))
+                })?;
+                if std::mem::replace(&mut seen[g as usize], true) {
+                    return Err(row_err("mol_id appears twice in the split".into()));
+                }
+                match name.unwrap_or("") {
+                    split::TRAIN => train.push(g),
+                    split::VALID => valid.push(g),
+                    split::TEST => test.push(g),
+                    other => {
+                        return Err(row_err(format!(
+                            "unknown split `{other}`; expected `{}`, `{}` or `{}`",
+                            split::TRAIN,
+                            split::VALID,
+                            split::TEST
+                        )))
+                    }
+                }
+                row += 1;
+            }
+        }
+        if train.is_empty() {
+            return Err(Error::data(split_path, "the train split is empty; nothing to train on"));
+        }
+        Ok(Dataset {
+            store: Arc::new(store),
+            task_names,
+            task_kind,
+            train,
+            valid,
+            test,
+            graphs_path: graphs_path.to_path_buf(),
+            split_path: split_path.to_path_buf(),
+            index,
+        })
+    }
+
+    pub fn num_tasks(&self) -> usize {
+        self.task_names.len()
+    }
+
+    /// The store index of a molecule id.
+    pub fn index_of(&self, mol_id: u32) -> Option<u32> {
+        self.index.get(&mol_id).copied()
+    }
+}
+
+/// Reads the columns of `graphs.parquet` the trainer needs into a [`GraphStore`].
+pub fn read_graphs(path: &Path) -> Result<(GraphStore, Vec<String>, TaskKind)> {
+    let source = ParquetSource::open(path, &graphs_columns())?;
+    let names_json = source.meta(meta::TASK_NAMES).ok_or_else(|| {
+        Error::data(path, format!("file metadata has no `{}`; re-run the featurize stage with this molpeg version", meta::TASK_NAMES))
+    })?;
+    let task_names: Vec<String> = serde_json::from_str(names_json)
+        .map_err(|e| Error::data(path, format!("metadata `{}` is not a JSON array of strings: {e}", meta::TASK_NAMES)))?;
+    if task_names.is_empty() {
+        return Err(Error::data(path, format!("metadata `{}` lists no task", meta::TASK_NAMES)));
+    }
+    let kind_str = source.meta(meta::TASK_TYPE).unwrap_or("binary");
+    let task_kind = TaskKind::parse(kind_str)
+        .ok_or_else(|| Error::data(path, format!("metadata `{}` is `{kind_str}`; expected `binary` or `regression`", meta::TASK_TYPE)))?;
+
+    let mut store = GraphStore::new(task_names.len());
+    let mut scratch = Vec::new();
+    let mut labels_row = Vec::new();
+    let mut row = 0usize;
+    let columns = [graphs::MOL_ID, graphs::ATOM_HU, graphs::EDGE_INDEX, graphs::BOND_HU, graphs::LABELS];
+    let arrow_err = |e| Error::Core(molpeg_core::Error::arrow(path, e));
+    for batch in source.read_columns(&columns)? {
+        let batch = batch.map_err(arrow_err)?;
+        let ids = batch.column(0).as_primitive::<UInt32Type>();
+        let atoms = FixedLists::<UInt8Type>::new(batch.column(1), graphs::ATOM_HU_WIDTH as usize, path)?;
+        let edges = FixedLists::<UInt16Type>::new(batch.column(2), 2, path)?;
+        let bonds = FixedLists::<UInt8Type>::new(batch.column(3), graphs::BOND_HU_WIDTH as usize, path)?;
+        let labels = LabelLists::new(batch.column(4), path)?;
+        for i in 0..batch.num_rows() {
+            let mol_id = ids.value(i);
+            labels.row(i, &mut labels_row);
+            let view = GraphView { atoms: as_pairs(atoms.row(i)), edges: as_pairs(edges.row(i)), bonds: as_pairs(bonds.row(i)), labels: &labels_row };
+            store.push(mol_id, view, &mut scratch).map_err(|message| Error::Row { path: path.to_path_buf(), row, mol_id, message })?;
+            row += 1;
+        }
+    }
+    let mut ids = store.mol_ids.clone();
+    ids.sort_unstable();
+    if let Some(w) = ids.windows(2).find(|w| w[0] == w[1]) {
+        return Err(Error::data(path, format!("mol_id {} appears more than once", w[0])));
+    }
+    if store.is_empty() {
+        return Err(Error::data(path, "the file holds no molecule"));
+    }
+    Ok((store, task_names, task_kind))
+}
+
+fn as_pairs<T>(flat: &[T]) -> &[[T; 2]] {
+    assert!(flat.len() % 2 == 0, "fixed-size lists of width 2 hold an even number of values");
+    // SAFETY: `[T; 2]` has T's alignment and twice its size, and the length was checked to be even.
+    unsafe { std::slice::from_raw_parts(flat.as_ptr().cast::<[T; 2]>(), flat.len() / 2) }
+}
+
+/// A `list<fixed_size_list<T, W>>` column as row offsets (in elements of T) into one flat slice.
+struct FixedLists<'a, T: ArrowPrimitiveType> {
+    offsets: Vec<usize>,
+    values: &'a [T::Native],
+}
+
+impl<'a, T: ArrowPrimitiveType> FixedLists<'a, T> {
+    fn new(col: &'a ArrayRef, width: usize, path: &Path) -> Result<Self> {
+        fn parts<O: OffsetSizeTrait>(l: &GenericListArray<O>) -> (Vec<usize>, &ArrayRef) {
+            (l.value_offsets().iter().map(|o| o.as_usize()).collect(), l.values())
+        }
+        let (offsets, child) = if let Some(l) = col.as_list_opt::<i32>() {
+            parts(l)
+        } else if let Some(l) = col.as_list_opt::<i64>() {
+            parts(l)
+        } else {
+            return Err(Error::Internal(format!("{}: column type {} passed the schema check", path.display(), col.data_type())));
+        };
+        let fsl: &FixedSizeListArray = child.as_fixed_size_list();
+        let prim: &PrimitiveArray<T> = fsl.values().as_primitive();
+        let offsets = offsets.into_iter().map(|o| o * width).collect();
+        Ok(FixedLists { offsets, values: prim.values() })
+    }
+    fn row(&self, i: usize) -> &'a [T::Native] {
+        &self.values[self.offsets[i]..self.offsets[i + 1]]
+    }
+}
+
+/// The `labels` column: `list<f32>` whose nulls mean missing labels (written as NaN).
+struct LabelLists<'a> {
+    offsets: Vec<usize>,
+    values: &'a PrimitiveArray<Float32Type>,
+}
+
+impl<'a> LabelLists<'a> {
+    fn new(col: &'a ArrayRef, path: &Path) -> Result<Self> {
+        let (offsets, child): (Vec<usize>, &ArrayRef) = if let Some(l) = col.as_list_opt::<i32>() {
+            (l.value_offsets().iter().map(|&o| o as usize).collect(), l.values())
+        } else if let Some(l) = col.as_list_opt::<i64>() {
+            (l.value_offsets().iter().map(|&o| o as usize).collect(), l.values())
+        } else {
+            return Err(Error::Internal(format!("{}: labels type {} passed the schema check", path.display(), col.data_type())));
+        };
+        Ok(LabelLists { offsets, values: child.as_primitive() })
+    }
+    fn row(&self, i: usize, out: &mut Vec<f32>) {
+        out.clear();
+        out.extend((self.offsets[i]..self.offsets[i + 1]).map(|k| if self.values.is_null(k) { f32::NAN } else { self.values.value(k) }));
+    }
+}
+
+/// Reads `coreset.parquet` into a training plan. Every id must belong to the dataset's train split
+/// (a coreset selected on another split or dataset is an error); weights must be finite and ≥ 0.
+pub fn load_coreset(path: &Path, data: &Dataset) -> Result<Vec<Sample>> {
+    let source = ParquetSource::open(path, &coreset::schema())?;
+    let mut in_train = vec![false; data.store.len()];
+    for &g in &data.train {
+        in_train[g as usize] = true;
+    }
+    let mut taken = vec![false; data.store.len()];
+    let mut plan = Vec::new();
+    let mut row = 0;
+    for batch in source.collect_columns(&[coreset::MOL_ID, coreset::WEIGHT])? {
+        let ids = batch.column(0).as_primitive::<UInt32Type>();
+        let weights = batch.column(1).as_primitive::<Float32Type>();
+        for (&mol_id, &weight) in ids.values().iter().zip(weights.values().iter()) {
+            let row_err = |message: String| Error::Row { path: path.to_path_buf(), row, mol_id, message };
+            let g = data.index_of(mol_id).filter(|&g| in_train[g as usize]).ok_or_else(|| {
+                row_err(format!(
+                    "mol_id is not in the train split of {}; was the coreset selected for another dataset or split?",
+                    data.split_path.display()
+                ))
+            })?;
+            if std::mem::replace(&mut taken[g as usize], true) {
+                return Err(row_err("mol_id appears twice in the coreset".into()));
+            }
+            if !weight.is_finite() || weight < 0.0 {
+                return Err(row_err(format!("weight {weight} must be finite and non-negative")));
+            }
+            plan.push(Sample { index: g, weight });
+            row += 1;
+        }
+    }
+    if plan.is_empty() {
+        return Err(Error::data(path, "the coreset is empty; nothing to train on"));
+    }
+    Ok(plan)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn push_builds_sorted_adjacency_with_self_loops_and_counts() {
+        let mut store = GraphStore::new(1);
+        let mut scratch = Vec::new();
+        // 0-1 single bond, 1-2 double bond (both directions), direction tag 1 on the 1→2 edge.
+        let view = GraphView {
+            atoms: &[[5, 0], [6, 1], [7, 0]],
+            edges: &[[0, 1], [1, 0], [1, 2], [2, 1]],
+            bonds: &[[0, 0], [0, 0], [1, 1], [1, 0]],
+            labels: &[1.0],
+        };
+        store.push(42, view, &mut scratch).unwrap();
+        assert_eq!(store.adjacency(0), &[0, 1]);
+        assert_eq!(store.adjacency(1), &[0, 1, 2]);
+        assert_eq!(store.adjacency(2), &[1, 2]);
+        // Node 2 receives the 1→2 double bond with direction 1, plus its self-loop (type 5, direction 0).
+        let c = store.edge_counts(0)[2];
+        assert_eq!(&c[..BOND_TYPES], &[0, 1, 0, 0, 0, 1, 0]);
+        assert_eq!(&c[BOND_TYPES..], &[1, 1, 0, 0]);
+        assert_eq!(store.total_edges(), 4);
+        assert_eq!(store.adj_len(0), 7);
+    }
+
+    #[test]
+    fn push_rejects_bad_graphs_with_a_reason() {
+        let mut store = GraphStore::new(2);
+        let mut s = Vec::new();
+        let ok_atoms = [[5u8, 0u8], [6, 0]];
+        let cases: Vec<(GraphView, &str)> = vec![
+            (GraphView { atoms: &[], edges: &[], bonds: &[], labels: &[0.0, 1.0] }, "no atoms"),
+            (GraphView { atoms: &ok_atoms, edges: &[], bonds: &[], labels: &[0.0] }, "1 labels but"),
+            (GraphView { atoms: &ok_atoms, edges: &[[0, 2]], bonds: &[[0, 0]], labels: &[0.0, 1.0] }, "points past"),
+            (GraphView { atoms: &ok_atoms, edges: &[[0, 1], [0, 1]], bonds: &[[0, 0], [0, 0]], labels: &[0.0, 1.0] }, "duplicate"),
+            (GraphView { atoms: &ok_atoms, edges: &[[0, 1]], bonds: &[[5, 0]], labels: &[0.0, 1.0] }, "bond features"),
+            (GraphView { atoms: &[[119, 0]], edges: &[], bonds: &[], labels: &[0.0, 1.0] }, "atom 0 has features"),
+            (GraphView { atoms: &ok_atoms, edges: &[[0, 1]], bonds: &[], labels: &[0.0, 1.0] }, "1 edges but 0 bond"),
+        ];
+        for (view, expected) in cases {
+            let err = store.push(1, view, &mut s).unwrap_err();
+            assert!(err.contains(expected), "{err} should contain {expected}");
+        }
+        assert!(store.is_empty());
+    }
+
+    #[test]
+    fn label_moments_skip_missing() {
+        let mut store = GraphStore::new(1);
+        let mut s = Vec::new();
+        for (i, y) in [1.0, 3.0, f32::NAN].into_iter().enumerate() {
+            store.push(i as u32, GraphView { atoms: &[[5, 0]], edges: &[], bonds: &[], labels: &[y] }, &mut s).unwrap();
+        }
+        let (m, sd) = store.label_moments(&[0, 1, 2]);
+        assert_eq!((m[0], sd[0]), (2.0, 1.0));
+    }
+}

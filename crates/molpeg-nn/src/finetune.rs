@@ -1,0 +1,542 @@
+//! The fine-tuning stage: train a GIN on the train split (or a coreset of it), evaluate valid and test
+//! every epoch, keep the weights of the best-valid epoch, and report test at that epoch.
+//!
+//! Inputs: `runs/<pipeline>/featurize/graphs.parquet`, `runs/<pipeline>/split/split.parquet`, and
+//! optionally a coreset and a pretrained encoder. Outputs, in `runs/<pipeline>/finetune/` — or
+//! `finetune-<tag>/` when a tag is set or a coreset is given (the tag then defaults to the coreset's
+//! stage directory name, e.g. `select-molpeg-0.3`, or to its file stem when it is not named
+//! `coreset.parquet`): `metrics.parquet` (long form: per epoch a train-loss row and a row per
+//! metric for valid and test), `model.safetensors` (best-valid weights) and `summary.json`, then the
+//! stage manifest, last.
+//!
+//! [`run`] is the stage; [`fit`] is the epoch loop alone (no file IO), for in-process drivers such
+//! as a scaling sweep.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use arrow::array::{ArrayRef, Float64Array, StringArray, UInt32Array, UInt64Array};
+use arrow::record_batch::RecordBatch;
+use indicatif::ProgressBar;
+use molpeg_core::manifest::StageRun;
+use molpeg_core::parquet_io::write_batches;
+use molpeg_core::pipeline::Pipeline;
+use molpeg_core::schema::{self, meta};
+use serde::{Deserialize, Serialize};
+use tch::Tensor;
+
+use crate::checkpoint::{self, Checkpoint, Scope};
+use crate::data::{load_coreset, Dataset, Sample, TaskKind};
+use crate::device::{describe, DeviceChoice};
+use crate::metrics;
+use crate::model::{Jk, Model, ModelConfig, Pooling};
+use crate::train::{shuffled, Evaluation, Objective, TrainConfig, Trainer};
+use crate::{Error, Result};
+
+pub const STAGE: &str = "finetune";
+pub const METRICS_FILE: &str = "metrics.parquet";
+pub const MODEL_FILE: &str = "model.safetensors";
+pub const SUMMARY_FILE: &str = "summary.json";
+/// Checkpoint metadata keys written by this stage.
+pub const META_OBJECTIVE: &str = "molpeg.objective";
+
+/// Which validation number picks the best epoch.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Monitor {
+    /// ROC-AUC for binary tasks, RMSE for regression.
+    #[default]
+    Auto,
+    Loss,
+    RocAuc,
+    AveragePrecision,
+    Mae,
+    Rmse,
+}
+
+impl Monitor {
+    /// The metric name for `kind`, or an error if the metric does not apply to it.
+    pub fn resolve(self, kind: TaskKind) -> Result<&'static str> {
+        let name = match (self, kind) {
+            (Monitor::Auto, TaskKind::Binary) => metrics::ROC_AUC,
+            (Monitor::Auto, TaskKind::Regression) => metrics::RMSE,
+            (Monitor::Loss, _) => metrics::LOSS,
+            (Monitor::RocAuc, TaskKind::Binary) => metrics::ROC_AUC,
+            (Monitor::AveragePrecision, TaskKind::Binary) => metrics::AVERAGE_PRECISION,
+            (Monitor::Mae, TaskKind::Regression) => metrics::MAE,
+            (Monitor::Rmse, TaskKind::Regression) => metrics::RMSE,
+            (m, k) => return Err(Error::Config(format!("monitor {m:?} does not apply to {} tasks", k.as_str()))),
+        };
+        Ok(name)
+    }
+}
+
+/// The `[finetune]` section of a pipeline file. Defaults are the paper's setting (Hu et al.'s GIN,
+/// MolPeg's schedule): 5 × 300, dropout 0.5, mean pooling, batch 256, Adam 1e-3, 100 epochs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FinetuneSettings {
+    pub epochs: u32,
+    pub batch_size: usize,
+    pub eval_batch_size: usize,
+    pub lr: f64,
+    pub weight_decay: f64,
+    pub seed: u64,
+    pub device: DeviceChoice,
+    /// libtorch intra-op threads; 0 keeps libtorch's default (one per physical core).
+    pub threads: usize,
+    pub layers: usize,
+    pub width: usize,
+    pub dropout: f64,
+    pub pooling: Pooling,
+    pub jk: Jk,
+    pub monitor: Monitor,
+    /// Collate the next batch on a second thread while the current one trains.
+    pub prefetch: bool,
+    /// Encoder checkpoint to start from (its `gnn.*` tensors; the head is re-initialized).
+    pub pretrained: Option<PathBuf>,
+    /// Train only on these ids, with these weights (`coreset.parquet`).
+    pub coreset: Option<PathBuf>,
+    /// Output directory suffix: the stage writes to `finetune-<tag>/`.
+    pub tag: Option<String>,
+}
+
+impl Default for FinetuneSettings {
+    fn default() -> Self {
+        FinetuneSettings {
+            epochs: 100,
+            batch_size: 256,
+            eval_batch_size: 1024,
+            lr: 1e-3,
+            weight_decay: 0.0,
+            seed: 0,
+            device: DeviceChoice::Auto,
+            threads: 0,
+            layers: 5,
+            width: 300,
+            dropout: 0.5,
+            pooling: Pooling::Mean,
+            jk: Jk::Last,
+            monitor: Monitor::Auto,
+            prefetch: true,
+            pretrained: None,
+            coreset: None,
+            tag: None,
+        }
+    }
+}
+
+impl FinetuneSettings {
+    pub fn model_config(&self, num_tasks: usize) -> ModelConfig {
+        ModelConfig { layers: self.layers, width: self.width, dropout: self.dropout, pooling: self.pooling, jk: self.jk, num_tasks }
+    }
+
+    pub fn train_config(&self) -> TrainConfig {
+        TrainConfig {
+            batch_size: self.batch_size,
+            eval_batch_size: self.eval_batch_size,
+            lr: self.lr,
+            weight_decay: self.weight_decay,
+            prefetch: self.prefetch,
+            seed: self.seed,
+        }
+    }
+
+    /// Checks everything that does not need the data.
+    pub fn validate(&self) -> Result<()> {
+        self.model_config(1).validate()?;
+        if self.epochs == 0 {
+            return Err(Error::Config("epochs must be at least 1".into()));
+        }
+        if self.batch_size == 0 || self.eval_batch_size == 0 {
+            return Err(Error::Config("batch_size and eval_batch_size must be at least 1".into()));
+        }
+        if !(self.lr > 0.0 && self.lr.is_finite()) || !(self.weight_decay >= 0.0 && self.weight_decay.is_finite()) {
+            return Err(Error::Config(format!("lr ({}) must be > 0 and weight_decay ({}) ≥ 0", self.lr, self.weight_decay)));
+        }
+        if let Some(tag) = &self.tag {
+            if tag.is_empty() || tag.contains(['/', '\\']) {
+                return Err(Error::Config(format!("tag `{tag}` must be a non-empty name without slashes")));
+            }
+        }
+        Ok(())
+    }
+
+    /// The stage directory name: `finetune`, or `finetune-<tag>` (see the module docs).
+    pub fn stage_name(&self) -> String {
+        let tag = self.tag.clone().or_else(|| {
+            self.coreset.as_ref().map(|p| {
+                let parent = p.parent().and_then(|d| d.file_name()).map(|d| d.to_string_lossy().into_owned());
+                match (p.file_name().and_then(|f| f.to_str()), parent) {
+                    (Some("coreset.parquet"), Some(dir)) => dir,
+                    _ => p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "coreset".into()),
+                }
+            })
+        });
+        match tag {
+            Some(t) => format!("{STAGE}-{t}"),
+            None => STAGE.to_string(),
+        }
+    }
+}
+
+/// A resolved stage run: settings plus the paths derived from the pipeline.
+#[derive(Debug, Clone)]
+pub struct FinetuneConfig {
+    pub settings: FinetuneSettings,
+    pub graphs: PathBuf,
+    pub split: PathBuf,
+    pub out_dir: PathBuf,
+    /// Rerun even when the manifest says the outputs are up to date.
+    pub force: bool,
+    /// Show a progress bar and one log line per epoch on stderr.
+    pub verbose: bool,
+}
+
+impl FinetuneConfig {
+    /// Paths of a pipeline's stage: inputs from `featurize/` and `split/`, output per [`FinetuneSettings::stage_name`].
+    pub fn for_pipeline(pipeline: &Pipeline, runs_dir: &Path, settings: FinetuneSettings) -> Self {
+        FinetuneConfig {
+            graphs: pipeline.stage_dir(runs_dir, "featurize").join("graphs.parquet"),
+            split: pipeline.stage_dir(runs_dir, "split").join("split.parquet"),
+            out_dir: pipeline.stage_dir(runs_dir, &settings.stage_name()),
+            settings,
+            force: false,
+            verbose: true,
+        }
+    }
+}
+
+/// One row of `metrics.parquet`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricRow {
+    pub epoch: u32,
+    pub split: String,
+    pub metric: String,
+    pub value: Option<f64>,
+    pub loss: Option<f64>,
+    pub samples_seen: u64,
+    /// Wall-clock seconds since training started.
+    pub seconds: f64,
+}
+
+/// What [`run`] reports (and writes to `summary.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FinetuneSummary {
+    pub stage_dir: PathBuf,
+    /// True when an up-to-date previous run was found and nothing was recomputed.
+    pub skipped: bool,
+    pub task_type: TaskKind,
+    pub task_names: Vec<String>,
+    pub train_samples: usize,
+    pub valid_samples: usize,
+    pub test_samples: usize,
+    pub coreset: Option<PathBuf>,
+    pub pretrained: Option<PathBuf>,
+    pub epochs: u32,
+    pub monitor: String,
+    pub best_epoch: u32,
+    pub best_valid: BTreeMap<String, Option<f64>>,
+    pub test_at_best: BTreeMap<String, Option<f64>>,
+    pub final_train_loss: f64,
+    pub samples_seen: u64,
+    pub train_seconds: f64,
+    pub graphs_per_second: f64,
+    pub device: String,
+    pub parameters: i64,
+}
+
+impl fmt::Display for FinetuneSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let show = |m: &BTreeMap<String, Option<f64>>| {
+            m.iter().map(|(k, v)| format!("{k} {}", v.map_or("n/a".into(), |v| format!("{v:.4}")))).collect::<Vec<_>>().join(", ")
+        };
+        if self.skipped {
+            writeln!(f, "{}: up to date, skipped (use --force to rerun)", self.stage_dir.display())?;
+        }
+        writeln!(
+            f,
+            "finetune: {} train / {} valid / {} test molecules, {} {} task(s), {} epochs on {}",
+            self.train_samples,
+            self.valid_samples,
+            self.test_samples,
+            self.task_names.len(),
+            self.task_type.as_str(),
+            self.epochs,
+            self.device
+        )?;
+        writeln!(f, "best epoch {} by valid {}: valid {}", self.best_epoch, self.monitor, show(&self.best_valid))?;
+        writeln!(f, "test at best epoch: {}", show(&self.test_at_best))?;
+        write!(f, "trained {} graphs in {:.1} s ({:.0} graphs/s); outputs in {}", self.samples_seen, self.train_seconds, self.graphs_per_second, self.stage_dir.display())
+    }
+}
+
+/// Result of [`fit`].
+pub struct FitResult {
+    pub rows: Vec<MetricRow>,
+    pub best_epoch: u32,
+    pub best_valid: Option<Evaluation>,
+    pub best_test: Option<Evaluation>,
+    /// CPU copies of the best epoch's variables.
+    pub best_state: Vec<(String, Tensor)>,
+    pub final_train_loss: f64,
+    pub train_seconds: f64,
+}
+
+/// Whether `new` beats `best` for the monitored metric. An undefined value never replaces a defined
+/// one, but replaces an undefined one, so with no defined value at all the last epoch wins.
+fn improves(new: Option<f64>, best: Option<Option<f64>>, higher_better: bool) -> bool {
+    match (new, best) {
+        (_, None) => true,
+        (None, Some(b)) => b.is_none(),
+        (Some(_), Some(None)) => true,
+        (Some(n), Some(Some(b))) => {
+            if higher_better {
+                n > b
+            } else {
+                n < b
+            }
+        }
+    }
+}
+
+/// Trains for `epochs` epochs on `plan` (reshuffled each epoch from `seed`), evaluating valid and
+/// test after each; returns the metric rows and the best-valid epoch's weights. No file IO.
+pub fn fit(trainer: &mut Trainer, data: &Dataset, plan: &[Sample], epochs: u32, seed: u64, monitor: &str, bar: &ProgressBar, log: bool) -> Result<FitResult> {
+    let store: &Arc<_> = &data.store;
+    let start = Instant::now();
+    let mut rows = Vec::new();
+    let mut best: Option<(u32, Option<f64>)> = None;
+    let mut best_evals = (None, None);
+    let mut best_state = Vec::new();
+    let mut final_train_loss = 0.0;
+    let mut train_seconds = 0.0;
+    let higher = metrics::higher_is_better(monitor);
+    for epoch in 1..=epochs {
+        // Re-seeding libtorch (its dropout is used on CUDA) per epoch makes an epoch depend only on
+        // (seed, epoch, weights).
+        tch::manual_seed((crate::batch::mix_seed(seed, epoch as u64) >> 1) as i64);
+        let order = shuffled(plan, seed, epoch);
+        let stats = trainer.train_epoch(store, &order, |outcome| {
+            bar.inc(outcome.losses.len() as u64);
+            Ok(())
+        })?;
+        train_seconds += stats.seconds;
+        final_train_loss = stats.mean_loss;
+        let seen = trainer.samples_seen;
+        rows.push(MetricRow {
+            epoch,
+            split: schema::split::TRAIN.into(),
+            metric: metrics::LOSS.into(),
+            value: Some(stats.mean_loss),
+            loss: Some(stats.mean_loss),
+            samples_seen: seen,
+            seconds: start.elapsed().as_secs_f64(),
+        });
+        let mut evals = Vec::new();
+        for (name, indices) in [(schema::split::VALID, &data.valid), (schema::split::TEST, &data.test)] {
+            let eval = if indices.is_empty() { None } else { Some(trainer.evaluate(store, indices)?) };
+            if let Some(e) = &eval {
+                let seconds = start.elapsed().as_secs_f64();
+                for &(metric, value) in &e.metrics {
+                    rows.push(MetricRow { epoch, split: name.into(), metric: metric.into(), value, loss: e.loss, samples_seen: seen, seconds });
+                }
+            }
+            evals.push(eval);
+        }
+        let test = evals.pop().flatten();
+        let valid = evals.pop().flatten();
+        let score = valid.as_ref().and_then(|v| v.metric(monitor));
+        if improves(score, best.map(|b| b.1), higher) {
+            best = Some((epoch, score));
+            best_state = trainer.model.snapshot();
+            best_evals = (valid.clone(), test.clone());
+        }
+        if log {
+            let fmt = |e: &Option<Evaluation>| e.as_ref().and_then(|e| e.metric(monitor)).map_or("n/a".into(), |v| format!("{v:.4}"));
+            let line = format!(
+                "epoch {epoch}/{epochs}: train loss {:.4}, valid {monitor} {}, test {monitor} {} ({:.1} s, {:.0} graphs/s)",
+                stats.mean_loss,
+                fmt(&valid),
+                fmt(&test),
+                stats.seconds,
+                order.len() as f64 / stats.seconds.max(1e-9)
+            );
+            bar.suspend(|| eprintln!("{line}"));
+        }
+    }
+    let (best_epoch, _) = best.ok_or_else(|| Error::Internal("no epoch was run".into()))?;
+    Ok(FitResult { rows, best_epoch, best_valid: best_evals.0, best_test: best_evals.1, best_state, final_train_loss, train_seconds })
+}
+
+fn require_input(path: &Path, what: &str) -> Result<()> {
+    if path.is_file() {
+        Ok(())
+    } else {
+        Err(Error::data(path, format!("{what} not found")))
+    }
+}
+
+/// Writes `metrics.parquet`.
+pub fn write_metrics(path: &Path, rows: &[MetricRow], data: &Dataset) -> Result<PathBuf> {
+    let schema = schema::metrics::schema();
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.epoch))),
+        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.split.as_str()))),
+        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.metric.as_str()))),
+        Arc::new(Float64Array::from_iter(rows.iter().map(|r| r.value))),
+        Arc::new(Float64Array::from_iter(rows.iter().map(|r| r.loss))),
+        Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.samples_seen))),
+        Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.seconds))),
+    ];
+    let batch = RecordBatch::try_new(schema.clone(), columns).map_err(|e| molpeg_core::Error::arrow(path, e))?;
+    let extra = BTreeMap::from([
+        (meta::TASK_NAMES.to_string(), serde_json::to_string(&data.task_names).expect("strings serialize")),
+        (meta::TASK_TYPE.to_string(), data.task_kind.as_str().to_string()),
+    ]);
+    Ok(write_batches(path, schema, schema::metrics::KIND, &extra, &[batch])?)
+}
+
+fn as_map(e: &Option<Evaluation>) -> BTreeMap<String, Option<f64>> {
+    let mut m = BTreeMap::new();
+    if let Some(e) = e {
+        m.insert(metrics::LOSS.to_string(), e.loss);
+        for &(k, v) in &e.metrics {
+            m.insert(k.to_string(), v);
+        }
+    }
+    m
+}
+
+/// Runs the stage (see the module docs). An unchanged rerun is skipped unless `config.force`.
+pub fn run(config: &FinetuneConfig) -> Result<FinetuneSummary> {
+    let s = &config.settings;
+    s.validate()?;
+    require_input(&config.graphs, "graphs.parquet (run the featurize stage first)")?;
+    require_input(&config.split, "split.parquet (run the split stage first)")?;
+    let mut inputs: Vec<&Path> = vec![&config.graphs, &config.split];
+    if let Some(p) = &s.coreset {
+        require_input(p, "coreset file")?;
+        inputs.push(p);
+    }
+    if let Some(p) = &s.pretrained {
+        require_input(p, "pretrained checkpoint")?;
+        inputs.push(p);
+    }
+    if s.threads > 0 {
+        tch::set_num_threads(s.threads as i32);
+    }
+    let device = s.device.resolve()?;
+    let params = serde_json::json!({ "settings": s, "device": if device.is_cuda() { "cuda" } else { "cpu" } });
+    let stage = StageRun::new(STAGE, &config.out_dir, &params, &inputs)?;
+    let summary_path = config.out_dir.join(SUMMARY_FILE);
+    if !config.force {
+        if let Some(cached) = stage.cached() {
+            if let Ok(mut summary) = serde_json::from_value::<FinetuneSummary>(cached.summary) {
+                summary.skipped = true;
+                return Ok(summary);
+            }
+        }
+    }
+    stage.begin()?;
+
+    let data = Dataset::load(&config.graphs, &config.split)?;
+    let plan = match &s.coreset {
+        Some(p) => load_coreset(p, &data)?,
+        None => Sample::unweighted(&data.train),
+    };
+    let monitor = s.monitor.resolve(data.task_kind)?;
+    tch::manual_seed(s.seed as i64);
+    let model = Model::new(&s.model_config(data.num_tasks()), device)?;
+    if let Some(p) = &s.pretrained {
+        Checkpoint::read(p)?.load_into(&model, Scope::Encoder)?;
+    }
+    let parameters = model.num_parameters();
+    let objective = Objective::for_task(data.task_kind, &data.store, &data.train);
+    let mut trainer = Trainer::new(model, objective, s.train_config())?;
+
+    let bar = if config.verbose { molpeg_core::progress::bar(s.epochs as u64 * plan.len() as u64, "graphs") } else { ProgressBar::hidden() };
+    bar.set_message("finetune");
+    let fit = fit(&mut trainer, &data, &plan, s.epochs, s.seed, monitor, &bar, config.verbose)?;
+    bar.finish_and_clear();
+
+    let metrics_path = write_metrics(&config.out_dir.join(METRICS_FILE), &fit.rows, &data)?;
+    let model_path = config.out_dir.join(MODEL_FILE);
+    let ckpt_meta = BTreeMap::from([
+        (meta::TASK_NAMES.to_string(), serde_json::to_string(&data.task_names).expect("strings serialize")),
+        (meta::TASK_TYPE.to_string(), data.task_kind.as_str().to_string()),
+        (META_OBJECTIVE.to_string(), serde_json::json!({"target_mean": trainer.objective.target_mean, "target_std": trainer.objective.target_std}).to_string()),
+        ("molpeg.best_epoch".to_string(), fit.best_epoch.to_string()),
+    ]);
+    checkpoint::save(&model_path, &fit.best_state, &trainer.model.config, &ckpt_meta)?;
+    let summary = FinetuneSummary {
+        stage_dir: config.out_dir.clone(),
+        skipped: false,
+        task_type: data.task_kind,
+        task_names: data.task_names.clone(),
+        train_samples: plan.len(),
+        valid_samples: data.valid.len(),
+        test_samples: data.test.len(),
+        coreset: s.coreset.clone(),
+        pretrained: s.pretrained.clone(),
+        epochs: s.epochs,
+        monitor: monitor.to_string(),
+        best_epoch: fit.best_epoch,
+        best_valid: as_map(&fit.best_valid),
+        test_at_best: as_map(&fit.best_test),
+        final_train_loss: fit.final_train_loss,
+        samples_seen: trainer.samples_seen,
+        train_seconds: fit.train_seconds,
+        graphs_per_second: trainer.samples_seen as f64 / fit.train_seconds.max(1e-9),
+        device: describe(device),
+        parameters,
+    };
+    let text = serde_json::to_string_pretty(&summary).expect("summary serializes");
+    molpeg_core::atomic::write_atomic(&summary_path, text.as_bytes())?;
+    stage.finish(&[&metrics_path, &model_path, &summary_path], &summary)?;
+    Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stage_names() {
+        let mut s = FinetuneSettings::default();
+        assert_eq!(s.stage_name(), "finetune");
+        s.coreset = Some("runs/hiv/select-molpeg-0.3/coreset.parquet".into());
+        assert_eq!(s.stage_name(), "finetune-select-molpeg-0.3");
+        s.coreset = Some("elsewhere/random30.parquet".into());
+        assert_eq!(s.stage_name(), "finetune-random30");
+        s.tag = Some("x".into());
+        assert_eq!(s.stage_name(), "finetune-x");
+    }
+
+    #[test]
+    fn improvement_rules() {
+        assert!(improves(None, None, true));
+        assert!(improves(Some(0.5), Some(None), true));
+        assert!(!improves(None, Some(Some(0.5)), true));
+        assert!(improves(None, Some(None), true));
+        assert!(improves(Some(0.6), Some(Some(0.5)), true));
+        assert!(!improves(Some(0.5), Some(Some(0.5)), true));
+        assert!(improves(Some(0.4), Some(Some(0.5)), false));
+    }
+
+    #[test]
+    fn settings_reject_unknown_keys_and_bad_values() {
+        let p = Pipeline::parse(Path::new("pipelines/t.toml"), "[finetune]\nepochs = 3\nwidht = 64\n").unwrap();
+        let err = p.section::<FinetuneSettings>("finetune").unwrap_err().to_string();
+        assert!(err.contains("widht"), "{err}");
+        let p = Pipeline::parse(Path::new("pipelines/t.toml"), "[finetune]\nepochs = 3\nwidth = 64\npooling = \"max\"\njk = \"concat\"\nmonitor = \"average_precision\"\n").unwrap();
+        let s: FinetuneSettings = p.section("finetune").unwrap();
+        assert_eq!((s.epochs, s.width, s.pooling, s.jk, s.monitor), (3, 64, Pooling::Max, Jk::Concat, Monitor::AveragePrecision));
+        assert!(FinetuneSettings { dropout: 1.0, ..Default::default() }.validate().is_err());
+        assert!(FinetuneSettings { tag: Some("a/b".into()), ..Default::default() }.validate().is_err());
+        assert!(Monitor::RocAuc.resolve(TaskKind::Regression).is_err());
+    }
+}

@@ -1,0 +1,512 @@
+//! Integration tests of molpeg-nn: the one test binary of this crate (each links libtorch).
+//! Fixtures are synthetic molecules written with `molpeg_nn::synthetic` into a fresh temp dir.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::{Float64Type, UInt32Type, UInt64Type};
+use molpeg_core::parquet_io::ParquetSource;
+use molpeg_core::schema;
+use molpeg_nn::batch::collate;
+use molpeg_nn::checkpoint::{self, Checkpoint, Scope};
+use molpeg_nn::data::{load_coreset, Dataset, Sample, TaskKind};
+use molpeg_nn::device::DeviceChoice;
+use molpeg_nn::finetune::{self, FinetuneConfig, FinetuneSettings};
+use molpeg_nn::model::{Jk, Model, ModelConfig, Pooling};
+use molpeg_nn::synthetic::{self, SyntheticSpec};
+use molpeg_nn::tch::{Device, Kind, Tensor};
+use molpeg_nn::train::{predict_with, shuffled, Objective, TrainConfig, Trainer};
+
+/// Tests run in parallel threads of one process: one libtorch thread each keeps the CPUs from being
+/// oversubscribed (libtorch's thread count is per calling thread under OpenMP).
+fn one_thread() {
+    molpeg_nn::tch::set_num_threads(1);
+}
+
+fn small_model(tasks: usize) -> ModelConfig {
+    ModelConfig { layers: 2, width: 32, dropout: 0.0, pooling: Pooling::Mean, jk: Jk::Last, num_tasks: tasks }
+}
+
+fn train_config(batch_size: usize, lr: f64) -> TrainConfig {
+    TrainConfig { batch_size, eval_batch_size: 64, lr, weight_decay: 0.0, prefetch: true, seed: 0 }
+}
+
+fn write(dir: &Path, spec: &SyntheticSpec) -> Dataset {
+    let (g, s) = synthetic::write_dataset(dir, spec).unwrap();
+    Dataset::load(&g, &s).unwrap()
+}
+
+/// Settings that train in about a second on a laptop CPU.
+fn quick_settings() -> FinetuneSettings {
+    FinetuneSettings { epochs: 3, batch_size: 32, eval_batch_size: 128, layers: 2, width: 32, device: DeviceChoice::Cpu, threads: 1, ..Default::default() }
+}
+
+fn stage_config(dir: &Path, settings: FinetuneSettings, out: &str) -> FinetuneConfig {
+    FinetuneConfig { settings, graphs: dir.join("graphs.parquet"), split: dir.join("split.parquet"), out_dir: dir.join(out), force: false, verbose: false }
+}
+
+#[test]
+fn overfits_a_tiny_dataset() {
+    one_thread();
+    let dir = tempfile::tempdir().unwrap();
+    let data = write(dir.path(), &SyntheticSpec { tasks: 2, missing: 0.2, ..SyntheticSpec::hiv_like(30, 3) });
+    tch_seed(0);
+    let model = Model::new(&ModelConfig { layers: 3, width: 64, ..small_model(2) }, Device::Cpu).unwrap();
+    let mut trainer = Trainer::new(model, Objective::binary(2), train_config(64, 3e-3)).unwrap();
+    let plan = Sample::unweighted(&data.train);
+    let first = trainer.train_epoch(&data.store, &plan, |_| Ok(())).unwrap().mean_loss;
+    let mut last = first;
+    for epoch in 1..300 {
+        last = trainer.train_epoch(&data.store, &shuffled(&plan, 0, epoch), |_| Ok(())).unwrap().mean_loss;
+    }
+    assert!(first > 0.3, "initial loss {first}");
+    assert!(last < 0.02, "training loss {first} → {last} did not approach zero");
+}
+
+fn tch_seed(seed: i64) {
+    molpeg_nn::tch::manual_seed(seed);
+}
+
+#[test]
+fn missing_labels_contribute_exactly_zero_gradient() {
+    one_thread();
+    let dir = tempfile::tempdir().unwrap();
+    let data = write(dir.path(), &SyntheticSpec { tasks: 3, missing: 0.4, ..SyntheticSpec::hiv_like(40, 5) });
+    let model = Model::new(&small_model(3), Device::Cpu).unwrap();
+    let batch = collate(&data.store, &Sample::unweighted(&data.train)).to_device(Device::Cpu);
+    for objective in [Objective::binary(3), Objective::for_task(TaskKind::Regression, &data.store, &data.train)] {
+        let outputs = model.forward(&batch, true);
+        let (_, loss) = objective.losses(&outputs, &batch);
+        let grad = Tensor::run_backward(&[&loss], &[&outputs], false, false).remove(0);
+        let grad = Vec::<f32>::try_from(grad.flatten(0, -1)).unwrap();
+        let mask = Vec::<f32>::try_from(batch.mask.flatten(0, -1)).unwrap();
+        assert!(mask.contains(&0.0) && mask.contains(&1.0));
+        for (g, m) in grad.iter().zip(&mask) {
+            if *m == 0.0 {
+                assert_eq!(g.to_bits(), 0f32.to_bits(), "missing label got gradient {g}");
+            } else {
+                assert_ne!(*g, 0.0);
+            }
+        }
+    }
+}
+
+#[test]
+fn sample_weights_scale_the_objective() {
+    one_thread();
+    let dir = tempfile::tempdir().unwrap();
+    let data = write(dir.path(), &SyntheticSpec::hiv_like(20, 1));
+    let model = Model::new(&small_model(1), Device::Cpu).unwrap();
+    let plan: Vec<Sample> = data.train.iter().map(|&index| Sample { index, weight: 1.0 }).collect();
+    let doubled: Vec<Sample> = plan.iter().map(|s| Sample { weight: 2.0, ..*s }).collect();
+    let objective = Objective::binary(1);
+    let _guard = molpeg_nn::tch::no_grad_guard();
+    let b1 = collate(&data.store, &plan).to_device(Device::Cpu);
+    let b2 = collate(&data.store, &doubled).to_device(Device::Cpu);
+    let out = model.forward(&b1, false);
+    let (per1, l1) = objective.losses(&out, &b1);
+    let (per2, l2) = objective.losses(&out, &b2);
+    assert!((l2.double_value(&[]) - 2.0 * l1.double_value(&[])).abs() < 1e-6);
+    assert!(per1.equal(&per2), "per-sample losses are unweighted");
+}
+
+#[test]
+fn checkpoint_round_trip_is_bit_exact_and_readable_from_python() {
+    one_thread();
+    let dir = tempfile::tempdir().unwrap();
+    let data = write(dir.path(), &SyntheticSpec { tasks: 2, ..SyntheticSpec::hiv_like(60, 7) });
+    let model = Model::new(&ModelConfig { jk: Jk::Concat, ..small_model(2) }, Device::Cpu).unwrap();
+    let mut trainer = Trainer::new(model, Objective::binary(2), train_config(16, 1e-3)).unwrap();
+    trainer.train_epoch(&data.store, &Sample::unweighted(&data.train), |_| Ok(())).unwrap();
+    let before = trainer.predict(&data.store, &data.test).unwrap().outputs;
+    let path = dir.path().join("model.safetensors");
+    checkpoint::save_model(&path, &trainer.model, &BTreeMap::from([("note".to_string(), "hi".to_string())])).unwrap();
+
+    let (loaded, ckpt) = checkpoint::load_model(&path, Device::Cpu).unwrap();
+    assert_eq!(ckpt.metadata.get("note").map(String::as_str), Some("hi"));
+    assert_eq!(loaded.config, trainer.model.config);
+    let after = predict_with(&loaded, &trainer.objective, &data.store, &data.test, 7, false).unwrap().outputs;
+    assert_eq!(before.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), after.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
+
+    // An independent reader: Python (safetensors if installed, else the format parsed by hand).
+    let python = std::env::var("MOLPEG_PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = r#"
+import json, struct, sys
+path = sys.argv[1]
+try:
+    from safetensors import safe_open
+    with safe_open(path, "np") as f:
+        meta = f.metadata(); names = list(f.keys())
+        shapes = {n: list(f.get_tensor(n).shape) for n in names}
+        total = float(f.get_tensor("graph_pred_linear.bias").astype("float64").sum())
+except ImportError:
+    with open(path, "rb") as fh:
+        n = struct.unpack("<Q", fh.read(8))[0]; header = json.loads(fh.read(n)); data = fh.read()
+    meta = header.pop("__metadata__"); names = list(header)
+    shapes = {k: v["shape"] for k, v in header.items()}
+    lo, hi = header["graph_pred_linear.bias"]["data_offsets"]
+    total = sum(struct.unpack("<%df" % ((hi - lo) // 4), data[lo:hi]))
+print(json.dumps({"model": json.loads(meta["molpeg.model"]), "shapes": shapes, "bias_sum": total}))
+"#;
+    match Command::new(&python).arg("-c").arg(script).arg(&path).output() {
+        Ok(out) if out.status.success() => {
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            assert_eq!(v["model"]["width"], 32);
+            assert_eq!(v["shapes"]["gnn.x_embedding1.weight"], serde_json::json!([120, 32]));
+            assert_eq!(v["shapes"]["graph_pred_linear.weight"], serde_json::json!([2, 96]));
+            let bias = trainer.model.named_variables().into_iter().find(|(n, _)| n == "graph_pred_linear.bias").unwrap().1;
+            assert!((v["bias_sum"].as_f64().unwrap() - bias.sum(Kind::Double).double_value(&[])).abs() < 1e-6);
+        }
+        Ok(out) => panic!("{python} could not read the checkpoint: {}", String::from_utf8_lossy(&out.stderr)),
+        Err(e) => eprintln!("skipping the Python check: cannot run {python}: {e}"),
+    }
+}
+
+#[test]
+fn mismatched_checkpoints_are_clear_errors() {
+    one_thread();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.safetensors");
+    let two_layers = Model::new(&small_model(1), Device::Cpu).unwrap();
+    checkpoint::save_model(&path, &two_layers, &BTreeMap::new()).unwrap();
+    let ckpt = Checkpoint::read(&path).unwrap();
+
+    let wider = Model::new(&ModelConfig { width: 16, ..small_model(1) }, Device::Cpu).unwrap();
+    let err = ckpt.load_into(&wider, Scope::Full).unwrap_err().to_string();
+    assert!(err.contains("shape mismatches") && err.contains("gnn.x_embedding1.weight: file [120, 32], model [120, 16]"), "{err}");
+    assert!(err.contains("m.safetensors") && err.contains("width=32"), "{err}");
+
+    let deeper = Model::new(&ModelConfig { layers: 3, ..small_model(1) }, Device::Cpu).unwrap();
+    let err = ckpt.load_into(&deeper, Scope::Encoder).unwrap_err().to_string();
+    assert!(err.contains("missing tensors") && err.contains("gnn.gnns.2.mlp.0.weight") && err.contains("gnn.batch_norms.2.running_mean"), "{err}");
+
+    let shallower = Model::new(&ModelConfig { layers: 1, ..small_model(1) }, Device::Cpu).unwrap();
+    let err = ckpt.load_into(&shallower, Scope::Full).unwrap_err().to_string();
+    assert!(err.contains("tensors the model does not have") && err.contains("gnn.gnns.1.mlp.2.bias"), "{err}");
+
+    std::fs::write(dir.path().join("junk.safetensors"), b"not a checkpoint").unwrap();
+    let err = Checkpoint::read(&dir.path().join("junk.safetensors")).err().unwrap().to_string();
+    assert!(err.contains("junk.safetensors") && err.contains("not a readable safetensors file"), "{err}");
+}
+
+#[test]
+fn pretrained_loads_the_encoder_only() {
+    one_thread();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("encoder.safetensors");
+    // A "pretraining" model with 5 outputs; fine-tuning has 2 tasks, so only gnn.* can transfer.
+    let source = Model::new(&small_model(5), Device::Cpu).unwrap();
+    checkpoint::save_model(&path, &source, &BTreeMap::new()).unwrap();
+    let target = Model::new(&small_model(2), Device::Cpu).unwrap();
+    let head_before = target.vs.variables()["graph_pred_linear.weight"].copy();
+    Checkpoint::read(&path).unwrap().load_into(&target, Scope::Encoder).unwrap();
+    let (src, dst) = (source.vs.variables(), target.vs.variables());
+    for (name, t) in &src {
+        if name.starts_with("gnn.") {
+            assert!(t.equal(&dst[name]), "{name} not copied");
+        }
+    }
+    assert!(dst["graph_pred_linear.weight"].equal(&head_before));
+}
+
+#[test]
+fn coreset_restricts_training_to_its_ids() {
+    one_thread();
+    let dir = tempfile::tempdir().unwrap();
+    let data = write(dir.path(), &SyntheticSpec::hiv_like(80, 2));
+    let kept: Vec<u32> = data.train.iter().step_by(3).map(|&g| data.store.mol_ids[g as usize]).collect();
+    let coreset_dir = dir.path().join("runs/t/select-x");
+    std::fs::create_dir_all(&coreset_dir).unwrap();
+    let coreset_path = coreset_dir.join("coreset.parquet");
+    synthetic::write_coreset(&coreset_path, &kept.iter().map(|&m| (m, 1.5)).collect::<Vec<_>>()).unwrap();
+
+    let plan = load_coreset(&coreset_path, &data).unwrap();
+    assert_eq!(plan.len(), kept.len());
+    assert!(plan.iter().all(|s| s.weight == 1.5));
+    let mut trainer = Trainer::new(Model::new(&small_model(1), Device::Cpu).unwrap(), Objective::binary(1), train_config(8, 1e-3)).unwrap();
+    let mut seen = HashSet::new();
+    let stats = trainer
+        .train_epoch(&data.store, &plan, |b| {
+            seen.extend(b.batch.samples.iter().map(|&g| data.store.mol_ids[g as usize]));
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(seen, kept.iter().copied().collect::<HashSet<_>>());
+    assert_eq!(stats.losses.len(), kept.len());
+
+    // Through the stage: output goes to finetune-<coreset stage dir>, and the summary counts the coreset.
+    let settings = FinetuneSettings { coreset: Some(coreset_path.clone()), epochs: 2, ..quick_settings() };
+    let out = settings.stage_name();
+    assert_eq!(out, "finetune-select-x");
+    let summary = finetune::run(&stage_config(dir.path(), settings, &out)).unwrap();
+    assert_eq!(summary.train_samples, kept.len());
+    assert_eq!(summary.samples_seen, 2 * kept.len() as u64);
+
+    // A coreset id outside the train split is an error naming the file, the row and the id.
+    let valid_id = data.store.mol_ids[data.valid[0] as usize];
+    let bad = dir.path().join("bad.parquet");
+    synthetic::write_coreset(&bad, &[(kept[0], 1.0), (valid_id, 1.0)]).unwrap();
+    let err = load_coreset(&bad, &data).unwrap_err().to_string();
+    assert!(err.contains("bad.parquet: row 1") && err.contains(&format!("mol_id {valid_id}")) && err.contains("not in the train split"), "{err}");
+}
+
+fn read_metrics(path: &Path) -> Vec<(u32, String, String, Option<f64>, Option<f64>, u64, f64)> {
+    let source = ParquetSource::open(path, &schema::metrics::schema()).unwrap();
+    let mut rows = Vec::new();
+    use schema::metrics::*;
+    for b in source.collect_columns(&[EPOCH, SPLIT, METRIC, VALUE, LOSS, SAMPLES_SEEN, SECONDS]).unwrap() {
+        let epoch = b.column(0).as_primitive::<UInt32Type>();
+        let split = b.column(1).as_string::<i32>();
+        let metric = b.column(2).as_string::<i32>();
+        let value = b.column(3).as_primitive::<Float64Type>();
+        let loss = b.column(4).as_primitive::<Float64Type>();
+        let seen = b.column(5).as_primitive::<UInt64Type>();
+        let secs = b.column(6).as_primitive::<Float64Type>();
+        for i in 0..b.num_rows() {
+            let opt = |a: &arrow::array::Float64Array| (!a.is_null(i)).then(|| a.value(i));
+            rows.push((epoch.value(i), split.value(i).to_string(), metric.value(i).to_string(), opt(value), opt(loss), seen.value(i), secs.value(i)));
+        }
+    }
+    rows
+}
+
+#[test]
+fn stage_outputs_and_best_epoch_bookkeeping() {
+    one_thread();
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), &SyntheticSpec { tasks: 2, missing: 0.1, ..SyntheticSpec::hiv_like(150, 9) });
+    let summary = finetune::run(&stage_config(dir.path(), FinetuneSettings { epochs: 4, ..quick_settings() }, "ft")).unwrap();
+    let rows = read_metrics(&summary.stage_dir.join("metrics.parquet"));
+    // Per epoch: train loss + (roc_auc, average_precision) for valid and test.
+    assert_eq!(rows.len(), 4 * 5);
+    assert!(rows.iter().filter(|r| r.1 == "train").all(|r| r.2 == "loss" && r.3 == r.4 && r.3.is_some()));
+    assert_eq!(rows.iter().map(|r| r.5).max(), Some(4 * summary.train_samples as u64));
+    let best_valid_auc = rows.iter().filter(|r| r.1 == "valid" && r.2 == "roc_auc").map(|r| r.3.unwrap()).fold(f64::MIN, f64::max);
+    assert_eq!(summary.best_valid["roc_auc"], Some(best_valid_auc));
+    let test_at_best = rows.iter().find(|r| r.0 == summary.best_epoch && r.1 == "test" && r.2 == "roc_auc").unwrap().3;
+    assert_eq!(summary.test_at_best["roc_auc"], test_at_best);
+    // The checkpoint holds the best epoch's weights: its test predictions reproduce test_at_best.
+    let data = Dataset::load(&dir.path().join("graphs.parquet"), &dir.path().join("split.parquet")).unwrap();
+    let (model, ckpt) = checkpoint::load_model(&summary.stage_dir.join("model.safetensors"), Device::Cpu).unwrap();
+    assert_eq!(ckpt.metadata["molpeg.best_epoch"], summary.best_epoch.to_string());
+    let trainer = Trainer::new(model, Objective::binary(2), train_config(32, 1e-3)).unwrap();
+    let eval = trainer.evaluate(&data.store, &data.test).unwrap();
+    assert!((eval.metric("roc_auc").unwrap() - test_at_best.unwrap()).abs() < 1e-6);
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(summary.stage_dir.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(json["best_epoch"], summary.best_epoch);
+
+    // Rerun with nothing changed is skipped; a changed setting reruns.
+    let again = finetune::run(&stage_config(dir.path(), FinetuneSettings { epochs: 4, ..quick_settings() }, "ft")).unwrap();
+    assert!(again.skipped);
+    let changed = finetune::run(&stage_config(dir.path(), FinetuneSettings { epochs: 2, ..quick_settings() }, "ft")).unwrap();
+    assert!(!changed.skipped && changed.epochs == 2);
+}
+
+#[test]
+fn regression_reports_original_units() {
+    one_thread();
+    let dir = tempfile::tempdir().unwrap();
+    let data = write(dir.path(), &SyntheticSpec { task_kind: TaskKind::Regression, tasks: 1, ..SyntheticSpec::hiv_like(300, 6) });
+    let settings = FinetuneSettings { epochs: 10, dropout: 0.0, ..quick_settings() };
+    let summary = finetune::run(&stage_config(dir.path(), settings, "reg")).unwrap();
+    assert_eq!(summary.monitor, "rmse");
+    let (rmse, mae) = (summary.test_at_best["rmse"].unwrap(), summary.test_at_best["mae"].unwrap());
+    // Recompute from the checkpoint's predictions and the raw labels.
+    let (model, ckpt) = checkpoint::load_model(&summary.stage_dir.join("model.safetensors"), Device::Cpu).unwrap();
+    let stats: serde_json::Value = serde_json::from_str(&ckpt.metadata["molpeg.objective"]).unwrap();
+    let objective = Objective { kind: TaskKind::Regression, target_mean: vec![stats["target_mean"][0].as_f64().unwrap() as f32], target_std: vec![stats["target_std"][0].as_f64().unwrap() as f32] };
+    assert_eq!(objective, Objective::for_task(TaskKind::Regression, &data.store, &data.train));
+    let pred = predict_with(&model, &objective, &data.store, &data.test, 64, true).unwrap().outputs;
+    let y: Vec<f64> = data.test.iter().map(|&g| data.store.labels(g as usize)[0] as f64).collect();
+    let n = y.len() as f64;
+    let my_rmse = (y.iter().zip(&pred).map(|(a, &b)| (a - b as f64).powi(2)).sum::<f64>() / n).sqrt();
+    assert!((my_rmse - rmse).abs() < 1e-6, "{my_rmse} vs {rmse}");
+    let mean_y = y.iter().sum::<f64>() / n;
+    let mean_pred = pred.iter().map(|&p| p as f64).sum::<f64>() / n;
+    let sd_y = (y.iter().map(|a| (a - mean_y).powi(2)).sum::<f64>() / n).sqrt();
+    assert!(mean_y > 2.0 && (mean_pred - mean_y).abs() < sd_y, "predictions centred at {mean_pred}, labels at {mean_y}");
+    assert!(mae <= rmse);
+    // The loss is the MSE of standardized targets: rmse² = loss · std² (one task, no missing labels).
+    let std = objective.target_std[0] as f64;
+    let loss = summary.test_at_best["loss"].unwrap();
+    assert!((rmse * rmse - loss * std * std).abs() < 1e-4 * rmse * rmse, "rmse {rmse}, loss {loss}, std {std}");
+}
+
+#[test]
+fn bad_inputs_give_clear_errors() {
+    one_thread();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let rows = synthetic::generate(&SyntheticSpec::hiv_like(20, 1));
+    let names = vec!["task0".to_string()];
+    let graphs = synthetic::write_graphs(&d.join("graphs.parquet"), &rows, &names, TaskKind::Binary).unwrap();
+
+    // Empty train split.
+    let split = synthetic::write_split(&d.join("nosplit.parquet"), &rows.iter().map(|r| (r.mol_id, "test")).collect::<Vec<_>>()).unwrap();
+    let err = Dataset::load(&graphs, &split).unwrap_err().to_string();
+    assert!(err.contains("nosplit.parquet") && err.contains("train split is empty"), "{err}");
+
+    // Unknown split name and stale ids.
+    let split = synthetic::write_split(&d.join("typo.parquet"), &[(0, "train"), (1, "tets")]).unwrap();
+    let err = Dataset::load(&graphs, &split).unwrap_err().to_string();
+    assert!(err.contains("typo.parquet: row 1 (mol_id 1)") && err.contains("unknown split `tets`"), "{err}");
+    let split = synthetic::write_split(&d.join("stale.parquet"), &[(0, "train"), (999, "train")]).unwrap();
+    let err = Dataset::load(&graphs, &split).unwrap_err().to_string();
+    assert!(err.contains("mol_id 999") && err.contains("stale"), "{err}");
+
+    // Label count mismatch: the metadata names two tasks, rows carry one label.
+    let two = vec!["a".to_string(), "b".to_string()];
+    let mismatch = synthetic::write_graphs(&d.join("mismatch.parquet"), &rows, &two, TaskKind::Binary).unwrap();
+    let split = synthetic::write_split(&d.join("split.parquet"), &synthetic::default_split(&rows)).unwrap();
+    let err = Dataset::load(&mismatch, &split).unwrap_err().to_string();
+    assert!(err.contains("mismatch.parquet: row 0 (mol_id 0): 1 labels but the file's task list (molpeg.task_names) has 2 tasks"), "{err}");
+
+    // A file without a needed column (a split file given as graphs): the schema error lists both sides.
+    let err = Dataset::load(&split, &split).unwrap_err().to_string();
+    assert!(err.contains("column `atom_hu` is missing") && err.contains("expected columns") && err.contains("found columns"), "{err}");
+
+    // Missing inputs of the stage say which stage to run.
+    let cfg = FinetuneConfig { graphs: d.join("absent.parquet"), ..stage_config(d, quick_settings(), "x") };
+    let err = finetune::run(&cfg).unwrap_err().to_string();
+    assert!(err.contains("absent.parquet") && err.contains("featurize"), "{err}");
+
+    // Bad settings.
+    let err = finetune::run(&stage_config(d, FinetuneSettings { epochs: 0, ..quick_settings() }, "x")).unwrap_err().to_string();
+    assert!(err.contains("epochs"), "{err}");
+}
+
+/// Determinism is checked across processes: libtorch's generator is process-global, so trainings in
+/// concurrent threads of one process (like this test binary's) would draw from it in turn.
+#[test]
+fn same_seed_gives_identical_metrics_and_weights() {
+    one_thread();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let data_dir = d.join("runs/det");
+    let (g, s) = synthetic::write_dataset(&data_dir, &SyntheticSpec { tasks: 2, missing: 0.1, ..SyntheticSpec::hiv_like(120, 4) }).unwrap();
+    for (file, stage) in [(g, "featurize"), (s, "split")] {
+        std::fs::create_dir_all(data_dir.join(stage)).unwrap();
+        std::fs::rename(&file, data_dir.join(stage).join(file.file_name().unwrap())).unwrap();
+    }
+    std::fs::write(d.join("det.toml"), "[finetune]\nepochs = 3\nlayers = 2\nwidth = 32\nbatch_size = 32\ndevice = \"cpu\"\ndropout = 0.5\nthreads = 1\n").unwrap();
+    let train = |extra: &[&str]| {
+        let out = Command::new(bin()).current_dir(d).args(["--pipeline", "det.toml"]).args(extra).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    };
+    train(&["--tag", "a"]);
+    train(&["--tag", "b"]);
+    train(&["--tag", "c", "--seed", "1"]);
+    let stage = |t: &str| data_dir.join(format!("finetune-{t}"));
+    let metrics = |t: &str| {
+        read_metrics(&stage(t).join("metrics.parquet")).into_iter().map(|r| (r.0, r.1, r.2, r.3.map(f64::to_bits), r.4.map(f64::to_bits), r.5)).collect::<Vec<_>>()
+    };
+    assert_eq!(metrics("a"), metrics("b"));
+    assert_eq!(std::fs::read(stage("a").join("model.safetensors")).unwrap(), std::fs::read(stage("b").join("model.safetensors")).unwrap());
+    assert_ne!(metrics("a"), metrics("c"));
+}
+
+fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_molpeg-finetune"))
+}
+
+/// The real binary, in a fresh directory laid out like a project: pipeline TOML + runs/.
+#[test]
+fn binary_end_to_end_with_pipeline_and_flags() {
+    one_thread();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let data_dir = d.join("runs/demo");
+    std::fs::create_dir_all(data_dir.join("featurize")).unwrap();
+    std::fs::create_dir_all(data_dir.join("split")).unwrap();
+    let rows = synthetic::generate(&SyntheticSpec { tasks: 2, ..SyntheticSpec::hiv_like(100, 8) });
+    synthetic::write_graphs(&data_dir.join("featurize/graphs.parquet"), &rows, &["x".into(), "y".into()], TaskKind::Binary).unwrap();
+    synthetic::write_split(&data_dir.join("split/split.parquet"), &synthetic::default_split(&rows)).unwrap();
+    std::fs::create_dir_all(d.join("pipelines")).unwrap();
+    let pipeline = d.join("pipelines/demo.toml");
+    std::fs::write(&pipeline, "[finetune]\nepochs = 5\nlayers = 2\nwidth = 16\nbatch_size = 32\ndevice = \"cpu\"\nthreads = 1\n").unwrap();
+
+    let run = |extra: &[&str]| {
+        let out = Command::new(bin()).current_dir(d).args(["--pipeline", "pipelines/demo.toml"]).args(extra).env_remove("LD_LIBRARY_PATH").output().unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (ok, stdout, stderr) = run(&["--epochs", "2"]);
+    assert!(ok, "{stdout}\n{stderr}");
+    assert!(stdout.contains("best epoch") && stdout.contains("2 epochs"), "{stdout}");
+    let stage = data_dir.join("finetune");
+    for f in ["metrics.parquet", "model.safetensors", "summary.json", "manifest.json"] {
+        assert!(stage.join(f).is_file(), "{f} missing");
+    }
+    let (ok, stdout, _) = run(&["--epochs", "2"]);
+    assert!(ok && stdout.contains("up to date, skipped"), "{stdout}");
+    let (ok, stdout, _) = run(&["--epochs", "2", "--force"]);
+    assert!(ok && !stdout.contains("skipped"), "{stdout}");
+
+    // Independent reader: pyarrow, as a user would.
+    let python = std::env::var("MOLPEG_PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = "import sys, pyarrow.parquet as pq; t = pq.read_table(sys.argv[1]); print(t.num_rows, sorted(set(t.column('split').to_pylist())))";
+    match Command::new(&python).args(["-c", script]).arg(stage.join("metrics.parquet")).output() {
+        Ok(out) if out.status.success() => assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "10 ['test', 'train', 'valid']"),
+        Ok(out) => eprintln!("skipping the pyarrow check: {}", String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("")),
+        Err(e) => eprintln!("skipping the pyarrow check: cannot run {python}: {e}"),
+    }
+
+    // Errors: unknown TOML key, cuda where there is none, exit code non-zero and one clear line.
+    std::fs::write(d.join("pipelines/typo.toml"), "[finetune]\nepoch = 5\n").unwrap();
+    let out = Command::new(bin()).current_dir(d).args(["--pipeline", "pipelines/typo.toml"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("[finetune]") && stderr.contains("epoch"), "{stderr}");
+    if !molpeg_nn::tch::Cuda::is_available() {
+        let (ok, _, stderr) = run(&["--device", "cuda"]);
+        assert!(!ok && stderr.contains("no CUDA device"), "{stderr}");
+    }
+}
+
+/// A sibling binary of the workspace (other crates'), if it has been built into the same target dir.
+fn workspace_bin(name: &str) -> Option<PathBuf> {
+    let path = bin().with_file_name(name);
+    path.is_file().then_some(path)
+}
+
+/// BBBP through the real pipeline: molpeg-featurize (RDKit) and molpeg-split, then fine-tuning for a
+/// few epochs must beat chance on the scaffold-split valid set. Needs the other stages' binaries
+/// (`cargo build --workspace`) and the BBBP file (`$MOLPEG_DATA_MIRROR` or ../shared/datasets/moleculenet);
+/// skipped with a notice otherwise.
+#[test]
+fn bbbp_few_epochs_beat_chance() {
+    one_thread();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mirror = std::env::var_os("MOLPEG_DATA_MIRROR").map(PathBuf::from).unwrap_or_else(|| root.join("../shared/datasets/moleculenet"));
+    let (Some(featurize), Some(split)) = (workspace_bin("molpeg-featurize"), workspace_bin("molpeg-split")) else {
+        eprintln!("skipping bbbp_few_epochs_beat_chance: build molpeg-featurize and molpeg-split first (cargo build --workspace)");
+        return;
+    };
+    if !mirror.join("bbbp.csv.gz").is_file() {
+        eprintln!("skipping bbbp_few_epochs_beat_chance: no bbbp.csv.gz in {}", mirror.display());
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::copy(root.join("pipelines/bbbp.toml"), d.join("bbbp.toml")).unwrap();
+    for stage in [&featurize, &split] {
+        let out = Command::new(stage)
+            .current_dir(d)
+            .args(["--pipeline", "bbbp.toml", "--runs-dir", "runs"])
+            .env("MOLPEG_DATA_MIRROR", &mirror)
+            .env("MOLPEG_DATA_DIR", d.join("data"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}: {}", stage.display(), String::from_utf8_lossy(&out.stderr));
+    }
+    let settings = FinetuneSettings { epochs: 8, layers: 3, width: 64, dropout: 0.2, ..quick_settings() };
+    let pipeline = molpeg_core::pipeline::Pipeline::load(d.join("bbbp.toml")).unwrap();
+    let mut config = FinetuneConfig::for_pipeline(&pipeline, &d.join("runs"), settings);
+    config.verbose = false;
+    let summary = finetune::run(&config).unwrap();
+    assert!(summary.train_samples > 1500, "{summary}");
+    let auc = summary.best_valid["roc_auc"].unwrap();
+    assert!(auc > 0.5, "valid ROC-AUC {auc} after 8 epochs on BBBP\n{summary}");
+    eprintln!("BBBP: valid ROC-AUC {auc:.3}, test ROC-AUC {:.3} at epoch {}", summary.test_at_best["roc_auc"].unwrap(), summary.best_epoch);
+}
+
