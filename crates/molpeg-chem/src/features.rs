@@ -12,8 +12,8 @@
 
 use serde::Serialize;
 
-pub use crate::bridge::ffi::{AtomRecord, BondRecord};
-use crate::bridge::ffi::{BondDir, BondStereo, BondType, ChiralType, HybridizationType};
+/// RDKit's raw atom and bond values and its enums, as our bridge returns them.
+pub use crate::bridge::ffi::{AtomRecord, BondDir, BondRecord, BondStereo, BondType, ChiralType, HybridizationType};
 
 /// A feature whose value fell outside its vocabulary and went to the "other"/"misc" slot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]

@@ -7,24 +7,13 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{path}: Parquet error: {source}")]
-    Parquet {
-        path: PathBuf,
-        #[source]
-        source: parquet::errors::ParquetError,
-    },
-    #[error("{path}: Arrow error: {source}")]
-    Arrow {
-        path: PathBuf,
-        #[source]
-        source: arrow::error::ArrowError,
-    },
+    // The cause is part of the message and deliberately not a `source`, so `{:#}` prints it once.
+    #[error("{path}: {cause}")]
+    Io { path: PathBuf, cause: std::io::Error },
+    #[error("{path}: Parquet error: {cause}")]
+    Parquet { path: PathBuf, cause: parquet::errors::ParquetError },
+    #[error("{path}: Arrow error: {cause}")]
+    Arrow { path: PathBuf, cause: arrow::error::ArrowError },
     #[error(
         "{path}: schema mismatch: {problem}.\n  expected columns: {expected}\n  found columns:    {found}\n  \
          (re-run the stage that writes this file with --force, or check that it came from this molpeg version)"
@@ -51,13 +40,13 @@ pub enum Error {
 
 impl Error {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { path: path.into(), source }
+        Error::Io { path: path.into(), cause: source }
     }
     pub fn parquet(path: impl Into<PathBuf>, source: parquet::errors::ParquetError) -> Self {
-        Error::Parquet { path: path.into(), source }
+        Error::Parquet { path: path.into(), cause: source }
     }
     pub fn arrow(path: impl Into<PathBuf>, source: arrow::error::ArrowError) -> Self {
-        Error::Arrow { path: path.into(), source }
+        Error::Arrow { path: path.into(), cause: source }
     }
     pub fn invalid(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
         Error::Invalid { path: path.into(), message: message.into() }

@@ -6,13 +6,15 @@ use molpeg_core::cli::StageArgs;
 use molpeg_core::manifest::Outcome;
 use molpeg_data::fetch::FetchOptions;
 
-/// Featurize a pipeline's dataset into runs/<pipeline>/featurize/graphs.parquet (Hu et al. 2019 and
-/// OGB atom/bond features, directed edges, canonical SMILES, Murcko scaffolds, labels) and
-/// rejects.parquet (rows RDKit could not featurize, with the reason). Settings come from the
-/// pipeline's [featurize] section; flags override them. The raw file is found like molpeg-fetch
-/// does ($MOLPEG_DATA_DIR, $MOLPEG_DATA_MIRROR, then the canonical URL).
+/// Featurize a pipeline's dataset with RDKit into molecular graphs.
+///
+/// Writes runs/PIPELINE/featurize/graphs.parquet (Hu et al. 2019 and OGB atom/bond features,
+/// directed edges, canonical SMILES, Murcko scaffolds, labels) and rejects.parquet (rows RDKit could
+/// not featurize, with the reason). Settings come from the pipeline's [featurize] section; flags
+/// override them. The raw file is found as molpeg-fetch finds it ($MOLPEG_DATA_DIR, then
+/// $MOLPEG_DATA_MIRROR, then the canonical URL).
 #[derive(Parser)]
-#[command(version, about, long_about = None)]
+#[command(version)]
 struct Args {
     #[command(flatten)]
     stage: StageArgs,

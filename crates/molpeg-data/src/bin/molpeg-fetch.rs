@@ -11,7 +11,7 @@ use molpeg_data::fetch::{ensure_raw, FetchOptions};
 /// ($MOLPEG_DATA_MIRROR) first, then downloads from the canonical URL. A file whose checksum is not
 /// listed in the pipeline is refused unless accepted with --accept-sha256.
 #[derive(Parser)]
-#[command(version, about, long_about = None)]
+#[command(version)]
 struct Args {
     /// Pipeline file whose [dataset] section names the file (e.g. pipelines/hiv.toml).
     #[arg(long, short = 'p', value_name = "TOML")]

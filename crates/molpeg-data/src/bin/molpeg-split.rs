@@ -9,7 +9,7 @@ use molpeg_data::split::{self, SplitConfig, SplitMethod};
 /// runs/<pipeline>/split/split.parquet (mol_id, split). Settings come from the pipeline's [split]
 /// section; flags override them.
 #[derive(Parser)]
-#[command(version, about, long_about = None)]
+#[command(version)]
 struct Args {
     #[command(flatten)]
     stage: StageArgs,

@@ -14,7 +14,7 @@ use molpeg_prune::select::{self, Aggregate, Order, SelectConfig};
 /// column of the scores file (--order desc keeps the largest). Settings come from the pipeline's
 /// [select] section; flags override them.
 #[derive(Parser)]
-#[command(version, about, long_about)]
+#[command(version)]
 struct Args {
     #[command(flatten)]
     stage: StageArgs,
