@@ -40,12 +40,28 @@ featurize name *flags: build
 split name *flags: build
     {{bin}}/molpeg-split --pipeline pipelines/{{name}}.toml {{flags}}
 
-# Fine-tune the GIN on the split: runs/NAME/finetune/{metrics.parquet,summary.json,model.safetensors}.
+# MolPeg dual-pace scoring of the training split: runs/NAME/score/{scores,sample_scores}.parquet + histogram.
+score name *flags: build
+    {{bin}}/molpeg-score --pipeline pipelines/{{name}}.toml {{flags}}
+
+# Select a static coreset from the scores: runs/NAME/select/coreset.parquet (e.g. --rule molpeg --keep 0.4).
+select name *flags: build
+    {{bin}}/molpeg-select --pipeline pipelines/{{name}}.toml {{flags}}
+
+# Fine-tune the GIN on the full training split: runs/NAME/finetune/{metrics.parquet,summary.json,model.safetensors}.
 finetune name *flags: build
     {{bin}}/molpeg-finetune --pipeline pipelines/{{name}}.toml {{flags}}
 
-# Run every stage of a pipeline in order; unchanged stages are skipped from their manifests.
-pipeline name: (featurize name) (split name) (finetune name)
+# Fine-tune on the selected coreset: runs/NAME/finetune-select/.
+finetune-coreset name *flags: build
+    {{bin}}/molpeg-finetune --pipeline pipelines/{{name}}.toml --coreset runs/{{name}}/select/coreset.parquet {{flags}}
+
+# Dynamic MolPeg: every epoch trains on the top KEEP·N samples by their latest score (weight 1/KEEP).
+dynamic name keep *flags: (featurize name) (split name)
+    {{bin}}/molpeg-finetune --pipeline pipelines/{{name}}.toml --dynamic molpeg --keep {{keep}} {{flags}}
+
+# The MolPeg pipeline: featurize → split → score → select → fine-tune on the coreset. Unchanged stages are skipped.
+pipeline name: (featurize name) (split name) (score name) (select name) (finetune-coreset name)
 
 # Run the test suite (unit, integration and end-to-end tests with real RDKit, libtorch and pyarrow).
 test: setup

@@ -42,6 +42,25 @@ impl Pipeline {
         }
     }
 
+    /// Section `[name]` laid over section `[base]`: keys of `name` override those of `base`, so a stage
+    /// can inherit another's settings (the scorer trains the fine-tuning model: `[finetune]` + `[score]`).
+    pub fn layered_section<T: DeserializeOwned + Default>(&self, base: &str, name: &str) -> Result<T> {
+        let mut merged = toml::Table::new();
+        for section in [base, name] {
+            match self.table.get(section) {
+                Some(toml::Value::Table(t)) => merged.extend(t.clone()),
+                Some(_) => return Err(Error::config(&self.path, format!("[{section}] must be a table"))),
+                None => {}
+            }
+        }
+        if merged.is_empty() {
+            return Ok(T::default());
+        }
+        toml::Value::Table(merged)
+            .try_into()
+            .map_err(|e: toml::de::Error| Error::config(&self.path, format!("sections [{base}] + [{name}]: {}", e.message())))
+    }
+
     /// Like [`Pipeline::section`] but the section must exist.
     pub fn required_section<T: DeserializeOwned>(&self, name: &str) -> Result<T> {
         let value = self.table.get(name).ok_or_else(|| Error::config(&self.path, format!("section [{name}] is missing")))?;
@@ -75,6 +94,10 @@ mod tests {
         assert_eq!(p.name, "hiv");
         assert_eq!(p.section::<Demo>("demo").unwrap(), Demo { seed: 3 });
         assert_eq!(p.section::<Demo>("absent").unwrap(), Demo::default());
+        assert_eq!(p.layered_section::<Demo>("typo", "demo").unwrap_err().to_string().contains("sed"), true);
+        let layered = Pipeline::parse(Path::new("p.toml"), "[base]\nseed = 1\n[over]\nseed = 2\n").unwrap();
+        assert_eq!(layered.layered_section::<Demo>("base", "over").unwrap(), Demo { seed: 2 });
+        assert_eq!(layered.layered_section::<Demo>("base", "absent").unwrap(), Demo { seed: 1 });
         let err = p.section::<Demo>("typo").unwrap_err().to_string();
         assert!(err.contains("pipelines/hiv.toml") && err.contains("[typo]") && err.contains("sed"), "{err}");
     }

@@ -33,9 +33,6 @@ pub struct HostBatch {
     /// `num_graphs × num_tasks`; missing labels are 0 with mask 0.
     pub labels: Vec<f32>,
     pub mask: Vec<f32>,
-    /// Dropout masks `layers × num_nodes × width` (values 0 or 1/(1−p)), or empty; see [`DropoutSpec`].
-    pub dropout: Vec<f32>,
-    pub dropout_shape: [usize; 3],
 }
 
 impl HostBatch {
@@ -66,8 +63,6 @@ pub fn collate(store: &GraphStore, samples: &[Sample]) -> HostBatch {
         inv_sizes: Vec::with_capacity(nodes),
         labels: Vec::with_capacity(b * t),
         mask: Vec::with_capacity(b * t),
-        dropout: Vec::new(),
-        dropout_shape: [0; 3],
     };
     out.adj_crow.push(0);
     out.graph_ptr.push(0);
@@ -156,7 +151,7 @@ impl HostBatch {
             inv_sizes: Tensor::from_slice(&self.inv_sizes),
             labels: Tensor::from_slice(&self.labels).view([b, t]),
             mask: Tensor::from_slice(&self.mask).view([b, t]),
-            dropout: (!self.dropout.is_empty()).then(|| Tensor::from_slice(&self.dropout).view(self.dropout_shape.map(|d| d as i64))),
+            dropout: None,
         }
     }
 
@@ -232,11 +227,27 @@ impl DropoutSpec {
     /// `layers × nodes × width` masks for batch `index`: each entry is 0 with probability `p`
     /// (quantized to 1/65536) and `1/(1−p)` otherwise, like `torch.nn.functional.dropout`.
     pub fn masks(&self, nodes: usize, index: u64) -> Vec<f32> {
+        let mut out = vec![0f32; self.layers * nodes * self.width];
+        self.fill(&mut out, index);
+        out
+    }
+
+    /// [`DropoutSpec::masks`] as a `[layers, nodes, width]` CPU tensor, written in place.
+    pub fn mask_tensor(&self, nodes: usize, index: u64) -> Tensor {
+        let shape = [self.layers as i64, nodes as i64, self.width as i64];
+        let t = Tensor::empty(shape, (Kind::Float, Device::Cpu));
         let len = self.layers * nodes * self.width;
+        // SAFETY: `t` was just allocated as a contiguous f32 CPU tensor of `len` elements and nothing
+        // else refers to it yet.
+        let data = unsafe { std::slice::from_raw_parts_mut(t.data_ptr().cast::<f32>(), len) };
+        self.fill(data, index);
+        t
+    }
+
+    fn fill(&self, out: &mut [f32], index: u64) {
         let threshold = (self.p * 65536.0).round() as u64;
         let scale = (1.0 / (1.0 - self.p)) as f32;
         let base = mix_seed(self.seed, index);
-        let mut out = vec![0f32; len];
         // Counter-based: chunk i takes four 16-bit lanes of mix64(base + i·φ); branch-free.
         for (i, chunk) in out.chunks_mut(4).enumerate() {
             let r = mix64(base.wrapping_add((i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)));
@@ -245,7 +256,6 @@ impl DropoutSpec {
                 *v = scale * keep as u8 as f32;
             }
         }
-        out
     }
 }
 
@@ -259,12 +269,10 @@ pub struct LoaderOptions {
 }
 
 fn prepare(store: &GraphStore, chunk: &[Sample], index: usize, options: &LoaderOptions) -> HostTensors {
-    let mut host = collate(store, chunk);
-    if let Some(spec) = &options.dropout {
-        host.dropout = spec.masks(host.num_nodes(), index as u64);
-        host.dropout_shape = [spec.layers, host.num_nodes(), spec.width];
-    }
-    host.to_tensors()
+    let host = collate(store, chunk);
+    let mut tensors = host.to_tensors();
+    tensors.dropout = options.dropout.map(|spec| spec.mask_tensor(host.num_nodes(), index as u64));
+    tensors
 }
 
 /// Runs `f` on each batch of `plan`, in order, `batch_size` graphs each (the last one smaller).
@@ -272,9 +280,18 @@ fn prepare(store: &GraphStore, chunk: &[Sample], index: usize, options: &LoaderO
 pub fn for_each_batch(store: &GraphStore, plan: &[Sample], options: &LoaderOptions, device: Device, mut f: impl FnMut(Batch) -> Result<()>) -> Result<()> {
     let batch_size = options.batch_size.max(1);
     if !options.prefetch {
+        let timing = std::env::var("MOLPEG_TIMING").is_ok();
+        let (mut tp, mut ta, mut tf) = (0f64, 0f64, 0f64);
         for (k, chunk) in plan.chunks(batch_size).enumerate() {
-            f(prepare(store, chunk, k, options).assemble(device))?;
+            let t0 = std::time::Instant::now();
+            let h = prepare(store, chunk, k, options);
+            let t1 = std::time::Instant::now();
+            let b = h.assemble(device);
+            let t2 = std::time::Instant::now();
+            f(b)?;
+            tp += (t1 - t0).as_secs_f64(); ta += (t2 - t1).as_secs_f64(); tf += t2.elapsed().as_secs_f64();
         }
+        if timing { eprintln!("prepare {:.2} ms, assemble {:.2} ms, step {:.2} ms per batch", tp * 1e3 / plan.len().div_ceil(batch_size) as f64, ta * 1e3 / plan.len().div_ceil(batch_size) as f64, tf * 1e3 / plan.len().div_ceil(batch_size) as f64); }
         return Ok(());
     }
     std::thread::scope(|scope| {
@@ -366,6 +383,7 @@ mod tests {
         let a = spec.masks(1000, 3);
         assert_eq!(a.len(), 2 * 1000 * 50);
         assert_eq!(a, spec.masks(1000, 3));
+        assert_eq!(Vec::<f32>::try_from(spec.mask_tensor(1000, 3).flatten(0, -1)).unwrap(), a);
         assert_ne!(a, spec.masks(1000, 4));
         let kept = a.iter().filter(|&&v| v != 0.0).count() as f64 / a.len() as f64;
         assert!((kept - 0.7).abs() < 0.01, "{kept}");

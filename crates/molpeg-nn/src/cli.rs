@@ -62,6 +62,18 @@ pub struct FinetuneArgs {
     /// Collate batches on the training thread instead of a second one.
     #[arg(long)]
     pub no_prefetch: bool,
+    /// Dynamic pruning policy: molpeg, soft-random, epsilon-greedy, ucb or infobatch.
+    #[arg(long, value_name = "POLICY")]
+    pub dynamic: Option<String>,
+    /// Keep fraction r ∈ (0, 1] for --dynamic (each epoch trains on ⌊r·N⌋ samples, loss weight 1/r).
+    #[arg(long)]
+    pub keep: Option<f64>,
+    /// With --dynamic: train on the full split in this last fraction of the epochs.
+    #[arg(long)]
+    pub anneal: Option<f64>,
+    /// EMA rate β of the MolPeg reference model (ξ ← β·ξ + (1 − β)·θ).
+    #[arg(long)]
+    pub ema_beta: Option<f64>,
     #[command(flatten)]
     pub model: ModelArgs,
 }
@@ -75,7 +87,13 @@ macro_rules! override_fields {
 impl FinetuneArgs {
     /// Overwrites `settings` with every flag that was given.
     pub fn apply(&self, settings: &mut FinetuneSettings) {
-        override_fields!(self, settings, epochs, batch_size, eval_batch_size, lr, weight_decay, seed, device, threads, monitor);
+        override_fields!(self, settings, epochs, batch_size, eval_batch_size, lr, weight_decay, seed, device, threads, monitor, anneal, ema_beta);
+        if self.dynamic.is_some() {
+            settings.dynamic = self.dynamic.clone();
+        }
+        if self.keep.is_some() {
+            settings.keep = self.keep;
+        }
         override_fields!(self.model, settings, layers, width, dropout, pooling, jk);
         if self.pretrained.is_some() {
             settings.pretrained = self.pretrained.clone();

@@ -31,9 +31,10 @@ use tch::Tensor;
 use crate::checkpoint::{self, Checkpoint, Scope};
 use crate::data::{load_coreset, Dataset, Sample, TaskKind};
 use crate::device::{describe, DeviceChoice};
+use crate::dynamic::PolicySchedule;
 use crate::metrics;
 use crate::model::{Jk, Model, ModelConfig, Pooling};
-use crate::train::{shuffled, Evaluation, Objective, TrainConfig, Trainer};
+use crate::train::{shuffled, BatchOutcome, Evaluation, Objective, TrainConfig, Trainer};
 use crate::{Error, Result};
 
 pub const STAGE: &str = "finetune";
@@ -46,6 +47,7 @@ pub const META_OBJECTIVE: &str = "molpeg.objective";
 /// Which validation number picks the best epoch.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
+#[value(rename_all = "snake_case")]
 pub enum Monitor {
     /// ROC-AUC for binary tasks, RMSE for regression.
     #[default]
@@ -102,6 +104,15 @@ pub struct FinetuneSettings {
     pub coreset: Option<PathBuf>,
     /// Output directory suffix: the stage writes to `finetune-<tag>/`.
     pub tag: Option<String>,
+    /// Dynamic pruning policy (`molpeg`, `soft-random`, `epsilon-greedy`, `ucb`, `infobatch`): the
+    /// training samples of each epoch are chosen by the policy instead of being the whole split.
+    pub dynamic: Option<String>,
+    /// Keep fraction r ∈ (0, 1] of the dynamic policy.
+    pub keep: Option<f64>,
+    /// Train on the full split in the last fraction of epochs (dynamic policies; 0 = never).
+    pub anneal: f64,
+    /// EMA rate β of the reference model ξ ← β·ξ + (1 − β)·θ (MolPeg scoring, dynamic MolPeg).
+    pub ema_beta: f64,
 }
 
 impl Default for FinetuneSettings {
@@ -125,6 +136,10 @@ impl Default for FinetuneSettings {
             pretrained: None,
             coreset: None,
             tag: None,
+            dynamic: None,
+            keep: None,
+            anneal: 0.0,
+            ema_beta: 0.5,
         }
     }
 }
@@ -151,11 +166,15 @@ impl FinetuneSettings {
         if self.epochs == 0 {
             return Err(Error::Config("epochs must be at least 1".into()));
         }
-        if self.batch_size == 0 || self.eval_batch_size == 0 {
-            return Err(Error::Config("batch_size and eval_batch_size must be at least 1".into()));
+        self.train_config().validate()?;
+        if self.dynamic.is_some() && self.coreset.is_some() {
+            return Err(Error::Config("a run uses either a static coreset or a dynamic policy, not both".into()));
         }
-        if !(self.lr > 0.0 && self.lr.is_finite()) || !(self.weight_decay >= 0.0 && self.weight_decay.is_finite()) {
-            return Err(Error::Config(format!("lr ({}) must be > 0 and weight_decay ({}) ≥ 0", self.lr, self.weight_decay)));
+        if self.dynamic.is_some() != self.keep.is_some() && self.dynamic.as_deref() != Some("infobatch") {
+            return Err(Error::Config("--dynamic POLICY needs --keep R (and --keep needs --dynamic)".into()));
+        }
+        if !(0.0..=1.0).contains(&self.anneal) || !(0.0..=1.0).contains(&self.ema_beta) {
+            return Err(Error::Config(format!("anneal ({}) and ema_beta ({}) must be in [0, 1]", self.anneal, self.ema_beta)));
         }
         if let Some(tag) = &self.tag {
             if tag.is_empty() || tag.contains(['/', '\\']) {
@@ -167,7 +186,11 @@ impl FinetuneSettings {
 
     /// The stage directory name: `finetune`, or `finetune-<tag>` (see the module docs).
     pub fn stage_name(&self) -> String {
-        let tag = self.tag.clone().or_else(|| {
+        let dynamic_tag = self.dynamic.as_ref().map(|policy| match self.keep {
+            Some(keep) => format!("dynamic-{policy}-keep{keep}"),
+            None => format!("dynamic-{policy}"),
+        });
+        let tag = self.tag.clone().or(dynamic_tag).or_else(|| {
             self.coreset.as_ref().map(|p| {
                 let parent = p.parent().and_then(|d| d.file_name()).map(|d| d.to_string_lossy().into_owned());
                 match (p.file_name().and_then(|f| f.to_str()), parent) {
@@ -303,9 +326,43 @@ fn improves(new: Option<f64>, best: Option<Option<f64>>, higher_better: bool) ->
     }
 }
 
-/// Trains for `epochs` epochs on `plan` (reshuffled each epoch from `seed`), evaluating valid and
-/// test after each; returns the metric rows and the best-valid epoch's weights. No file IO.
-pub fn fit(trainer: &mut Trainer, data: &Dataset, plan: &[Sample], epochs: u32, seed: u64, monitor: &str, bar: &ProgressBar, log: bool) -> Result<FitResult> {
+/// How [`fit`] runs.
+pub struct FitOptions<'a> {
+    pub epochs: u32,
+    /// Seeds the per-epoch shuffles (and libtorch's generator, used by dropout on CUDA).
+    pub seed: u64,
+    /// Metric name (see [`Monitor::resolve`]) whose valid value picks the best epoch.
+    pub monitor: &'a str,
+    /// Advanced by the number of graphs trained on.
+    pub bar: &'a ProgressBar,
+    /// One line per epoch on stderr.
+    pub log: bool,
+}
+
+/// Trains for `epochs` epochs on `plan` (reshuffled each epoch), evaluating valid and test after
+/// each; returns the metric rows and the best-valid epoch's weights. No file IO.
+/// Decides each epoch's training plan and watches every batch: a fixed plan (the full training split
+/// or a coreset, [`StaticPlan`]) or a dynamic pruning policy ([`crate::dynamic::PolicySchedule`]).
+pub trait Schedule {
+    /// The samples (store indices) and loss weights of epoch `epoch` (1-based) of `epochs`.
+    fn plan(&mut self, epoch: u32, epochs: u32) -> Vec<Sample>;
+    /// Called after every optimizer step.
+    fn after_batch(&mut self, _outcome: &BatchOutcome) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// The same plan every epoch.
+pub struct StaticPlan(pub Vec<Sample>);
+
+impl Schedule for StaticPlan {
+    fn plan(&mut self, _epoch: u32, _epochs: u32) -> Vec<Sample> {
+        self.0.clone()
+    }
+}
+
+pub fn fit(trainer: &mut Trainer, data: &Dataset, schedule: &mut dyn Schedule, options: &FitOptions) -> Result<FitResult> {
+    let FitOptions { epochs, seed, monitor, bar, log } = *options;
     let store: &Arc<_> = &data.store;
     let start = Instant::now();
     let mut rows = Vec::new();
@@ -319,10 +376,10 @@ pub fn fit(trainer: &mut Trainer, data: &Dataset, plan: &[Sample], epochs: u32, 
         // Re-seeding libtorch (its dropout is used on CUDA) per epoch makes an epoch depend only on
         // (seed, epoch, weights).
         tch::manual_seed((crate::batch::mix_seed(seed, epoch as u64) >> 1) as i64);
-        let order = shuffled(plan, seed, epoch);
+        let order = shuffled(&schedule.plan(epoch, epochs), seed, epoch);
         let stats = trainer.train_epoch(store, &order, |outcome| {
             bar.inc(outcome.losses.len() as u64);
-            Ok(())
+            schedule.after_batch(outcome)
         })?;
         train_seconds += stats.seconds;
         final_train_loss = stats.mean_loss;
@@ -333,6 +390,16 @@ pub fn fit(trainer: &mut Trainer, data: &Dataset, plan: &[Sample], epochs: u32, 
             metric: metrics::LOSS.into(),
             value: Some(stats.mean_loss),
             loss: Some(stats.mean_loss),
+            samples_seen: seen,
+            seconds: start.elapsed().as_secs_f64(),
+        });
+        // Size of the epoch's training set: below the split's size under pruning.
+        rows.push(MetricRow {
+            epoch,
+            split: schema::split::TRAIN.into(),
+            metric: metrics::KEPT.into(),
+            value: Some(order.len() as f64),
+            loss: None,
             samples_seen: seen,
             seconds: start.elapsed().as_secs_f64(),
         });
@@ -457,10 +524,18 @@ pub fn run(config: &FinetuneConfig) -> Result<FinetuneSummary> {
     let parameters = model.num_parameters();
     let objective = Objective::for_task(data.task_kind, &data.store, &data.train);
     let mut trainer = Trainer::new(model, objective, s.train_config())?;
+    let mut dynamic = s.dynamic.as_deref().map(|policy| PolicySchedule::new(policy, &data, &trainer.model, s)).transpose()?;
+    let train_samples = plan.len();
+    let mut fixed = StaticPlan(plan);
+    let schedule: &mut dyn Schedule = match dynamic.as_mut() {
+        Some(policy) => policy,
+        None => &mut fixed,
+    };
 
-    let bar = if config.verbose { molpeg_core::progress::bar(s.epochs as u64 * plan.len() as u64, "graphs") } else { ProgressBar::hidden() };
+    // For a dynamic policy this is an upper bound: pruned epochs finish early.
+    let bar = if config.verbose { molpeg_core::progress::bar(s.epochs as u64 * train_samples as u64, "graphs") } else { ProgressBar::hidden() };
     bar.set_message("finetune");
-    let fit = fit(&mut trainer, &data, &plan, s.epochs, s.seed, monitor, &bar, config.verbose)?;
+    let fit = fit(&mut trainer, &data, schedule, &FitOptions { epochs: s.epochs, seed: s.seed, monitor, bar: &bar, log: config.verbose })?;
     bar.finish_and_clear();
 
     let metrics_path = write_metrics(&config.out_dir.join(METRICS_FILE), &fit.rows, &data)?;
@@ -477,7 +552,7 @@ pub fn run(config: &FinetuneConfig) -> Result<FinetuneSummary> {
         skipped: false,
         task_type: data.task_kind,
         task_names: data.task_names.clone(),
-        train_samples: plan.len(),
+        train_samples,
         valid_samples: data.valid.len(),
         test_samples: data.test.len(),
         coreset: s.coreset.clone(),
@@ -496,7 +571,11 @@ pub fn run(config: &FinetuneConfig) -> Result<FinetuneSummary> {
     };
     let text = serde_json::to_string_pretty(&summary).expect("summary serializes");
     molpeg_core::atomic::write_atomic(&summary_path, text.as_bytes())?;
-    stage.finish(&[&metrics_path, &model_path, &summary_path], &summary)?;
+    let mut outputs = vec![metrics_path, model_path, summary_path];
+    if let Some(policy) = dynamic.filter(|p| !p.sightings.is_empty()) {
+        outputs.push(crate::score::write_scores(&config.out_dir.join(crate::score::SCORES_FILE), &policy.sightings)?);
+    }
+    stage.finish(&outputs.iter().map(PathBuf::as_path).collect::<Vec<_>>(), &summary)?;
     Ok(summary)
 }
 

@@ -15,11 +15,14 @@ pub mod checkpoint;
 pub mod cli;
 pub mod data;
 pub mod device;
+pub mod dual_pace;
+pub mod dynamic;
 pub mod error;
 pub mod finetune;
 pub mod metrics;
 pub mod model;
 pub mod runtime;
+pub mod score;
 pub mod synthetic;
 pub mod train;
 

@@ -11,6 +11,8 @@ pub const AVERAGE_PRECISION: &str = "average_precision";
 pub const MAE: &str = "mae";
 pub const RMSE: &str = "rmse";
 pub const LOSS: &str = "loss";
+/// Number of training samples in an epoch's plan (a `train` row of `metrics.parquet`).
+pub const KEPT: &str = "kept";
 
 /// Whether a larger value of the named metric is better.
 pub fn higher_is_better(metric: &str) -> bool {
@@ -89,7 +91,7 @@ fn mean_defined(values: impl Iterator<Item = Option<f64>>) -> Option<f64> {
 /// Returns `(name, value)` pairs in a fixed order; a value is `None` where no task defines it.
 pub fn evaluate(kind: TaskKind, tasks: usize, labels: &[f32], outputs: &[f32]) -> Vec<(&'static str, Option<f64>)> {
     assert_eq!(labels.len(), outputs.len());
-    let rows = if tasks == 0 { 0 } else { labels.len() / tasks };
+    let rows = labels.len().checked_div(tasks).unwrap_or(0);
     let column = |j: usize| -> (Vec<f32>, Vec<f32>) {
         (0..rows).map(|i| (labels[i * tasks + j], outputs[i * tasks + j])).filter(|(y, _)| !y.is_nan()).unzip()
     };

@@ -200,7 +200,7 @@ impl Model {
         // Σ_{j ∈ N(i) ∪ {i}} (h_j + e_ij) = (A + I)·h + counts·[E_type; E_dir]
         let edge_emb = Tensor::cat(&[&layer.bond_type_emb, &layer.bond_dir_emb], 0);
         let aggregated = batch.adj.mm(h).addmm(&batch.edge_counts, &edge_emb);
-        // In-place ReLUs are safe here: addmm/batch_norm do not keep their outputs for backward.
+        // In-place ReLUs are safe here: addmm, batch_norm and mul do not keep their outputs for backward.
         let mut hidden = aggregated.linear(&layer.w1, Some(&layer.b1));
         let _ = hidden.relu_();
         let out = hidden.linear(&layer.w2, Some(&layer.b2));
@@ -214,14 +214,18 @@ impl Model {
             BN_EPS,
             true,
         );
+        // Dropout before the ReLU: relu(x)·m = relu(x·m) for masks m ≥ 0, and this order lets the
+        // ReLU run in place on the product.
+        if train && self.config.dropout > 0.0 {
+            out = match &batch.dropout {
+                Some(masks) => out * masks.get(l as i64),
+                None => out.dropout(self.config.dropout, true),
+            };
+        }
         if !last {
             let _ = out.relu_();
         }
-        match (&batch.dropout, train && self.config.dropout > 0.0) {
-            (_, false) => out,
-            (Some(masks), true) => out * masks.get(l as i64),
-            (None, true) => out.dropout(self.config.dropout, true),
-        }
+        out
     }
 
     /// Pooled graph representations, `[B, graph_dim]`.

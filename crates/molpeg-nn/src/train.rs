@@ -96,6 +96,20 @@ pub struct TrainConfig {
     pub seed: u64,
 }
 
+impl TrainConfig {
+    pub fn validate(&self) -> Result<()> {
+        if self.batch_size == 0 || self.eval_batch_size == 0 {
+            return Err(Error::Config("batch_size and eval_batch_size must be at least 1".into()));
+        }
+        let lr_ok = self.lr > 0.0 && self.lr.is_finite();
+        let wd_ok = self.weight_decay >= 0.0 && self.weight_decay.is_finite();
+        if !(lr_ok && wd_ok) {
+            return Err(Error::Config(format!("lr ({}) must be > 0 and weight_decay ({}) ≥ 0", self.lr, self.weight_decay)));
+        }
+        Ok(())
+    }
+}
+
 /// What the `on_batch` callback of [`Trainer::train_epoch`] sees after each optimizer step.
 pub struct BatchOutcome<'a> {
     /// Position of the batch's first sample in the epoch's plan: the batch holds
@@ -104,6 +118,9 @@ pub struct BatchOutcome<'a> {
     pub batch: &'a Batch,
     /// Per-sample losses of the batch, before the step, in batch order (`batch.samples`).
     pub losses: &'a [f32],
+    /// The model after the step, and the objective (for a reference model's losses on the batch).
+    pub model: &'a Model,
+    pub objective: &'a Objective,
 }
 
 /// One epoch's result.
@@ -149,12 +166,7 @@ pub struct Trainer {
 
 impl Trainer {
     pub fn new(model: Model, objective: Objective, config: TrainConfig) -> Result<Self> {
-        if config.batch_size == 0 || config.eval_batch_size == 0 {
-            return Err(Error::Config("batch sizes must be at least 1".into()));
-        }
-        if !(config.lr > 0.0) || !(config.weight_decay >= 0.0) {
-            return Err(Error::Config(format!("lr ({}) must be > 0 and weight_decay ({}) ≥ 0", config.lr, config.weight_decay)));
-        }
+        config.validate()?;
         if model.num_tasks() != objective.target_mean.len() {
             return Err(Error::Config(format!("model has {} outputs but the objective {} tasks", model.num_tasks(), objective.target_mean.len())));
         }
@@ -199,7 +211,7 @@ impl Trainer {
             let per_sample = Vec::<f32>::try_from(per_sample.detach().to_device(Device::Cpu))?;
             let offset = losses.len();
             losses.extend(batch.samples.iter().copied().zip(per_sample.iter().copied()));
-            on_batch(&BatchOutcome { offset, batch: &batch, losses: &per_sample })
+            on_batch(&BatchOutcome { offset, batch: &batch, losses: &per_sample, model, objective })
         })?;
         self.samples_seen += plan.len() as u64;
         let mean_loss = if losses.is_empty() { 0.0 } else { losses.iter().map(|&(_, l)| l as f64).sum::<f64>() / losses.len() as f64 };

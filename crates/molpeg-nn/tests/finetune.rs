@@ -252,7 +252,10 @@ fn coreset_restricts_training_to_its_ids() {
     assert!(err.contains("bad.parquet: row 1") && err.contains(&format!("mol_id {valid_id}")) && err.contains("not in the train split"), "{err}");
 }
 
-fn read_metrics(path: &Path) -> Vec<(u32, String, String, Option<f64>, Option<f64>, u64, f64)> {
+/// A `metrics.parquet` row: epoch, split, metric, value, loss, samples_seen, seconds.
+type MetricsRow = (u32, String, String, Option<f64>, Option<f64>, u64, f64);
+
+fn read_metrics(path: &Path) -> Vec<MetricsRow> {
     let source = ParquetSource::open(path, &schema::metrics::schema()).unwrap();
     let mut rows = Vec::new();
     use schema::metrics::*;
@@ -510,3 +513,34 @@ fn bbbp_few_epochs_beat_chance() {
     eprintln!("BBBP: valid ROC-AUC {auc:.3}, test ROC-AUC {:.3} at epoch {}", summary.test_at_best["roc_auc"].unwrap(), summary.best_epoch);
 }
 
+
+/// Runs only where libtorch sees a GPU: the CUDA path (sparse CSR product and its backward on the
+/// device, libtorch's own dropout) must train, and eval outputs must match the CPU's.
+#[test]
+fn cuda_matches_cpu_when_available() {
+    one_thread();
+    if !molpeg_nn::tch::Cuda::is_available() {
+        eprintln!("skipping cuda_matches_cpu_when_available: no CUDA device");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = write(dir.path(), &SyntheticSpec { tasks: 2, missing: 0.2, ..SyntheticSpec::hiv_like(200, 3) });
+    let cfg = ModelConfig { dropout: 0.5, ..small_model(2) };
+    let cpu = Model::new(&cfg, Device::Cpu).unwrap();
+    let gpu = Model::new(&cfg, Device::Cuda(0)).unwrap();
+    gpu.restore(&cpu.snapshot()).unwrap();
+    let objective = Objective::binary(2);
+    let on_cpu = predict_with(&cpu, &objective, &data.store, &data.test, 16, false).unwrap().outputs;
+    let on_gpu = predict_with(&gpu, &objective, &data.store, &data.test, 16, true).unwrap().outputs;
+    for (a, b) in on_cpu.iter().zip(&on_gpu) {
+        assert!((a - b).abs() < 1e-4 * (1.0 + a.abs()), "cpu {a} vs cuda {b}");
+    }
+    let mut trainer = Trainer::new(gpu, objective, train_config(32, 1e-3)).unwrap();
+    let plan = Sample::unweighted(&data.train);
+    let first = trainer.train_epoch(&data.store, &plan, |_| Ok(())).unwrap().mean_loss;
+    let mut last = first;
+    for epoch in 1..20 {
+        last = trainer.train_epoch(&data.store, &shuffled(&plan, 0, epoch), |_| Ok(())).unwrap().mean_loss;
+    }
+    assert!(last < first, "CUDA training loss {first} → {last}");
+}
