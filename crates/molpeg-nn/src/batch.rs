@@ -240,17 +240,28 @@ impl DropoutSpec {
         // SAFETY: `t` was just allocated as a contiguous f32 CPU tensor of `len` elements and nothing
         // else refers to it yet.
         let data = unsafe { std::slice::from_raw_parts_mut(t.data_ptr().cast::<f32>(), len) };
-        self.fill(data, index);
+        // Two halves in parallel: the step's libtorch threads are idle while a batch is prepared.
+        let (a, b) = data.split_at_mut((len / 2) & !3);
+        let first_chunks = a.len() / 4;
+        std::thread::scope(|s| {
+            s.spawn(|| self.fill_from(b, index, first_chunks));
+            self.fill_from(a, index, 0);
+        });
         t
     }
 
     fn fill(&self, out: &mut [f32], index: u64) {
+        self.fill_from(out, index, 0);
+    }
+
+    /// Fills `out` with the masks from chunk `first` on (4 values per chunk).
+    fn fill_from(&self, out: &mut [f32], index: u64, first: usize) {
         let threshold = (self.p * 65536.0).round() as u64;
         let scale = (1.0 / (1.0 - self.p)) as f32;
         let base = mix_seed(self.seed, index);
         // Counter-based: chunk i takes four 16-bit lanes of mix64(base + i·φ); branch-free.
         for (i, chunk) in out.chunks_mut(4).enumerate() {
-            let r = mix64(base.wrapping_add((i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)));
+            let r = mix64(base.wrapping_add(((first + i) as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)));
             for (lane, v) in chunk.iter_mut().enumerate() {
                 let keep = (r >> (16 * lane)) & 0xFFFF >= threshold;
                 *v = scale * keep as u8 as f32;

@@ -4,10 +4,11 @@
 //!
 //! Timing and mode (documented because the reference code differs): for a batch, `loss_online` is
 //! θ_t's per-sample loss from the training forward pass (before the step). `loss_ref` is ξ_t's loss on
-//! the same batch, also in train mode — the same BatchNorm batch statistics and, on the CPU, the same
-//! dropout masks (they travel with the batch) — computed without gradient after θ's step and before
-//! ξ's EMA update, so both losses see the same inputs and the same noise. The EMA covers every
-//! variable, BatchNorm running statistics included.
+//! the same batch, also in train mode — BatchNorm normalizes with the batch's statistics and, on the
+//! CPU, the same dropout masks apply (they travel with the batch) — computed without gradient after
+//! θ's step and before ξ's EMA update, so both losses see the same inputs and the same noise. The EMA
+//! covers every variable, BatchNorm running statistics included; ξ's own forward passes leave its
+//! running statistics untouched, so after every step ξ = β·ξ_prev + (1 − β)·θ exactly.
 
 use crate::model::{ema_update, Model};
 use crate::train::{sample_losses, BatchOutcome, Objective};
@@ -25,8 +26,9 @@ impl DualPace {
         if !(0.0..=1.0).contains(&beta) {
             return Err(Error::Config(format!("EMA beta {beta} must be in [0, 1]")));
         }
-        let reference = Model::new(&online.config, online.device())?;
+        let mut reference = Model::new(&online.config, online.device())?;
         reference.restore(&online.snapshot())?;
+        reference.track_running_stats = false;
         Ok(DualPace { reference, beta })
     }
 

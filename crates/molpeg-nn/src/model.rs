@@ -105,6 +105,10 @@ pub struct Model {
     chirality_emb: Tensor,
     layers: Vec<GinLayer>,
     head: Option<(Tensor, Tensor)>,
+    /// Whether a train-mode forward updates BatchNorm's running statistics (PyTorch's
+    /// `track_running_stats`). MolPeg's reference model turns it off: its train-mode forward uses batch
+    /// statistics, and its running statistics change only through the EMA.
+    pub track_running_stats: bool,
 }
 
 const BN_MOMENTUM: f64 = 0.1;
@@ -160,7 +164,7 @@ impl Model {
         } else {
             None
         };
-        Ok(Model { config: config.clone(), vs, atom_emb, chirality_emb, layers, head })
+        Ok(Model { config: config.clone(), vs, atom_emb, chirality_emb, layers, head, track_running_stats: true })
     }
 
     pub fn device(&self) -> Device {
@@ -204,11 +208,12 @@ impl Model {
         let mut hidden = aggregated.linear(&layer.w1, Some(&layer.b1));
         let _ = hidden.relu_();
         let out = hidden.linear(&layer.w2, Some(&layer.b2));
+        let running = !train || self.track_running_stats;
         let mut out = out.batch_norm(
             Some(&layer.bn_weight),
             Some(&layer.bn_bias),
-            Some(&layer.bn_mean),
-            Some(&layer.bn_var),
+            running.then_some(&layer.bn_mean),
+            running.then_some(&layer.bn_var),
             train,
             BN_MOMENTUM,
             BN_EPS,

@@ -544,3 +544,134 @@ fn cuda_matches_cpu_when_available() {
     }
     assert!(last < first, "CUDA training loss {first} → {last}");
 }
+
+// ---- MolPeg: dual-pace models, scoring stage, dynamic pruning ----
+
+#[test]
+fn ema_after_one_step_is_exactly_beta_mix_of_start_and_online() {
+    use molpeg_nn::dual_pace::DualPace;
+    one_thread();
+    let dir = tempfile::tempdir().unwrap();
+    let data = write(dir.path(), &SyntheticSpec::hiv_like(40, 4));
+    tch_seed(1);
+    let mut trainer = Trainer::new(Model::new(&small_model(1), Device::Cpu).unwrap(), Objective::binary(1), train_config(64, 1e-2)).unwrap();
+    let beta = 0.5;
+    let dual = DualPace::new(&trainer.model, beta).unwrap();
+    let start: BTreeMap<String, Tensor> = dual.reference.snapshot().into_iter().collect();
+    // The reference starts from exactly the online weights.
+    for (name, t) in trainer.model.snapshot() {
+        assert!(t.equal(&start[&name]), "{name} differs at the start");
+    }
+    let plan = Sample::unweighted(&data.train);
+    let mut steps = 0;
+    trainer
+        .train_epoch(&data.store, &plan, |outcome| {
+            steps += 1;
+            dual.after_step(outcome.model, outcome.objective, outcome).map(|_| ())
+        })
+        .unwrap();
+    assert_eq!(steps, 1, "one batch, one optimizer step");
+    let online: BTreeMap<String, Tensor> = trainer.model.snapshot().into_iter().collect();
+    let mut moved = 0;
+    for (name, xi) in dual.reference.snapshot() {
+        let expected = &start[&name] * beta + &online[&name] * (1.0 - beta);
+        let diff = (&xi - &expected).abs().max().double_value(&[]);
+        assert!(diff <= 1e-7, "{name}: |ξ − (β·ξ₀ + (1−β)·θ₁)| = {diff}");
+        moved += (!xi.equal(&start[&name])) as usize;
+    }
+    assert!(moved > 0, "the step changed the reference");
+}
+
+#[test]
+fn score_stage_records_abs_loss_differences_computed_independently() {
+    use molpeg_nn::dual_pace::DualPace;
+    use molpeg_nn::score;
+    one_thread();
+    let dir = tempfile::tempdir().unwrap();
+    let data = write(dir.path(), &SyntheticSpec { tasks: 2, missing: 0.3, ..SyntheticSpec::hiv_like(60, 5) });
+    let settings = FinetuneSettings { epochs: 2, dropout: 0.0, ..quick_settings() };
+    let config = stage_config(dir.path(), settings.clone(), "score");
+    let summary = score::run(&config).unwrap();
+    assert_eq!(summary.train_samples, data.train.len());
+    assert_eq!(summary.sightings, 2 * data.train.len());
+
+    // Replay the same run by hand: same seed, same shuffles, the reference loss of every batch computed
+    // independently through the public API, and |online − reference| compared with the file.
+    molpeg_nn::tch::manual_seed(settings.seed as i64);
+    let model = Model::new(&settings.model_config(2), Device::Cpu).unwrap();
+    let mut trainer = Trainer::new(model, Objective::for_task(TaskKind::Binary, &data.store, &data.train), settings.train_config()).unwrap();
+    let dual = DualPace::new(&trainer.model, settings.ema_beta).unwrap();
+    let mut expected = Vec::new();
+    for epoch in 1..=2u32 {
+        molpeg_nn::tch::manual_seed((molpeg_nn::batch::mix_seed(settings.seed, epoch as u64) >> 1) as i64);
+        let order = shuffled(&Sample::unweighted(&data.train), settings.seed, epoch);
+        trainer
+            .train_epoch(&data.store, &order, |o| {
+                let reference = molpeg_nn::train::sample_losses(&dual.reference, o.objective, o.batch, true)?;
+                molpeg_nn::model::ema_update(&dual.reference, o.model, dual.beta)?;
+                for ((&g, &on), &re) in o.batch.samples.iter().zip(o.losses).zip(&reference) {
+                    expected.push((data.store.mol_ids[g as usize], epoch, (on - re).abs()));
+                }
+                Ok(())
+            })
+            .unwrap();
+    }
+    let source = ParquetSource::open(dir.path().join("score/scores.parquet"), &schema::scores::schema()).unwrap();
+    let mut found = Vec::new();
+    for batch in source.read_columns(&["mol_id", "epoch", "loss_online", "loss_ref", "score"]).unwrap() {
+        let b = batch.unwrap();
+        let col = |i: usize| b.column(i).as_primitive::<arrow::datatypes::Float32Type>().clone();
+        let (ids, epochs) = (b.column(0).as_primitive::<UInt32Type>(), b.column(1).as_primitive::<UInt32Type>());
+        let (online, reference, score) = (col(2), col(3), col(4));
+        for i in 0..b.num_rows() {
+            assert_eq!(score.value(i), (online.value(i) - reference.value(i)).abs());
+            found.push((ids.value(i), epochs.value(i), score.value(i)));
+        }
+    }
+    assert_eq!(found.len(), expected.len());
+    for (f, e) in found.iter().zip(&expected) {
+        assert_eq!((f.0, f.1), (e.0, e.1));
+        assert!((f.2 - e.2).abs() <= 1e-6, "score {} vs independent {}", f.2, e.2);
+    }
+    assert!(dir.path().join("score/scores_hist.png").is_file());
+    let per_sample = ParquetSource::open(dir.path().join("score/sample_scores.parquet"), &schema::sample_scores::schema()).unwrap();
+    assert_eq!(per_sample.num_rows, data.train.len());
+}
+
+#[test]
+fn dynamic_molpeg_trains_on_fewer_samples_and_changes_its_kept_set() {
+    one_thread();
+    let dir = tempfile::tempdir().unwrap();
+    let data = write(dir.path(), &SyntheticSpec::hiv_like(120, 6));
+    let n = data.train.len();
+    let settings = FinetuneSettings { epochs: 4, dynamic: Some("molpeg".into()), keep: Some(0.3), ..quick_settings() };
+    let out = settings.stage_name();
+    assert_eq!(out, "finetune-dynamic-molpeg-keep0.3");
+    let summary = finetune::run(&stage_config(dir.path(), settings, &out)).unwrap();
+    let kept = (0.3 * n as f64).floor() as u64;
+    assert_eq!(summary.samples_seen, 4 * kept, "4 epochs of ⌊0.3·{n}⌋ samples");
+    let rows = read_metrics(&dir.path().join(&out).join("metrics.parquet"));
+    let kept_rows: Vec<f64> = rows.iter().filter(|r| r.1 == "train" && r.2 == "kept").map(|r| r.3.unwrap()).collect();
+    assert_eq!(kept_rows, vec![kept as f64; 4]);
+
+    // Every sighting is recorded; the kept set changes between epochs.
+    let source = ParquetSource::open(dir.path().join(&out).join("scores.parquet"), &schema::scores::schema()).unwrap();
+    let mut by_epoch: BTreeMap<u32, HashSet<u32>> = BTreeMap::new();
+    for batch in source.read_columns(&["mol_id", "epoch"]).unwrap() {
+        let b = batch.unwrap();
+        let (ids, epochs) = (b.column(0).as_primitive::<UInt32Type>(), b.column(1).as_primitive::<UInt32Type>());
+        for i in 0..b.num_rows() {
+            by_epoch.entry(epochs.value(i)).or_default().insert(ids.value(i));
+        }
+    }
+    assert_eq!(by_epoch.len(), 4);
+    assert!(by_epoch.values().all(|s| s.len() as u64 == kept));
+    assert_ne!(by_epoch[&1], by_epoch[&2], "kept set must change across epochs");
+    // The first ⌈1/r⌉ − 1 epochs visit unscored samples only, so they are disjoint.
+    assert!(by_epoch[&1].is_disjoint(&by_epoch[&2]) && by_epoch[&2].is_disjoint(&by_epoch[&3]));
+
+    // A full-data run of the same length sees every sample every epoch.
+    let full = finetune::run(&stage_config(dir.path(), FinetuneSettings { epochs: 4, ..quick_settings() }, "finetune")).unwrap();
+    assert_eq!(full.samples_seen, 4 * n as u64);
+    assert!(summary.samples_seen < full.samples_seen);
+}
