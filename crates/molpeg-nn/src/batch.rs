@@ -198,11 +198,11 @@ impl HostTensors {
     }
 }
 
-/// Dropout masks drawn by the loader thread instead of libtorch. libtorch draws CPU dropout masks
-/// one element at a time from one generator (its vectorized path is Intel-only), which made dropout
-/// a fifth of a CPU training step; here they are made on the prefetch thread, overlapping the
-/// previous batch's compute, from a counter-based generator keyed by `(seed, batch index)` — so they
-/// are also reproducible whatever else uses libtorch's generator.
+/// Dropout masks drawn by the loader instead of libtorch. libtorch draws CPU dropout masks one
+/// element at a time from one generator (its vectorized path is Intel-only), which made dropout a
+/// fifth of a CPU training step; here they come from a counter-based generator keyed by
+/// `(seed, batch index)`, filled in parallel (or on the prefetch thread), and are reproducible
+/// whatever else uses libtorch's generator.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct DropoutSpec {
     pub layers: usize,
@@ -291,18 +291,9 @@ fn prepare(store: &GraphStore, chunk: &[Sample], index: usize, options: &LoaderO
 pub fn for_each_batch(store: &GraphStore, plan: &[Sample], options: &LoaderOptions, device: Device, mut f: impl FnMut(Batch) -> Result<()>) -> Result<()> {
     let batch_size = options.batch_size.max(1);
     if !options.prefetch {
-        let timing = std::env::var("MOLPEG_TIMING").is_ok();
-        let (mut tp, mut ta, mut tf) = (0f64, 0f64, 0f64);
         for (k, chunk) in plan.chunks(batch_size).enumerate() {
-            let t0 = std::time::Instant::now();
-            let h = prepare(store, chunk, k, options);
-            let t1 = std::time::Instant::now();
-            let b = h.assemble(device);
-            let t2 = std::time::Instant::now();
-            f(b)?;
-            tp += (t1 - t0).as_secs_f64(); ta += (t2 - t1).as_secs_f64(); tf += t2.elapsed().as_secs_f64();
+            f(prepare(store, chunk, k, options).assemble(device))?;
         }
-        if timing { eprintln!("prepare {:.2} ms, assemble {:.2} ms, step {:.2} ms per batch", tp * 1e3 / plan.len().div_ceil(batch_size) as f64, ta * 1e3 / plan.len().div_ceil(batch_size) as f64, tf * 1e3 / plan.len().div_ceil(batch_size) as f64); }
         return Ok(());
     }
     std::thread::scope(|scope| {

@@ -282,9 +282,10 @@ fn stage_outputs_and_best_epoch_bookkeeping() {
     write(dir.path(), &SyntheticSpec { tasks: 2, missing: 0.1, ..SyntheticSpec::hiv_like(150, 9) });
     let summary = finetune::run(&stage_config(dir.path(), FinetuneSettings { epochs: 4, ..quick_settings() }, "ft")).unwrap();
     let rows = read_metrics(&summary.stage_dir.join("metrics.parquet"));
-    // Per epoch: train loss + (roc_auc, average_precision) for valid and test.
-    assert_eq!(rows.len(), 4 * 5);
-    assert!(rows.iter().filter(|r| r.1 == "train").all(|r| r.2 == "loss" && r.3 == r.4 && r.3.is_some()));
+    // Per epoch: train loss and kept-set size + (roc_auc, average_precision) for valid and test.
+    assert_eq!(rows.len(), 4 * 6);
+    assert!(rows.iter().filter(|r| r.1 == "train" && r.2 == "loss").all(|r| r.3 == r.4 && r.3.is_some()));
+    assert!(rows.iter().filter(|r| r.1 == "train" && r.2 == "kept").all(|r| r.3 == Some(summary.train_samples as f64)));
     assert_eq!(rows.iter().map(|r| r.5).max(), Some(4 * summary.train_samples as u64));
     let best_valid_auc = rows.iter().filter(|r| r.1 == "valid" && r.2 == "roc_auc").map(|r| r.3.unwrap()).fold(f64::MIN, f64::max);
     assert_eq!(summary.best_valid["roc_auc"], Some(best_valid_auc));
@@ -450,7 +451,7 @@ fn binary_end_to_end_with_pipeline_and_flags() {
     let python = std::env::var("MOLPEG_PYTHON").unwrap_or_else(|_| "python3".into());
     let script = "import sys, pyarrow.parquet as pq; t = pq.read_table(sys.argv[1]); print(t.num_rows, sorted(set(t.column('split').to_pylist())))";
     match Command::new(&python).args(["-c", script]).arg(stage.join("metrics.parquet")).output() {
-        Ok(out) if out.status.success() => assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "10 ['test', 'train', 'valid']"),
+        Ok(out) if out.status.success() => assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "12 ['test', 'train', 'valid']"),
         Ok(out) => eprintln!("skipping the pyarrow check: {}", String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("")),
         Err(e) => eprintln!("skipping the pyarrow check: cannot run {python}: {e}"),
     }
