@@ -68,6 +68,8 @@ out = ["# GIN training throughput: molpeg (Rust + libtorch) vs PyTorch Geometric
        f"{rounds} alternating rounds (molpeg, PyG, molpeg, PyG, ...), each the median of 3 timed reps after a 5 s warm-up,",
        f"each started on idle CPUs and rerun if other processes took >10% of the CPUs (largest share left: {max(r.get('foreign_cpu_share', 0) for r in rows):.0%});",
        "numbers below are medians over rounds. Training = forward + backward + Adam step, batching included.", "",
+       "Speed-ups are medians of the per-round ratios (each molpeg run over the PyG run right after it),",
+       "which cancels slow drifts of a shared machine.", "",
        "| model | molpeg train (graphs/s) | PyG train | speed-up | molpeg inference | PyG inference | speed-up |",
        "|---|---|---|---|---|---|---|"]
 extra = []
@@ -75,7 +77,10 @@ for (l, w) in sorted({(r["layers"], r["width"]) for r in rows}, reverse=True):
     pick = lambda impl, key: statistics.median(r[key] for r in rows if r["impl"] == impl and (r["layers"], r["width"]) == (l, w))
     mt, pt = pick("molpeg", "train_graphs_per_s"), pick("pyg", "train_graphs_per_s")
     mi, pi = pick("molpeg", "infer_graphs_per_s"), pick("pyg", "infer_graphs_per_s")
-    out.append(f"| {l}×{w} | {mt:,.0f} | {pt:,.0f} | {mt/pt:.2f}× | {mi:,.0f} | {pi:,.0f} | {mi/pi:.2f}× |")
+    runs = [r for r in rows if (r["layers"], r["width"]) == (l, w)]
+    pairs = list(zip(runs[0::2], runs[1::2]))  # (molpeg, pyg) per round, in run order
+    ratio = lambda key: statistics.median(a[key] / b[key] for a, b in pairs)
+    out.append(f"| {l}×{w} | {mt:,.0f} | {pt:,.0f} | {ratio('train_graphs_per_s'):.2f}× | {mi:,.0f} | {pi:,.0f} | {ratio('infer_graphs_per_s'):.2f}× |")
     g = [r for r in rows if r["impl"] == "pyg" and "gemm_gflops" in r and (r["layers"], r["width"]) == (l, w)]
     if g:
         gf = statistics.median(r["gemm_gflops"] for r in g)
