@@ -43,7 +43,9 @@ pub const FEATURIZER_VERSION_KEY: &str = "molpeg.featurizer_version";
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FeaturizeConfig {
-    /// Rows read, featurized in parallel and written together; bounds memory.
+    /// Rows read, featurized in parallel and written together; bounds memory. Small chunks keep the
+    /// reader, the workers and the writer busy at once (2048 beat 16384 by ~15% on HIV, 2 cores);
+    /// Parquet row groups are sized separately.
     pub chunk_rows: usize,
     /// Worker threads; 0 = one per core (or `RAYON_NUM_THREADS`).
     pub threads: usize,
@@ -53,7 +55,7 @@ pub struct FeaturizeConfig {
 
 impl Default for FeaturizeConfig {
     fn default() -> Self {
-        FeaturizeConfig { chunk_rows: 16 * 1024, threads: 0, limit: None }
+        FeaturizeConfig { chunk_rows: 2048, threads: 0, limit: None }
     }
 }
 

@@ -113,6 +113,13 @@ impl Featurizer {
     }
 }
 
+/// Parses one SMILES and drops the molecule: the bare RDKit cost that featurization builds on
+/// (benchmarks). True when RDKit returned a molecule.
+pub fn parse_only(smiles: &str) -> bool {
+    let_cxx_string!(cxx_smiles = smiles);
+    smiles_to_mol(&cxx_smiles).is_ok_and(|mol| !mol.is_null())
+}
+
 /// Featurizes one SMILES (convenience for one-off use; loops should reuse a [`Featurizer`]).
 pub fn featurize_smiles(smiles: &str) -> Result<MolGraph, Reject> {
     Featurizer::new().featurize(smiles)

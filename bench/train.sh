@@ -1,22 +1,36 @@
 #!/usr/bin/env bash
-# Training/inference throughput of molpeg's GIN vs PyTorch Geometric's, same molecules, same threads.
-# Runs molpeg (A) and PyG (B) alternately A B A B ... ROUNDS times per model size and reports medians
-# of the per-run medians; writes bench/results/train.md and the raw JSON lines next to it.
+# `just bench train`: training/inference throughput of molpeg's GIN vs PyTorch Geometric's, same
+# molecules, same threads. Runs molpeg (A) and PyG (B) alternately A B A B ... ROUNDS times per model
+# size and reports medians; writes bench/results/train-LABEL.md and the raw JSON lines next to it.
 #
-# Usage: bench/train_bench.sh [ROUNDS] [DATA_DIR] [LABEL]
-#   DATA_DIR defaults to a synthetic HIV-like set (8192 molecules, ~25 atoms, ~52 directed edges),
-#   generated on first use; or a directory holding graphs.parquet + split.parquet (e.g. links to
-#   runs/hiv/featurize/graphs.parquet and runs/hiv/split/split.parquet) for real molecules.
-#   LABEL names the data in the report: bench/results/train-LABEL.{md,jsonl} (default: synthetic).
-# Needs: cargo build --release -p molpeg-nn --bin molpeg-bench-train; torch_geometric in $MOLPEG_PYTHON.
+# Usage: bench/train.sh [ROUNDS] [DATA_DIR] [LABEL]
+#   Default data: the HIV training split (runs/hiv/{featurize,split}, made by the stages if missing),
+#   LABEL hiv. DATA_DIR may be any directory holding graphs.parquet + split.parquet; `synthetic`
+#   generates an HIV-like synthetic set (8192 molecules) instead.
+# Needs: the release binaries (just build); installs torch_geometric into $MOLPEG_PYTHON's venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-3}
-DATA=${2:-${TMPDIR:-/tmp}/molpeg-bench-data}
 PY=${MOLPEG_PYTHON:-python3}
-BIN=${MOLPEG_BENCH_BIN:-${CARGO_TARGET_DIR:-target}/release/molpeg-bench-train}
+RELEASE=${CARGO_TARGET_DIR:-target}/release
+BIN=${MOLPEG_BENCH_BIN:-$RELEASE/molpeg-bench-train}
 THREADS=${THREADS:-2}
-LABEL=${3:-synthetic}
+"$PY" -c "import torch_geometric" 2>/dev/null || "$PY" -m pip install -q torch_geometric
+if [ "${2:-hiv}" = hiv ]; then
+  LABEL=${3:-hiv}
+  "$RELEASE/molpeg-featurize" -p pipelines/hiv.toml >/dev/null
+  "$RELEASE/molpeg-split" -p pipelines/hiv.toml >/dev/null
+  DATA=$(mktemp -d); trap 'rm -rf "$DATA"' EXIT
+  runs=${MOLPEG_RUNS_DIR:-runs}/hiv
+  ln -s "$PWD/$runs/featurize/graphs.parquet" "$DATA/graphs.parquet"
+  ln -s "$PWD/$runs/split/split.parquet" "$DATA/split.parquet"
+elif [ "$2" = synthetic ]; then
+  LABEL=${3:-synthetic}
+  DATA=${TMPDIR:-/tmp}/molpeg-bench-data
+else
+  DATA=$2
+  LABEL=${3:-$(basename "$DATA")}
+fi
 OUT=bench/results
 mkdir -p "$OUT"
 RAW="$OUT/train-$LABEL.jsonl"
