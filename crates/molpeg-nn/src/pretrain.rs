@@ -574,6 +574,8 @@ pub fn run(config: &PretrainConfig) -> Result<PretrainSummary> {
         }
     } else if config.resume && config.verbose {
         eprintln!("pretrain: no resume state in {}; starting from step 0", config.out_dir.display());
+    } else if resume_path.is_file() && config.verbose {
+        eprintln!("pretrain: starting over; {} holds an earlier run's checkpoint (pass --resume to continue it)", resume_path.display());
     }
     let start = pos;
 
