@@ -63,6 +63,10 @@ dynamic name keep *flags: (featurize name) (split name)
 # The MolPeg pipeline: featurize → split → score → select → fine-tune on the coreset. Unchanged stages are skipped.
 pipeline name: (featurize name) (split name) (score name) (select name) (finetune-coreset name)
 
+# GraphMAE pretraining of a GIN encoder: runs/NAME/pretrain/encoder.safetensors. Featurize the [pretrain] source first (pretrain-moses: `just featurize moses`); `--resume` continues an interrupted run.
+pretrain name *flags: build
+    {{bin}}/molpeg-pretrain --pipeline pipelines/{{name}}.toml {{flags}}
+
 # Run the test suite (unit, integration and end-to-end tests with real RDKit, libtorch and pyarrow).
 test: setup
     cargo test --workspace --no-fail-fast

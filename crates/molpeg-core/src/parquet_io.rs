@@ -108,6 +108,20 @@ impl ParquetSource {
 
     /// Streams record batches holding only the named columns, in file order.
     pub fn read_columns(self, columns: &[&str]) -> Result<ParquetRecordBatchReader> {
+        self.read(columns, None)
+    }
+
+    /// Rows in each row group, in file order (a streaming reader's unit of IO).
+    pub fn row_group_rows(&self) -> Vec<usize> {
+        self.builder.metadata().row_groups().iter().map(|g| g.num_rows() as usize).collect()
+    }
+
+    /// Like [`ParquetSource::read_columns`], but only the given row groups (ascending indices).
+    pub fn read_row_groups(self, columns: &[&str], groups: Vec<usize>) -> Result<ParquetRecordBatchReader> {
+        self.read(columns, Some(groups))
+    }
+
+    fn read(self, columns: &[&str], groups: Option<Vec<usize>>) -> Result<ParquetRecordBatchReader> {
         let schema = self.builder.parquet_schema();
         let arrow_schema = self.builder.schema().clone();
         let roots: Vec<usize> = columns
@@ -115,11 +129,11 @@ impl ParquetSource {
             .map(|c| arrow_schema.index_of(c).map_err(|e| Error::arrow(&self.path, e)))
             .collect::<Result<_>>()?;
         let mask = ProjectionMask::roots(schema, roots);
-        self.builder
-            .with_projection(mask)
-            .with_batch_size(ROW_GROUP_ROWS)
-            .build()
-            .map_err(|e| Error::parquet(&self.path, e))
+        let mut builder = self.builder.with_projection(mask).with_batch_size(ROW_GROUP_ROWS);
+        if let Some(groups) = groups {
+            builder = builder.with_row_groups(groups);
+        }
+        builder.build().map_err(|e| Error::parquet(&self.path, e))
     }
 
     /// Reads the named columns fully into memory.

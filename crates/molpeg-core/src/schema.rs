@@ -198,6 +198,33 @@ pub mod metrics {
     }
 }
 
+/// `pretrain_log.parquet`: one row per logging interval of self-supervised pretraining
+/// (written by `molpeg-pretrain`).
+pub mod pretrain_log {
+    use super::*;
+    pub const KIND: &str = "pretrain_log";
+    /// Optimizer steps done (cumulative, across resumed runs).
+    pub const STEP: &str = "step";
+    /// 1-based epoch of the interval's last step.
+    pub const EPOCH: &str = "epoch";
+    /// Mean masked-atom reconstruction loss over the interval's steps.
+    pub const LOSS: &str = "loss";
+    /// Molecules trained on (cumulative).
+    pub const MOLECULES: &str = "molecules";
+    /// Training wall time in seconds (cumulative, across resumed runs).
+    pub const SECONDS: &str = "seconds";
+
+    pub fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new(STEP, DataType::UInt64, false),
+            Field::new(EPOCH, DataType::UInt32, false),
+            Field::new(LOSS, DataType::Float64, false),
+            Field::new(MOLECULES, DataType::UInt64, false),
+            Field::new(SECONDS, DataType::Float64, false),
+        ]))
+    }
+}
+
 /// Checks that `found` has every column of `expected` with the same type (extra columns are allowed,
 /// so a user can add their own). The error lists both column sets.
 pub fn check(path: &Path, expected: &Schema, found: &Schema) -> Result<()> {

@@ -131,7 +131,7 @@ pub struct HostTensors {
     inv_sizes: Tensor,
     labels: Tensor,
     mask: Tensor,
-    dropout: Option<Tensor>,
+    pub(crate) dropout: Option<Tensor>,
 }
 
 impl HostBatch {
@@ -289,25 +289,39 @@ fn prepare(store: &GraphStore, chunk: &[Sample], index: usize, options: &LoaderO
 /// Runs `f` on each batch of `plan`, in order, `batch_size` graphs each (the last one smaller).
 /// An error from `f` stops the producer thread and is returned.
 pub fn for_each_batch(store: &GraphStore, plan: &[Sample], options: &LoaderOptions, device: Device, mut f: impl FnMut(Batch) -> Result<()>) -> Result<()> {
-    let batch_size = options.batch_size.max(1);
-    if !options.prefetch {
+    for_each_prepared(plan, options.batch_size, options.prefetch, |chunk, k| prepare(store, chunk, k, options), |host| f(host.assemble(device)))
+}
+
+/// The loader underneath [`for_each_batch`], for callers that prepare batches their own way (the
+/// pretraining stage masks atoms as it collates): `prepare(samples, batch index)` runs on a second
+/// thread when `prefetch` is set, one batch ahead of `f`.
+pub fn for_each_prepared<T: Send>(
+    plan: &[Sample],
+    batch_size: usize,
+    prefetch: bool,
+    prepare: impl Fn(&[Sample], usize) -> T + Sync,
+    mut f: impl FnMut(T) -> Result<()>,
+) -> Result<()> {
+    let batch_size = batch_size.max(1);
+    if !prefetch {
         for (k, chunk) in plan.chunks(batch_size).enumerate() {
-            f(prepare(store, chunk, k, options).assemble(device))?;
+            f(prepare(chunk, k))?;
         }
         return Ok(());
     }
     std::thread::scope(|scope| {
         // Two batches in flight: one being worked on, one ready.
-        let (tx, rx) = mpsc::sync_channel::<HostTensors>(1);
+        let (tx, rx) = mpsc::sync_channel::<T>(1);
+        let prepare = &prepare;
         scope.spawn(move || {
             for (k, chunk) in plan.chunks(batch_size).enumerate() {
-                if tx.send(prepare(store, chunk, k, options)).is_err() {
+                if tx.send(prepare(chunk, k)).is_err() {
                     break; // the consumer stopped early (error); nothing left to do
                 }
             }
         });
-        for host in rx {
-            f(host.assemble(device))?;
+        for prepared in rx {
+            f(prepared)?;
         }
         Ok(())
     })

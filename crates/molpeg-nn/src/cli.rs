@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use crate::device::DeviceChoice;
 use crate::finetune::{FinetuneSettings, Monitor};
+use crate::pretrain::PretrainSettings;
 use crate::model::{Jk, Pooling};
 
 /// Model-shape flags, shared by every stage that builds a GIN.
@@ -40,28 +41,10 @@ pub struct FinetuneArgs {
     #[arg(long)]
     pub tag: Option<String>,
     #[arg(long)]
-    pub epochs: Option<u32>,
-    #[arg(long)]
-    pub batch_size: Option<usize>,
-    #[arg(long)]
     pub eval_batch_size: Option<usize>,
-    #[arg(long)]
-    pub lr: Option<f64>,
-    #[arg(long)]
-    pub weight_decay: Option<f64>,
-    #[arg(long)]
-    pub seed: Option<u64>,
-    #[arg(long, value_enum)]
-    pub device: Option<DeviceChoice>,
-    /// libtorch intra-op threads (0 = libtorch's default).
-    #[arg(long)]
-    pub threads: Option<usize>,
     /// Validation number that picks the best epoch.
     #[arg(long, value_enum)]
     pub monitor: Option<Monitor>,
-    /// Collate batches on the training thread instead of a second one.
-    #[arg(long)]
-    pub no_prefetch: bool,
     /// Dynamic pruning policy: molpeg, soft-random, epsilon-greedy, ucb or infobatch.
     #[arg(long, value_name = "POLICY")]
     pub dynamic: Option<String>,
@@ -75,7 +58,32 @@ pub struct FinetuneArgs {
     #[arg(long)]
     pub ema_beta: Option<f64>,
     #[command(flatten)]
+    pub train: TrainArgs,
+    #[command(flatten)]
     pub model: ModelArgs,
+}
+
+/// Optimization and runtime flags, shared by every stage that trains.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct TrainArgs {
+    #[arg(long)]
+    pub epochs: Option<u32>,
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    #[arg(long)]
+    pub lr: Option<f64>,
+    #[arg(long)]
+    pub weight_decay: Option<f64>,
+    #[arg(long)]
+    pub seed: Option<u64>,
+    #[arg(long, value_enum)]
+    pub device: Option<DeviceChoice>,
+    /// libtorch intra-op threads (0 = libtorch's default).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Collate batches on the training thread instead of a second one.
+    #[arg(long)]
+    pub no_prefetch: bool,
 }
 
 macro_rules! override_fields {
@@ -87,7 +95,8 @@ macro_rules! override_fields {
 impl FinetuneArgs {
     /// Overwrites `settings` with every flag that was given.
     pub fn apply(&self, settings: &mut FinetuneSettings) {
-        override_fields!(self, settings, epochs, batch_size, eval_batch_size, lr, weight_decay, seed, device, threads, monitor, anneal, ema_beta);
+        override_fields!(self.train, settings, epochs, batch_size, lr, weight_decay, seed, device, threads);
+        override_fields!(self, settings, eval_batch_size, monitor, anneal, ema_beta);
         if self.dynamic.is_some() {
             settings.dynamic = self.dynamic.clone();
         }
@@ -104,8 +113,75 @@ impl FinetuneArgs {
         if self.tag.is_some() {
             settings.tag = self.tag.clone();
         }
-        if self.no_prefetch {
+        if self.train.no_prefetch {
             settings.prefetch = false;
+        }
+    }
+}
+
+/// Flags of `molpeg-pretrain`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct PretrainArgs {
+    /// Input graphs.parquet (default: <runs>/<[pretrain] source or this pipeline>/featurize/graphs.parquet).
+    #[arg(long, value_name = "PARQUET")]
+    pub graphs: Option<PathBuf>,
+    /// Continue from <stage dir>/resume.safetensors (written every --checkpoint-every steps).
+    #[arg(long)]
+    pub resume: bool,
+    /// Stop after this many optimizer steps in this invocation, leaving a checkpoint to --resume from.
+    #[arg(long, value_name = "STEPS")]
+    pub max_steps: Option<u64>,
+    /// Use only the first N molecules of the input.
+    #[arg(long, alias = "limit", value_name = "N")]
+    pub max_molecules: Option<usize>,
+    /// Fraction of each molecule's atoms replaced by the mask token.
+    #[arg(long)]
+    pub mask_rate: Option<f64>,
+    /// Exponent α of the scaled cosine error (1 − cos)^α.
+    #[arg(long)]
+    pub alpha: Option<f64>,
+    /// Molecules per streamed chunk (shuffled within; chunk order shuffled per epoch).
+    #[arg(long)]
+    pub chunk_molecules: Option<usize>,
+    /// Write encoder.safetensors, pretrain_log.parquet and the resume state every N steps.
+    #[arg(long, value_name = "STEPS")]
+    pub checkpoint_every: Option<u64>,
+    /// One log row every N steps (and one per epoch).
+    #[arg(long, value_name = "STEPS")]
+    pub log_every: Option<u64>,
+    #[command(flatten)]
+    pub train: TrainArgs,
+    #[command(flatten)]
+    pub model: ModelArgs,
+}
+
+impl PretrainArgs {
+    /// Overwrites `settings` with every flag that was given (`--pooling` has no effect: pretraining
+    /// trains node representations).
+    pub fn apply(&self, settings: &mut PretrainSettings) {
+        override_fields!(self.train, settings, epochs, batch_size, lr, weight_decay, seed, device, threads);
+        override_fields!(self, settings, mask_rate, alpha, chunk_molecules, checkpoint_every, log_every);
+        override_fields!(self.model, settings, layers, width, dropout, jk);
+        if self.max_molecules.is_some() {
+            settings.max_molecules = self.max_molecules;
+        }
+        if self.train.no_prefetch {
+            settings.prefetch = false;
+        }
+    }
+}
+
+/// How a stage binary ends: its summary on stdout and success, or the error with its causes (printed
+/// once) on stderr and failure.
+pub fn finish<T: std::fmt::Display>(result: anyhow::Result<T>) -> std::process::ExitCode {
+    match result {
+        Ok(summary) => {
+            println!("{summary}");
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
         }
     }
 }

@@ -8,11 +8,13 @@
 //! training plan of [`Sample`]s.
 
 use std::collections::HashMap;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, FixedSizeListArray, GenericListArray, OffsetSizeTrait, PrimitiveArray};
 use arrow::datatypes::{ArrowPrimitiveType, Float32Type, Schema, SchemaRef, UInt16Type, UInt32Type, UInt8Type};
+use arrow::record_batch::RecordBatch;
 use molpeg_core::parquet_io::ParquetSource;
 use molpeg_core::schema::{coreset, graphs, meta, split};
 use serde::{Deserialize, Serialize};
@@ -261,11 +263,14 @@ pub struct Dataset {
     index: HashMap<u32, u32>,
 }
 
-/// The subset of `graphs.parquet`'s columns the trainer reads; other columns may be absent.
-fn graphs_columns() -> SchemaRef {
+/// The columns of `graphs.parquet` the trainer reads, in the order [`append_rows`] expects; other
+/// columns may be absent. Pretraining reads all but the last (labels).
+const TRAIN_COLUMNS: [&str; 5] = [graphs::MOL_ID, graphs::ATOM_HU, graphs::EDGE_INDEX, graphs::BOND_HU, graphs::LABELS];
+
+/// The schema subset a reader of `columns` checks the file against.
+fn graphs_columns(columns: &[&str]) -> SchemaRef {
     let full = graphs::schema();
-    let wanted = [graphs::MOL_ID, graphs::ATOM_HU, graphs::EDGE_INDEX, graphs::BOND_HU, graphs::LABELS];
-    Arc::new(Schema::new(wanted.iter().map(|c| full.field_with_name(c).expect("schema module has the column").clone()).collect::<Vec<_>>()))
+    Arc::new(Schema::new(columns.iter().map(|c| full.field_with_name(c).expect("schema module has the column").clone()).collect::<Vec<_>>()))
 }
 
 impl Dataset {
@@ -334,7 +339,7 @@ impl Dataset {
 
 /// Reads the columns of `graphs.parquet` the trainer needs into a [`GraphStore`].
 pub fn read_graphs(path: &Path) -> Result<(GraphStore, Vec<String>, TaskKind)> {
-    let source = ParquetSource::open(path, &graphs_columns())?;
+    let source = ParquetSource::open(path, &graphs_columns(&TRAIN_COLUMNS))?;
     let names_json = source.meta(meta::TASK_NAMES).ok_or_else(|| {
         Error::data(path, format!("file metadata has no `{}`; re-run the featurize stage with this molpeg version", meta::TASK_NAMES))
     })?;
@@ -348,25 +353,12 @@ pub fn read_graphs(path: &Path) -> Result<(GraphStore, Vec<String>, TaskKind)> {
         .ok_or_else(|| Error::data(path, format!("metadata `{}` is `{kind_str}`; expected `binary` or `regression`", meta::TASK_TYPE)))?;
 
     let mut store = GraphStore::new(task_names.len());
-    let mut scratch = Vec::new();
-    let mut labels_row = Vec::new();
+    let mut appender = Appender::default();
     let mut row = 0usize;
-    let columns = [graphs::MOL_ID, graphs::ATOM_HU, graphs::EDGE_INDEX, graphs::BOND_HU, graphs::LABELS];
-    let arrow_err = |e| Error::Core(molpeg_core::Error::arrow(path, e));
-    for batch in source.read_columns(&columns)? {
-        let batch = batch.map_err(arrow_err)?;
-        let ids = batch.column(0).as_primitive::<UInt32Type>();
-        let atoms = FixedLists::<UInt8Type>::new(batch.column(1), graphs::ATOM_HU_WIDTH as usize, path)?;
-        let edges = FixedLists::<UInt16Type>::new(batch.column(2), 2, path)?;
-        let bonds = FixedLists::<UInt8Type>::new(batch.column(3), graphs::BOND_HU_WIDTH as usize, path)?;
-        let labels = LabelLists::new(batch.column(4), path)?;
-        for i in 0..batch.num_rows() {
-            let mol_id = ids.value(i);
-            labels.row(i, &mut labels_row);
-            let view = GraphView { atoms: as_pairs(atoms.row(i)), edges: as_pairs(edges.row(i)), bonds: as_pairs(bonds.row(i)), labels: &labels_row };
-            store.push(mol_id, view, &mut scratch).map_err(|message| Error::Row { path: path.to_path_buf(), row, mol_id, message })?;
-            row += 1;
-        }
+    for batch in source.read_columns(&TRAIN_COLUMNS)? {
+        let batch = batch.map_err(|e| Error::Core(molpeg_core::Error::arrow(path, e)))?;
+        appender.append(&mut store, &batch, 0..batch.num_rows(), row, path)?;
+        row += batch.num_rows();
     }
     let mut ids = store.mol_ids.clone();
     ids.sort_unstable();
@@ -377,6 +369,90 @@ pub fn read_graphs(path: &Path) -> Result<(GraphStore, Vec<String>, TaskKind)> {
         return Err(Error::data(path, "the file holds no molecule"));
     }
     Ok((store, task_names, task_kind))
+}
+
+/// Appends record-batch rows (columns as in [`TRAIN_COLUMNS`], labels optional) to a [`GraphStore`],
+/// reusing its buffers so that loading allocates nothing per molecule.
+#[derive(Default)]
+struct Appender {
+    scratch: Vec<(u16, u16)>,
+    labels_row: Vec<f32>,
+}
+
+impl Appender {
+    /// Appends `rows` of `batch`; `first_row` is the file row of the batch's row 0 (for errors).
+    fn append(&mut self, store: &mut GraphStore, batch: &RecordBatch, rows: Range<usize>, first_row: usize, path: &Path) -> Result<()> {
+        let ids = batch.column(0).as_primitive::<UInt32Type>();
+        let atoms = FixedLists::<UInt8Type>::new(batch.column(1), graphs::ATOM_HU_WIDTH as usize, path)?;
+        let edges = FixedLists::<UInt16Type>::new(batch.column(2), 2, path)?;
+        let bonds = FixedLists::<UInt8Type>::new(batch.column(3), graphs::BOND_HU_WIDTH as usize, path)?;
+        let labels = if batch.num_columns() > 4 { Some(LabelLists::new(batch.column(4), path)?) } else { None };
+        for i in rows {
+            let mol_id = ids.value(i);
+            match &labels {
+                Some(l) => l.row(i, &mut self.labels_row),
+                None => self.labels_row.clear(),
+            }
+            let view = GraphView { atoms: as_pairs(atoms.row(i)), edges: as_pairs(edges.row(i)), bonds: as_pairs(bonds.row(i)), labels: &self.labels_row };
+            store.push(mol_id, view, &mut self.scratch).map_err(|message| Error::Row { path: path.to_path_buf(), row: first_row + i, mol_id, message })?;
+        }
+        Ok(())
+    }
+}
+
+/// A `graphs.parquet` read a range of rows at a time, for datasets that should not sit in memory
+/// whole (pretraining on MOSES). Labels are not read: a chunk is a [`GraphStore`] with no tasks.
+#[derive(Debug, Clone)]
+pub struct GraphChunks {
+    pub path: PathBuf,
+    /// Molecules used: the file's rows, or the first `limit` of them.
+    pub rows: usize,
+    /// First file row of each row group, and the file's row count at the end.
+    group_starts: Vec<usize>,
+}
+
+/// The columns a chunk reads (no labels).
+const CHUNK_COLUMNS: [&str; 4] = [TRAIN_COLUMNS[0], TRAIN_COLUMNS[1], TRAIN_COLUMNS[2], TRAIN_COLUMNS[3]];
+
+impl GraphChunks {
+    /// Opens `path` (checking its columns) and uses its first `limit` rows, or all of them.
+    pub fn open(path: &Path, limit: Option<usize>) -> Result<GraphChunks> {
+        let source = ParquetSource::open(path, &graphs_columns(&CHUNK_COLUMNS))?;
+        let mut group_starts = vec![0];
+        for n in source.row_group_rows() {
+            group_starts.push(group_starts.last().expect("starts non-empty") + n);
+        }
+        let rows = limit.map_or(source.num_rows, |l| l.min(source.num_rows));
+        if rows == 0 {
+            return Err(Error::data(path, "the file holds no molecule"));
+        }
+        Ok(GraphChunks { path: path.to_path_buf(), rows, group_starts })
+    }
+
+    /// The molecules split into consecutive row ranges of at most `chunk_rows` each.
+    pub fn ranges(&self, chunk_rows: usize) -> Vec<Range<usize>> {
+        let step = chunk_rows.max(1);
+        (0..self.rows).step_by(step).map(|a| a..(a + step).min(self.rows)).collect()
+    }
+
+    /// Reads file rows `rows` into a store (store index `i` = file row `rows.start + i`), reading
+    /// only the row groups that overlap them.
+    pub fn read(&self, rows: Range<usize>) -> Result<GraphStore> {
+        let groups: Vec<usize> = (0..self.group_starts.len() - 1).filter(|&g| self.group_starts[g] < rows.end && self.group_starts[g + 1] > rows.start).collect();
+        let mut store = GraphStore::new(0);
+        let Some(&first_group) = groups.first() else { return Ok(store) };
+        let source = ParquetSource::open(&self.path, &graphs_columns(&CHUNK_COLUMNS))?;
+        let mut row = self.group_starts[first_group];
+        let mut appender = Appender::default();
+        for batch in source.read_row_groups(&CHUNK_COLUMNS, groups)? {
+            let batch = batch.map_err(|e| Error::Core(molpeg_core::Error::arrow(&self.path, e)))?;
+            let (lo, hi) = (row, row + batch.num_rows());
+            let wanted = rows.start.clamp(lo, hi) - lo..rows.end.clamp(lo, hi) - lo;
+            appender.append(&mut store, &batch, wanted, row, &self.path)?;
+            row += batch.num_rows();
+        }
+        Ok(store)
+    }
 }
 
 fn as_pairs<T>(flat: &[T]) -> &[[T; 2]] {
@@ -520,6 +596,30 @@ mod tests {
             assert!(err.contains(expected), "{err} should contain {expected}");
         }
         assert!(store.is_empty());
+    }
+
+    /// Chunks are exact row ranges whatever the row groups: 20,000 molecules are two row groups here.
+    #[test]
+    fn chunks_read_exact_row_ranges_across_row_groups() {
+        use crate::synthetic::{generate, write_graphs, SyntheticSpec};
+        let spec = SyntheticSpec { min_atoms: 1, max_atoms: 4, tasks: 1, ..SyntheticSpec::hiv_like(20_000, 3) };
+        let rows = generate(&spec);
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_graphs(&dir.path().join("graphs.parquet"), &rows, &["t".into()], TaskKind::Binary).unwrap();
+        assert_eq!(ParquetSource::open(&path, &graphs::schema()).unwrap().row_group_rows(), vec![16_384, 3_616]);
+        let chunks = GraphChunks::open(&path, Some(19_000)).unwrap();
+        assert_eq!(chunks.rows, 19_000);
+        let ranges = chunks.ranges(7_000);
+        assert_eq!(ranges, vec![0..7_000, 7_000..14_000, 14_000..19_000]);
+        for range in ranges {
+            let store = chunks.read(range.clone()).unwrap();
+            assert_eq!(store.mol_ids, range.clone().map(|i| i as u32).collect::<Vec<_>>());
+            assert_eq!(store.num_tasks, 0, "labels are not read");
+            for (g, i) in range.enumerate().step_by(997) {
+                assert_eq!(store.atoms(g), &rows[i].atom_hu[..]);
+            }
+        }
+        assert_eq!(GraphChunks::open(&path, None).unwrap().rows, 20_000);
     }
 
     #[test]

@@ -6,10 +6,13 @@
 //! [`model::ema_update`]), [`checkpoint`] (safetensors), [`metrics`] (pure Rust, sklearn-compatible),
 //! [`train`] (the reusable [`train::Trainer`]: one epoch over a caller-given plan of
 //! (sample, weight), per-sample losses out), and [`finetune`] (the stage: [`finetune::run`]).
+//! [`pretrain`] is the GraphMAE pretraining stage (streamed input, resumable, with its own
+//! [`adam::Adam`] whose state can be saved).
 //! [`synthetic`] writes fake datasets for tests and benchmarks.
 //!
 //! **Boundary:** no RDKit here; the binaries of this crate can run on a machine with libtorch only.
 
+pub mod adam;
 pub mod batch;
 pub mod checkpoint;
 pub mod cli;
@@ -21,6 +24,7 @@ pub mod error;
 pub mod finetune;
 pub mod metrics;
 pub mod model;
+pub mod pretrain;
 pub mod runtime;
 pub mod score;
 pub mod synthetic;

@@ -84,13 +84,51 @@ impl ModelConfig {
     }
 }
 
-struct GinLayer {
+/// Hu et al.'s `GINConv`: the edge-aware neighbourhood sum followed by `MLP(in → 2·in → out)`. The
+/// encoder's layers use it with `out = in` (followed by BatchNorm); GraphMAE's decoder
+/// ([`crate::pretrain`]) uses one with `out` = the atom-type vocabulary.
+pub struct GinConv {
     bond_type_emb: Tensor,
     bond_dir_emb: Tensor,
     w1: Tensor,
     b1: Tensor,
     w2: Tensor,
     b2: Tensor,
+}
+
+impl GinConv {
+    /// Variables under `path`: `mlp.0.{weight,bias}`, `mlp.2.{weight,bias}`, `edge_embedding{1,2}.weight`
+    /// (Hu's names), initialized like PyTorch's defaults.
+    pub fn new(path: &tch::nn::Path, in_dim: usize, out_dim: usize) -> Result<GinConv> {
+        let (d, o) = (in_dim as i64, out_dim as i64);
+        let mlp = path.sub("mlp");
+        Ok(GinConv {
+            w1: mlp.sub("0").f_var("weight", &[2 * d, d], linear_init(in_dim))?,
+            b1: mlp.sub("0").f_var("bias", &[2 * d], linear_init(in_dim))?,
+            w2: mlp.sub("2").f_var("weight", &[o, 2 * d], linear_init(2 * in_dim))?,
+            b2: mlp.sub("2").f_var("bias", &[o], linear_init(2 * in_dim))?,
+            bond_type_emb: path.sub("edge_embedding1").f_var("weight", &[BOND_TYPES as i64, d], xavier(BOND_TYPES, in_dim))?,
+            bond_dir_emb: path.sub("edge_embedding2").f_var("weight", &[BOND_DIRECTIONS as i64, d], xavier(BOND_DIRECTIONS, in_dim))?,
+        })
+    }
+
+    /// `Σ_{j ∈ N(i) ∪ {i}} (h_j + e_ij)`, computed as `(A + I)·h + counts·[E_type; E_dir]`.
+    fn aggregate(&self, h: &Tensor, batch: &Batch) -> Tensor {
+        let edge_emb = Tensor::cat(&[&self.bond_type_emb, &self.bond_dir_emb], 0);
+        batch.adj.mm(h).addmm(&batch.edge_counts, &edge_emb)
+    }
+
+    /// The convolution's output `[N, out]`.
+    pub fn forward(&self, h: &Tensor, batch: &Batch) -> Tensor {
+        // In-place ReLU is safe here: addmm does not keep its output for backward.
+        let mut hidden = self.aggregate(h, batch).linear(&self.w1, Some(&self.b1));
+        let _ = hidden.relu_();
+        hidden.linear(&self.w2, Some(&self.b2))
+    }
+}
+
+struct GinLayer {
+    conv: GinConv,
     bn_weight: Tensor,
     bn_bias: Tensor,
     bn_mean: Tensor,
@@ -139,16 +177,9 @@ impl Model {
         let chirality_emb = gnn.sub("x_embedding2").f_var("weight", &[CHIRALITY_TAGS as i64, d], xavier(CHIRALITY_TAGS, config.width))?;
         let mut layers = Vec::with_capacity(config.layers);
         for l in 0..config.layers {
-            let conv = gnn.sub("gnns").sub(l);
-            let mlp = conv.sub("mlp");
             let bn = gnn.sub("batch_norms").sub(l);
             layers.push(GinLayer {
-                w1: mlp.sub("0").f_var("weight", &[2 * d, d], linear_init(config.width))?,
-                b1: mlp.sub("0").f_var("bias", &[2 * d], linear_init(config.width))?,
-                w2: mlp.sub("2").f_var("weight", &[d, 2 * d], linear_init(2 * config.width))?,
-                b2: mlp.sub("2").f_var("bias", &[d], linear_init(2 * config.width))?,
-                bond_type_emb: conv.sub("edge_embedding1").f_var("weight", &[BOND_TYPES as i64, d], xavier(BOND_TYPES, config.width))?,
-                bond_dir_emb: conv.sub("edge_embedding2").f_var("weight", &[BOND_DIRECTIONS as i64, d], xavier(BOND_DIRECTIONS, config.width))?,
+                conv: GinConv::new(&gnn.sub("gnns").sub(l), config.width, config.width)?,
                 bn_weight: bn.f_var("weight", &[d], Init::Const(1.0))?,
                 bn_bias: bn.f_var("bias", &[d], Init::Const(0.0))?,
                 bn_mean: bn.f_zeros_no_train("running_mean", &[d])?,
@@ -201,13 +232,7 @@ impl Model {
     fn layer_forward(&self, l: usize, h: &Tensor, batch: &Batch, train: bool) -> Tensor {
         let layer = &self.layers[l];
         let last = l + 1 == self.layers.len();
-        // Σ_{j ∈ N(i) ∪ {i}} (h_j + e_ij) = (A + I)·h + counts·[E_type; E_dir]
-        let edge_emb = Tensor::cat(&[&layer.bond_type_emb, &layer.bond_dir_emb], 0);
-        let aggregated = batch.adj.mm(h).addmm(&batch.edge_counts, &edge_emb);
-        // In-place ReLUs are safe here: addmm, batch_norm and mul do not keep their outputs for backward.
-        let mut hidden = aggregated.linear(&layer.w1, Some(&layer.b1));
-        let _ = hidden.relu_();
-        let out = hidden.linear(&layer.w2, Some(&layer.b2));
+        let out = layer.conv.forward(h, batch);
         let running = !train || self.track_running_stats;
         let mut out = out.batch_norm(
             Some(&layer.bn_weight),
@@ -220,7 +245,7 @@ impl Model {
             true,
         );
         // Dropout before the ReLU: relu(x)·m = relu(x·m) for masks m ≥ 0, and this order lets the
-        // ReLU run in place on the product.
+        // ReLU run in place on the product (batch_norm and mul do not keep their outputs for backward).
         if train && self.config.dropout > 0.0 {
             out = match &batch.dropout {
                 Some(masks) => out * masks.get(l as i64),
@@ -325,9 +350,9 @@ mod tests {
         let cfg = ModelConfig { layers: 1, width: 4, dropout: 0.0, pooling: Pooling::Mean, jk: Jk::Last, num_tasks: 1 };
         let model = Model::new(&cfg, Device::Cpu).unwrap();
         let batch = collate(&store(), &Sample::unweighted(&[0, 1])).to_device(Device::Cpu);
-        let layer = &model.layers[0];
+        let layer = &model.layers[0].conv;
         let h = Tensor::randn([4, 4], (Kind::Float, Device::Cpu));
-        let fast = batch.adj.mm(&h).addmm(&batch.edge_counts, &Tensor::cat(&[&layer.bond_type_emb, &layer.bond_dir_emb], 0));
+        let fast = layer.aggregate(&h, &batch);
         // Per-edge: (src, dst, type, dir) including self-loops (type 5, dir 0).
         let edges = [(0, 1, 0, 0), (1, 0, 0, 0), (1, 2, 3, 1), (2, 1, 3, 2), (0, 0, 5, 0), (1, 1, 5, 0), (2, 2, 5, 0), (3, 3, 5, 0)];
         let slow = Tensor::zeros([4, 4], (Kind::Float, Device::Cpu));

@@ -179,12 +179,8 @@ impl Trainer {
         self.model.device()
     }
 
-    /// Whether to prefetch: asked for, and either on CUDA (the CPU mostly waits for the GPU) or with a
-    /// core left over by libtorch's threads. On a CPU whose cores all run libtorch's threads, a loader
-    /// thread only takes turns with them (measured: 20–40% slower on 2 cores).
     fn prefetch(&self) -> bool {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        self.config.prefetch && (self.device().is_cuda() || cores > tch::get_num_threads().max(1) as usize)
+        use_prefetch(self.config.prefetch, self.device())
     }
 
     /// Trains on `plan` in the given order (shuffle it with [`shuffled`] first), one optimizer step per
@@ -233,6 +229,14 @@ impl Trainer {
         let metrics = metrics::evaluate(self.objective.kind, store.num_tasks, &labels, &p.outputs);
         Ok(Evaluation { loss: (p.labelled > 0.0).then(|| p.loss_sum / p.labelled), metrics, outputs: p.outputs })
     }
+}
+
+/// Whether to prefetch batches on a second thread: asked for, and either on CUDA (the CPU mostly waits
+/// for the GPU) or with a core left over by libtorch's threads. On a CPU whose cores all run
+/// libtorch's threads, a loader thread only takes turns with them (measured: 20–40% slower on 2 cores).
+pub fn use_prefetch(asked: bool, device: Device) -> bool {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    asked && (device.is_cuda() || cores > tch::get_num_threads().max(1) as usize)
 }
 
 /// What [`predict_with`] returns.

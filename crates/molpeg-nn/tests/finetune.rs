@@ -15,6 +15,7 @@ use molpeg_nn::data::{load_coreset, Dataset, Sample, TaskKind};
 use molpeg_nn::device::DeviceChoice;
 use molpeg_nn::finetune::{self, FinetuneConfig, FinetuneSettings};
 use molpeg_nn::model::{Jk, Model, ModelConfig, Pooling};
+use molpeg_nn::pretrain::{self, PretrainConfig, PretrainSettings};
 use molpeg_nn::synthetic::{self, SyntheticSpec};
 use molpeg_nn::tch::{Device, Kind, Tensor};
 use molpeg_nn::train::{predict_with, shuffled, Objective, TrainConfig, Trainer};
@@ -675,4 +676,173 @@ fn dynamic_molpeg_trains_on_fewer_samples_and_changes_its_kept_set() {
     let full = finetune::run(&stage_config(dir.path(), FinetuneSettings { epochs: 4, ..quick_settings() }, "finetune")).unwrap();
     assert_eq!(full.samples_seen, 4 * n as u64);
     assert!(summary.samples_seen < full.samples_seen);
+}
+
+// ---- Pretraining (GraphMAE) ----
+
+fn pretrain_settings() -> PretrainSettings {
+    PretrainSettings {
+        epochs: 2,
+        batch_size: 16,
+        layers: 2,
+        width: 16,
+        dropout: 0.1,
+        chunk_molecules: 40,
+        checkpoint_every: 4,
+        log_every: 3,
+        device: DeviceChoice::Cpu,
+        threads: 1,
+        ..Default::default()
+    }
+}
+
+fn pretrain_config(dir: &Path, settings: PretrainSettings, out: &str) -> PretrainConfig {
+    PretrainConfig { settings, graphs: dir.join("graphs.parquet"), out_dir: dir.join(out), force: false, resume: false, max_steps: None, verbose: false }
+}
+
+fn tensors(path: &Path) -> BTreeMap<String, Tensor> {
+    Checkpoint::read(path).unwrap().tensors
+}
+
+/// An interrupted run resumed twice ends with exactly the weights, decoder, Adam moments, encoder file
+/// and log of an uninterrupted run. 100 molecules in chunks of 40 → 8 batches per epoch, 16 steps.
+#[test]
+fn pretrain_resume_continues_bit_for_bit() {
+    one_thread();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    synthetic::write_dataset(d, &SyntheticSpec::hiv_like(100, 4)).unwrap();
+
+    let full = pretrain::run(&pretrain_config(d, pretrain_settings(), "full")).unwrap();
+    assert!(full.complete && !full.skipped);
+    assert_eq!((full.steps, full.molecules_seen, full.chunks, full.molecules), (16, 200, 3, 100));
+    assert!(d.join("full/manifest.json").is_file());
+
+    let mut config = pretrain_config(d, pretrain_settings(), "parts");
+    config.max_steps = Some(5);
+    let first = pretrain::run(&config).unwrap();
+    assert!(!first.complete && first.steps == 5, "{first}");
+    assert!(!d.join("parts/manifest.json").exists(), "an interrupted run must not look complete");
+    config.resume = true;
+    config.max_steps = Some(6);
+    let second = pretrain::run(&config).unwrap();
+    assert_eq!((second.resumed_from_step, second.steps, second.complete), (5, 11, false));
+    config.max_steps = None;
+    let last = pretrain::run(&config).unwrap();
+    assert!(last.complete && last.steps == 16 && last.resumed_from_step == 11);
+
+    let (a, b) = (tensors(&d.join("full/resume.safetensors")), tensors(&d.join("parts/resume.safetensors")));
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+    assert!(a.keys().any(|k| k.starts_with("decoder.")) && a.keys().any(|k| k.starts_with("adam.exp_avg_sq.gnn.")));
+    for (name, t) in &a {
+        assert!(t.equal(&b[name]), "{name} differs after resuming");
+    }
+    assert_eq!(std::fs::read(d.join("full/encoder.safetensors")).unwrap(), std::fs::read(d.join("parts/encoder.safetensors")).unwrap());
+    let strip = |rows: Vec<pretrain::LogRow>| rows.into_iter().map(|r| (r.step, r.epoch, r.loss.to_bits(), r.molecules)).collect::<Vec<_>>();
+    let log_full = strip(pretrain::read_log(&d.join("full/pretrain_log.parquet")).unwrap());
+    assert_eq!(log_full, strip(pretrain::read_log(&d.join("parts/pretrain_log.parquet")).unwrap()));
+    // Rows every 3 steps plus one at each epoch end (steps 8 and 16).
+    assert_eq!(log_full.iter().map(|r| r.0).collect::<Vec<_>>(), vec![3, 6, 8, 9, 12, 15, 16]);
+    // The encoder alone: gnn.* tensors only, equal to the resume state's.
+    let enc = tensors(&d.join("full/encoder.safetensors"));
+    assert!(!enc.is_empty() && enc.iter().all(|(n, t)| n.starts_with("gnn.") && t.equal(&a[n])));
+
+    // Unchanged rerun: skipped. Other settings with --resume: a clear error.
+    assert!(pretrain::run(&pretrain_config(d, pretrain_settings(), "full")).unwrap().skipped);
+    let mut other = pretrain_config(d, PretrainSettings { mask_rate: 0.3, ..pretrain_settings() }, "parts");
+    other.resume = true;
+    let err = pretrain::run(&other).unwrap_err().to_string();
+    assert!(err.contains("resume.safetensors") && err.contains("other settings") && err.contains("mask_rate"), "{err}");
+    // More epochs with --resume continue the finished run instead of starting over.
+    let mut longer = pretrain_config(d, PretrainSettings { epochs: 3, ..pretrain_settings() }, "parts");
+    longer.resume = true;
+    let more = pretrain::run(&longer).unwrap();
+    assert_eq!((more.resumed_from_step, more.steps), (16, 24));
+}
+
+/// The pretrained encoder is what fine-tuning starts from; a model of another width is refused with
+/// both shapes named.
+#[test]
+fn pretrained_encoder_loads_into_finetuning() {
+    one_thread();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    synthetic::write_dataset(d, &SyntheticSpec::hiv_like(80, 6)).unwrap();
+    let settings = PretrainSettings { epochs: 1, dropout: 0.0, ..pretrain_settings() };
+    let summary = pretrain::run(&pretrain_config(d, settings, "pretrain")).unwrap();
+    let encoder = summary.encoder.clone();
+    assert_eq!(encoder, d.join("pretrain").join(pretrain::ENCODER_FILE));
+
+    let ckpt = Checkpoint::read(&encoder).unwrap();
+    let model = Model::new(&ModelConfig { width: 16, ..small_model(1) }, Device::Cpu).unwrap();
+    ckpt.load_into(&model, Scope::Encoder).unwrap();
+    let loaded = model.vs.variables();
+    for (name, t) in &ckpt.tensors {
+        assert!(loaded[name].equal(t), "{name} not loaded");
+    }
+
+    let finetune_settings = FinetuneSettings { width: 16, epochs: 2, ..quick_settings() };
+    let scratch = finetune::run(&stage_config(d, finetune_settings.clone(), "scratch")).unwrap();
+    let from_pretrained =
+        finetune::run(&stage_config(d, FinetuneSettings { pretrained: Some(encoder.clone()), ..finetune_settings.clone() }, "pretrained")).unwrap();
+    assert_eq!(from_pretrained.pretrained.as_deref(), Some(encoder.as_path()));
+    assert_ne!(scratch.final_train_loss, from_pretrained.final_train_loss, "the pretrained weights were not used");
+
+    let err = finetune::run(&stage_config(d, FinetuneSettings { pretrained: Some(encoder), width: 32, ..finetune_settings }, "wide")).unwrap_err().to_string();
+    assert!(err.contains("encoder.safetensors") && err.contains("shape mismatches") && err.contains("width=16") && err.contains("width=32"), "{err}");
+}
+
+/// The real binary: pipeline section + flags, --max-steps then --resume, skip on rerun, a clear error
+/// for a missing input, and the log read back by pyarrow.
+#[test]
+fn pretrain_binary_end_to_end() {
+    one_thread();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir_all(d.join("runs/mols/featurize")).unwrap();
+    let rows = synthetic::generate(&SyntheticSpec { tasks: 0, ..SyntheticSpec::hiv_like(60, 9) });
+    synthetic::write_graphs(&d.join("runs/mols/featurize/graphs.parquet"), &rows, &[], TaskKind::Binary).unwrap();
+    std::fs::write(
+        d.join("pre.toml"),
+        "[pretrain]\nsource = \"mols\"\nepochs = 2\nlayers = 2\nwidth = 16\nbatch_size = 16\ndevice = \"cpu\"\nthreads = 1\nlog_every = 2\n",
+    )
+    .unwrap();
+    let exe = PathBuf::from(env!("CARGO_BIN_EXE_molpeg-pretrain"));
+    let run = |extra: &[&str]| {
+        let out = Command::new(&exe).current_dir(d).args(["--pipeline", "pre.toml"]).args(extra).output().unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (ok, stdout, stderr) = run(&["--max-steps", "3", "--max-molecules", "50"]);
+    assert!(ok && stdout.contains("stopped early at step 3") && stdout.contains("molecules/s"), "{stdout}\n{stderr}");
+    let (ok, stdout, stderr) = run(&["--resume", "--limit", "50"]);
+    assert!(ok && stdout.contains("50 molecules") && stdout.contains("step 8 "), "{stdout}\n{stderr}");
+    let stage = d.join("runs/pre/pretrain");
+    for f in [pretrain::ENCODER_FILE, pretrain::LOG_FILE, pretrain::RESUME_FILE, "summary.json", "manifest.json"] {
+        assert!(stage.join(f).is_file(), "{f} missing");
+    }
+    let (ok, stdout, _) = run(&["--resume", "--limit", "50"]);
+    assert!(ok && stdout.contains("up to date, skipped"), "{stdout}");
+
+    let python = std::env::var("MOLPEG_PYTHON").unwrap_or_else(|_| "python3".into());
+    let dump = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/pyarrow_dump.py");
+    match Command::new(&python).arg(&dump).arg(stage.join(pretrain::LOG_FILE)).output() {
+        Ok(out) if out.status.success() => {
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            assert_eq!(v["metadata"]["molpeg.kind"], "pretrain_log");
+            let cols: Vec<&str> = v["schema"].as_object().unwrap().keys().map(String::as_str).collect();
+            assert_eq!(cols.len(), 5);
+            let steps: Vec<u64> = v["rows"].as_array().unwrap().iter().map(|r| r["step"].as_u64().unwrap()).collect();
+            assert_eq!(steps, vec![2, 4, 6, 8], "4 batches per epoch, a row every 2 steps");
+            let last = &v["rows"][3];
+            assert_eq!((last["epoch"].as_u64(), last["molecules"].as_u64()), (Some(2), Some(100)));
+            assert!(last["loss"].as_f64().unwrap() > 0.0 && last["seconds"].as_f64().unwrap() > 0.0);
+        }
+        Ok(out) => eprintln!("skipping the pyarrow check: {}", String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("")),
+        Err(e) => eprintln!("skipping the pyarrow check: cannot run {python}: {e}"),
+    }
+
+    std::fs::write(d.join("nosrc.toml"), "[pretrain]\nsource = \"moses\"\n").unwrap();
+    let out = Command::new(&exe).current_dir(d).args(["--pipeline", "nosrc.toml"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("runs/moses/featurize/graphs.parquet") && stderr.contains("just featurize moses"), "{stderr}");
 }

@@ -19,17 +19,7 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match run(&cli) {
-        Ok(summary) => {
-            println!("{summary}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    molpeg_nn::cli::finish(run(&Cli::parse()))
 }
 
 fn run(cli: &Cli) -> anyhow::Result<finetune::FinetuneSummary> {
