@@ -60,6 +60,10 @@ finetune-coreset name *flags: build
 dynamic name keep *flags: (featurize name) (split name)
     {{bin}}/molpeg-finetune --pipeline pipelines/{{name}}.toml --dynamic molpeg --keep {{keep}} {{flags}}
 
+# Scaling-law sweep: fractions × seeds × strategies ([scaling]); runs/NAME/scaling/{results,fits}.parquet, fits.md, plots. Resumable.
+scaling name *flags: (featurize name) (split name)
+    {{bin}}/molpeg-scaling --pipeline pipelines/{{name}}.toml {{flags}}
+
 # The MolPeg pipeline: featurize → split → score → select → fine-tune on the coreset. Unchanged stages are skipped.
 pipeline name: (featurize name) (split name) (score name) (select name) (finetune-coreset name)
 

@@ -9,7 +9,7 @@
 use std::path::Path;
 use std::process::Command;
 
-fn main() {
+pub fn main() {
     println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
     println!("cargo:rerun-if-env-changed=MOLPEG_PYTHON");
     let dir = std::env::var("DEP_TCH_LIBTORCH_LIB").ok().filter(|d| !d.is_empty()).or_else(python_torch_lib_dir);

@@ -225,6 +225,102 @@ pub mod pretrain_log {
     }
 }
 
+/// `results.parquet` (molpeg-scaling): one row per finished cell of a scaling sweep, appended cell by
+/// cell. A cell is keyed by every grid axis and the seed (see [`scaling_results::KEY`]).
+pub mod scaling_results {
+    use super::*;
+    pub const KIND: &str = "scaling_results";
+    pub const DATASET: &str = "dataset";
+    pub const SPLIT: &str = "split";
+    /// `scratch` or the pretrained checkpoint's path as given.
+    pub const PRETRAINED: &str = "pretrained";
+    pub const LAYERS: &str = "layers";
+    pub const WIDTH: &str = "width";
+    /// `full` (fraction 1), `random`, `select:RULE` or `dynamic:POLICY`.
+    pub const STRATEGY: &str = "strategy";
+    pub const FRACTION: &str = "fraction";
+    /// Training samples per epoch: ⌊fraction·N⌋.
+    pub const N_TRAIN: &str = "n_train";
+    pub const SEED: &str = "seed";
+    pub const BEST_EPOCH: &str = "best_epoch";
+    /// Name of the monitored metric (`roc_auc`, `rmse`, ...).
+    pub const METRIC: &str = "metric";
+    pub const VALID_METRIC: &str = "valid_metric";
+    pub const TEST_METRIC: &str = "test_metric";
+    pub const SAMPLES_SEEN: &str = "samples_seen";
+    pub const SECONDS: &str = "seconds";
+    /// Hash of the settings and inputs that produced the cell; rows of other settings are never mixed.
+    pub const SETTINGS_HASH: &str = "settings_hash";
+    /// The columns that identify a cell.
+    pub const KEY: [&str; 8] = [DATASET, SPLIT, PRETRAINED, LAYERS, WIDTH, STRATEGY, FRACTION, SEED];
+
+    pub fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new(DATASET, DataType::Utf8, false),
+            Field::new(SPLIT, DataType::Utf8, false),
+            Field::new(PRETRAINED, DataType::Utf8, false),
+            Field::new(LAYERS, DataType::UInt32, false),
+            Field::new(WIDTH, DataType::UInt32, false),
+            Field::new(STRATEGY, DataType::Utf8, false),
+            Field::new(FRACTION, DataType::Float64, false),
+            Field::new(N_TRAIN, DataType::UInt32, false),
+            Field::new(SEED, DataType::UInt64, false),
+            Field::new(BEST_EPOCH, DataType::UInt32, false),
+            Field::new(METRIC, DataType::Utf8, false),
+            Field::new(VALID_METRIC, DataType::Float64, true),
+            Field::new(TEST_METRIC, DataType::Float64, true),
+            Field::new(SAMPLES_SEEN, DataType::UInt64, false),
+            Field::new(SECONDS, DataType::Float64, false),
+            Field::new(SETTINGS_HASH, DataType::Utf8, false),
+        ]))
+    }
+}
+
+/// `fits.parquet` (molpeg-scaling): long form, one row per fitted parameter of each (strategy, axis
+/// values, form).
+pub mod scaling_fits {
+    use super::*;
+    pub const KIND: &str = "scaling_fits";
+    pub const DATASET: &str = "dataset";
+    pub const SPLIT: &str = "split";
+    pub const PRETRAINED: &str = "pretrained";
+    pub const LAYERS: &str = "layers";
+    pub const WIDTH: &str = "width";
+    pub const STRATEGY: &str = "strategy";
+    pub const METRIC: &str = "metric";
+    /// `power` (m = a·x^b) or `saturating` (m = c − a·x^(−alpha)).
+    pub const FORM: &str = "form";
+    /// `a`, `b` (power); `a`, `alpha`, `c` (saturating).
+    pub const PARAMETER: &str = "parameter";
+    pub const VALUE: &str = "value";
+    /// 95% bootstrap interval over seeds; null when the bootstrap could not refit.
+    pub const CI_LOW: &str = "ci_low";
+    pub const CI_HIGH: &str = "ci_high";
+    pub const R2: &str = "r2";
+    pub const POINTS: &str = "points";
+    pub const SEEDS: &str = "seeds";
+
+    pub fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new(DATASET, DataType::Utf8, false),
+            Field::new(SPLIT, DataType::Utf8, false),
+            Field::new(PRETRAINED, DataType::Utf8, false),
+            Field::new(LAYERS, DataType::UInt32, false),
+            Field::new(WIDTH, DataType::UInt32, false),
+            Field::new(STRATEGY, DataType::Utf8, false),
+            Field::new(METRIC, DataType::Utf8, false),
+            Field::new(FORM, DataType::Utf8, false),
+            Field::new(PARAMETER, DataType::Utf8, false),
+            Field::new(VALUE, DataType::Float64, false),
+            Field::new(CI_LOW, DataType::Float64, true),
+            Field::new(CI_HIGH, DataType::Float64, true),
+            Field::new(R2, DataType::Float64, false),
+            Field::new(POINTS, DataType::UInt32, false),
+            Field::new(SEEDS, DataType::UInt32, false),
+        ]))
+    }
+}
+
 /// Checks that `found` has every column of `expected` with the same type (extra columns are allowed,
 /// so a user can add their own). The error lists both column sets.
 pub fn check(path: &Path, expected: &Schema, found: &Schema) -> Result<()> {

@@ -29,6 +29,9 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+/// Metadata key of `split.parquet`: the method, as a JSON string (`"scaffold"`).
+pub const META_SPLIT_METHOD: &str = "molpeg.split_method";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum SplitMethod {
@@ -85,7 +88,8 @@ impl SplitConfig {
         self.move_fraction.unwrap_or(0.05)
     }
 
-    fn validate(&self, path: &Path) -> Result<(), Error> {
+    /// Checks fractions and move fraction; `path` (the pipeline file) names the error.
+    pub fn validate(&self, path: &Path) -> Result<(), Error> {
         let f = self.resolved_fractions();
         if f.iter().any(|x| !(0.0..=1.0).contains(x)) || (f.iter().sum::<f64>() - 1.0).abs() > 1e-6 {
             return Err(Error::config(path, format!("[split] fractions {f:?} must be in [0, 1] and sum to 1")));
@@ -213,12 +217,7 @@ pub fn run(pipeline: &Pipeline, runs_root: &Path, config: &SplitConfig, force: b
     if table.mol_ids.is_empty() {
         return Err(Error::invalid(&input, "holds no molecules; nothing to split"));
     }
-    let fractions = config.resolved_fractions();
-    let parts = match config.method {
-        SplitMethod::Random => random_split(table.mol_ids.len(), fractions, config.seed),
-        SplitMethod::Scaffold => scaffold_split(&table.scaffolds, fractions),
-        SplitMethod::ImbalancedScaffold => imbalanced_scaffold_split(&table.scaffolds, fractions, config.resolved_move_fraction(), config.seed),
-    };
+    let parts = assign(&table.scaffolds, config);
 
     let batch = RecordBatch::try_new(
         split_schema::schema(),
@@ -228,7 +227,7 @@ pub fn run(pipeline: &Pipeline, runs_root: &Path, config: &SplitConfig, force: b
         ],
     )
     .map_err(|e| Error::arrow(&output, e))?;
-    let meta = BTreeMap::from([("molpeg.split_method".to_string(), serde_json::to_string(&config.method).unwrap_or_default())]);
+    let meta = BTreeMap::from([(META_SPLIT_METHOD.to_string(), serde_json::to_string(&config.method).unwrap_or_default())]);
     write_batches(&output, split_schema::schema(), split_schema::KIND, &meta, &[batch])?;
 
     let mut counts: BTreeMap<Part, PartCounts> = Part::ALL.iter().map(|p| (*p, PartCounts::default())).collect();
@@ -247,13 +246,26 @@ pub fn run(pipeline: &Pipeline, runs_root: &Path, config: &SplitConfig, force: b
     Ok(Outcome::Ran(summary))
 }
 
-struct GraphKeys {
-    mol_ids: Vec<u32>,
-    scaffolds: Vec<String>,
-    positives: Vec<u32>,
+/// The part of every molecule under `config`, in the order of `scaffolds` (graphs.parquet rows). The
+/// split stage writes this; in-process drivers (the scaling sweep's split axis) call it directly.
+pub fn assign<S: AsRef<str>>(scaffolds: &[S], config: &SplitConfig) -> Vec<Part> {
+    let fractions = config.resolved_fractions();
+    match config.method {
+        SplitMethod::Random => random_split(scaffolds.len(), fractions, config.seed),
+        SplitMethod::Scaffold => scaffold_split(scaffolds, fractions),
+        SplitMethod::ImbalancedScaffold => imbalanced_scaffold_split(scaffolds, fractions, config.resolved_move_fraction(), config.seed),
+    }
 }
 
-fn read_graph_keys(path: &Path) -> Result<GraphKeys, Error> {
+/// What a split needs from `graphs.parquet`, in file order.
+pub struct GraphKeys {
+    pub mol_ids: Vec<u32>,
+    pub scaffolds: Vec<String>,
+    /// Positive labels per molecule, summed over tasks.
+    pub positives: Vec<u32>,
+}
+
+pub fn read_graph_keys(path: &Path) -> Result<GraphKeys, Error> {
     let source = ParquetSource::open(path, &graphs::schema())?;
     let mut keys = GraphKeys { mol_ids: Vec::new(), scaffolds: Vec::new(), positives: Vec::new() };
     for batch in source.read_columns(&[graphs::MOL_ID, graphs::SCAFFOLD, graphs::LABELS])? {

@@ -278,44 +278,58 @@ impl Dataset {
     /// a split id absent from `graphs` is an error (the split is stale).
     pub fn load(graphs_path: &Path, split_path: &Path) -> Result<Dataset> {
         let (store, task_names, task_kind) = read_graphs(graphs_path)?;
-        let index: HashMap<u32, u32> = store.mol_ids.iter().enumerate().map(|(i, &m)| (m, i as u32)).collect();
-        let (mut train, mut valid, mut test) = (Vec::new(), Vec::new(), Vec::new());
+        let mut rows: Vec<(u32, String)> = Vec::new();
         let source = ParquetSource::open(split_path, &split::schema())?;
-        let mut seen = vec![false; store.len()];
-        let mut row = 0;
         for batch in source.collect_columns(&[split::MOL_ID, split::SPLIT])? {
             let ids = batch.column(0).as_primitive::<UInt32Type>();
             let names = arrow::compute::cast(batch.column(1), &arrow::datatypes::DataType::Utf8).map_err(|e| molpeg_core::Error::arrow(split_path, e))?;
             let names = names.as_string::<i32>();
-            for (id, name) in ids.values().iter().zip(names.iter()) {
-                let row_err = |message: String| Error::Row { path: split_path.to_path_buf(), row, mol_id: *id, message };
-                let &g = index.get(id).ok_or_else(|| {
-                    row_err(format!("mol_id is not in {}; the split is stale: re-run the split stage (--force)", graphs_path.display()))
-                })?;
-                if std::mem::replace(&mut seen[g as usize], true) {
-                    return Err(row_err("mol_id appears twice in the split".into()));
+            rows.extend(ids.values().iter().zip(names.iter()).map(|(&id, name)| (id, name.unwrap_or("").to_string())));
+        }
+        Dataset::with_split(Arc::new(store), task_names, task_kind, graphs_path, split_path, &rows)
+    }
+
+    /// A dataset over already-loaded graphs with a split given as `(mol_id, part name)` rows, e.g. one
+    /// computed in memory by a sweep; `split_path` names the split in errors. Validated like
+    /// [`Dataset::load`].
+    pub fn with_split<S: AsRef<str>>(
+        store: Arc<GraphStore>,
+        task_names: Vec<String>,
+        task_kind: TaskKind,
+        graphs_path: &Path,
+        split_path: &Path,
+        rows: &[(u32, S)],
+    ) -> Result<Dataset> {
+        let index: HashMap<u32, u32> = store.mol_ids.iter().enumerate().map(|(i, &m)| (m, i as u32)).collect();
+        let (mut train, mut valid, mut test) = (Vec::new(), Vec::new(), Vec::new());
+        let mut seen = vec![false; store.len()];
+        for (row, (id, name)) in rows.iter().enumerate() {
+            let row_err = |message: String| Error::Row { path: split_path.to_path_buf(), row, mol_id: *id, message };
+            let &g = index.get(id).ok_or_else(|| {
+                row_err(format!("mol_id is not in {}; the split is stale: re-run the split stage (--force)", graphs_path.display()))
+            })?;
+            if std::mem::replace(&mut seen[g as usize], true) {
+                return Err(row_err("mol_id appears twice in the split".into()));
+            }
+            match name.as_ref() {
+                split::TRAIN => train.push(g),
+                split::VALID => valid.push(g),
+                split::TEST => test.push(g),
+                other => {
+                    return Err(row_err(format!(
+                        "unknown split `{other}`; expected `{}`, `{}` or `{}`",
+                        split::TRAIN,
+                        split::VALID,
+                        split::TEST
+                    )))
                 }
-                match name.unwrap_or("") {
-                    split::TRAIN => train.push(g),
-                    split::VALID => valid.push(g),
-                    split::TEST => test.push(g),
-                    other => {
-                        return Err(row_err(format!(
-                            "unknown split `{other}`; expected `{}`, `{}` or `{}`",
-                            split::TRAIN,
-                            split::VALID,
-                            split::TEST
-                        )))
-                    }
-                }
-                row += 1;
             }
         }
         if train.is_empty() {
             return Err(Error::data(split_path, "the train split is empty; nothing to train on"));
         }
         Ok(Dataset {
-            store: Arc::new(store),
+            store,
             task_names,
             task_kind,
             train,

@@ -26,7 +26,7 @@ use molpeg_core::parquet_io::write_batches;
 use molpeg_core::pipeline::Pipeline;
 use molpeg_core::schema::{self, meta};
 use serde::{Deserialize, Serialize};
-use tch::Tensor;
+use tch::{Device, Tensor};
 
 use crate::checkpoint::{self, Checkpoint, Scope};
 use crate::data::{load_coreset, Dataset, Sample, TaskKind};
@@ -439,6 +439,44 @@ pub fn fit(trainer: &mut Trainer, data: &Dataset, schedule: &mut dyn Schedule, o
     Ok(FitResult { rows, best_epoch, best_valid: best_evals.0, best_test: best_evals.1, best_state, final_train_loss, train_seconds })
 }
 
+/// A finished in-memory training run (see [`train`]).
+pub struct Trained {
+    pub fit: FitResult,
+    pub trainer: Trainer,
+    /// The dynamic policy's schedule with its sightings (MolPeg scores), when `settings.dynamic` is set.
+    pub dynamic: Option<PolicySchedule>,
+    /// Samples of the static plan (for a dynamic policy: of the split it prunes).
+    pub train_samples: usize,
+    pub parameters: i64,
+    /// The monitored metric's name.
+    pub monitor: &'static str,
+}
+
+/// One training run without file IO (apart from reading `settings.pretrained`): seeds libtorch with
+/// `settings.seed`, builds the GIN on `device`, loads the pretrained encoder, and runs [`fit`] on `plan`
+/// every epoch, or on what the policy `settings.dynamic` picks from the training split each epoch.
+/// [`run`] writes its outputs; in-process drivers such as the scaling sweep call it directly.
+pub fn train(data: &Dataset, s: &FinetuneSettings, plan: Vec<Sample>, device: Device, bar: &ProgressBar, log: bool) -> Result<Trained> {
+    let monitor = s.monitor.resolve(data.task_kind)?;
+    tch::manual_seed(s.seed as i64);
+    let model = Model::new(&s.model_config(data.num_tasks()), device)?;
+    if let Some(p) = &s.pretrained {
+        Checkpoint::read(p)?.load_into(&model, Scope::Encoder)?;
+    }
+    let parameters = model.num_parameters();
+    let objective = Objective::for_task(data.task_kind, &data.store, &data.train);
+    let mut trainer = Trainer::new(model, objective, s.train_config())?;
+    let mut dynamic = s.dynamic.as_deref().map(|policy| PolicySchedule::new(policy, data, &trainer.model, s)).transpose()?;
+    let train_samples = plan.len();
+    let mut fixed = StaticPlan(plan);
+    let schedule: &mut dyn Schedule = match dynamic.as_mut() {
+        Some(policy) => policy,
+        None => &mut fixed,
+    };
+    let fit = fit(&mut trainer, data, schedule, &FitOptions { epochs: s.epochs, seed: s.seed, monitor, bar, log })?;
+    Ok(Trained { fit, trainer, dynamic, train_samples, parameters, monitor })
+}
+
 fn require_input(path: &Path, what: &str) -> Result<()> {
     if path.is_file() {
         Ok(())
@@ -515,27 +553,10 @@ pub fn run(config: &FinetuneConfig) -> Result<FinetuneSummary> {
         Some(p) => load_coreset(p, &data)?,
         None => Sample::unweighted(&data.train),
     };
-    let monitor = s.monitor.resolve(data.task_kind)?;
-    tch::manual_seed(s.seed as i64);
-    let model = Model::new(&s.model_config(data.num_tasks()), device)?;
-    if let Some(p) = &s.pretrained {
-        Checkpoint::read(p)?.load_into(&model, Scope::Encoder)?;
-    }
-    let parameters = model.num_parameters();
-    let objective = Objective::for_task(data.task_kind, &data.store, &data.train);
-    let mut trainer = Trainer::new(model, objective, s.train_config())?;
-    let mut dynamic = s.dynamic.as_deref().map(|policy| PolicySchedule::new(policy, &data, &trainer.model, s)).transpose()?;
-    let train_samples = plan.len();
-    let mut fixed = StaticPlan(plan);
-    let schedule: &mut dyn Schedule = match dynamic.as_mut() {
-        Some(policy) => policy,
-        None => &mut fixed,
-    };
-
     // For a dynamic policy this is an upper bound: pruned epochs finish early.
-    let bar = if config.verbose { molpeg_core::progress::bar(s.epochs as u64 * train_samples as u64, "graphs") } else { ProgressBar::hidden() };
+    let bar = if config.verbose { molpeg_core::progress::bar(s.epochs as u64 * plan.len() as u64, "graphs") } else { ProgressBar::hidden() };
     bar.set_message("finetune");
-    let fit = fit(&mut trainer, &data, schedule, &FitOptions { epochs: s.epochs, seed: s.seed, monitor, bar: &bar, log: config.verbose })?;
+    let Trained { fit, trainer, dynamic, train_samples, parameters, monitor } = train(&data, s, plan, device, &bar, config.verbose)?;
     bar.finish_and_clear();
 
     let metrics_path = write_metrics(&config.out_dir.join(METRICS_FILE), &fit.rows, &data)?;

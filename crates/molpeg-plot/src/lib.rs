@@ -2,8 +2,8 @@
 //! it, like every other output.
 //!
 //! - [`histogram`]: distribution of per-sample values (MolPeg scores) as PNG.
-//! - [`curves`]: metric vs. training fraction on log axes, mean ± std bands and fitted curves, as PNG
-//!   and SVG.
+//! - [`curves`]: e.g. metric vs. training fraction on log axes, mean ± std error bars, fitted curves
+//!   and horizontal reference lines, as PNG and SVG.
 
 use std::path::Path;
 
@@ -80,8 +80,17 @@ pub struct Reference {
     pub value: f64,
 }
 
-/// Metric vs. fraction on log-log axes, written as PNG and SVG (`stem.png`, `stem.svg`).
-pub fn curves(stem: &Path, title: &str, y_label: &str, curves: &[Curve], references: &[Reference]) -> Result<(), Error> {
+/// Title and axis labels of a figure.
+pub struct Labels<'a> {
+    pub title: &'a str,
+    pub x: &'a str,
+    pub y: &'a str,
+}
+
+/// Curves on log-log axes (e.g. metric vs. training fraction), written as PNG and SVG (`stem.png`,
+/// `stem.svg`).
+pub fn curves(stem: &Path, labels: &Labels, curves: &[Curve], references: &[Reference]) -> Result<(), Error> {
+    let Labels { title, x: x_label, y: y_label } = *labels;
     let all: Vec<(f64, f64)> = curves.iter().flat_map(|c| c.points.iter().flat_map(|p| [(p.0, p.1 - p.2), (p.0, p.1 + p.2)])).collect();
     if all.is_empty() {
         return Err(Error::invalid(stem, "no points to plot"));
@@ -109,7 +118,7 @@ pub fn curves(stem: &Path, title: &str, y_label: &str, curves: &[Curve], referen
                 .map_err(|e| plot_error(stem, e))?;
             chart
                 .configure_mesh()
-                .x_desc("fraction of training data")
+                .x_desc(x_label)
                 .y_desc(y_label)
                 .x_labels(12)
                 .y_labels(10)
@@ -173,7 +182,7 @@ mod tests {
         let fit = |x: f64| 0.8 * x.powf(0.05);
         let curve = Curve { label: "random".into(), points: vec![(0.1, 0.71, 0.01), (0.5, 0.77, 0.02), (1.0, 0.8, 0.01)], fitted: Some(&fit) };
         let stem = dir.path().join("scaling");
-        curves(&stem, "HIV", "ROC-AUC", &[curve], &[Reference { label: "full data".into(), value: 0.8 }]).unwrap();
+        curves(&stem, &Labels { title: "HIV", x: "fraction of training data", y: "ROC-AUC" }, &[curve], &[Reference { label: "full data".into(), value: 0.8 }]).unwrap();
         assert_eq!(&std::fs::read(stem.with_extension("png")).unwrap()[..8], b"\x89PNG\r\n\x1a\n");
         let svg = std::fs::read_to_string(stem.with_extension("svg")).unwrap();
         assert!(svg.contains("<svg") && svg.contains("random"));

@@ -198,21 +198,7 @@ pub fn run(pipeline: &Pipeline, runs_root: &Path, config: &SelectConfig, out_dir
     stage.begin()?;
 
     let train_ids = read_train_ids(&split_path)?;
-    let kept = match &rule {
-        Rule::Random => random_subset(&train_ids, keep, config.seed, config.rescale),
-        Rule::Molpeg => {
-            let column = match config.aggregate {
-                Aggregate::Last => sample_scores::SCORE_LAST,
-                Aggregate::Mean => sample_scores::SCORE_MEAN,
-            };
-            let scored = read_scores_for(&scores_path, column, &train_ids)?;
-            top_by_score(&scored, Order::Desc, keep, config.rescale)
-        }
-        Rule::Column(name) => {
-            let scored = read_scores_for(&scores_path, name, &train_ids)?;
-            top_by_score(&scored, config.order, keep, config.rescale)
-        }
-    };
+    let kept = select_kept(&rule, config, keep, &train_ids, &scores_path)?;
 
     let batch = RecordBatch::try_new(
         coreset::schema(),
@@ -229,6 +215,27 @@ pub fn run(pipeline: &Pipeline, runs_root: &Path, config: &SelectConfig, out_dir
     let summary = SelectSummary { rule, keep: keep.get(), candidates: train_ids.len(), kept: kept.len(), weight: kept.first().map_or(1.0, |k| k.weight), output: output.clone() };
     stage.finish(&[&output], &summary)?;
     Ok(Outcome::Ran(summary))
+}
+
+/// Applies `rule` to the training molecules `train_ids`, keeping `keep` of them (`config` gives the
+/// order, aggregate, seed and rescaling; its `keep`/`prune` are not read). Rules other than `random`
+/// read `scores_path`. The select stage and in-process drivers (the scaling sweep) share this.
+pub fn select_kept(rule: &Rule, config: &SelectConfig, keep: KeepFraction, train_ids: &[u32], scores_path: &Path) -> Result<Vec<Kept>, Error> {
+    Ok(match rule {
+        Rule::Random => random_subset(train_ids, keep, config.seed, config.rescale),
+        Rule::Molpeg => {
+            let column = match config.aggregate {
+                Aggregate::Last => sample_scores::SCORE_LAST,
+                Aggregate::Mean => sample_scores::SCORE_MEAN,
+            };
+            let scored = read_scores_for(scores_path, column, train_ids)?;
+            top_by_score(&scored, Order::Desc, keep, config.rescale)
+        }
+        Rule::Column(name) => {
+            let scored = read_scores_for(scores_path, name, train_ids)?;
+            top_by_score(&scored, config.order, keep, config.rescale)
+        }
+    })
 }
 
 fn read_train_ids(path: &Path) -> Result<Vec<u32>, Error> {

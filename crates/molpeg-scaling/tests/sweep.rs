@@ -1,0 +1,240 @@
+//! End-to-end tests of the `molpeg-scaling` binary (the one test binary of this crate: each links
+//! libtorch). Fixtures: synthetic molecules (`molpeg_nn::synthetic`) with scaffolds, split by the real
+//! split stage, in a fresh temp dir; outputs read back with pyarrow (`$MOLPEG_PYTHON`) and the figures
+//! checked with Python's XML parser and the PNG signature.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use molpeg_core::parquet_io::ParquetSource;
+use molpeg_core::pipeline::Pipeline;
+use molpeg_core::schema::scaling_results;
+use molpeg_data::split::{self, SplitConfig};
+use molpeg_nn::data::TaskKind;
+use molpeg_nn::score::{write_sample_scores, SampleScore};
+use molpeg_nn::synthetic::{self, SyntheticSpec};
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_molpeg-scaling");
+
+fn python() -> String {
+    std::env::var("MOLPEG_PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
+fn python_json(script: &str, args: &[&Path]) -> Value {
+    let out = Command::new(python()).arg("-c").arg(script).args(args).output().expect("python runs");
+    assert!(out.status.success(), "python failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// A Parquet file as pyarrow sees it (tests/pyarrow_dump.py).
+fn pyarrow(path: &Path) -> Value {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/pyarrow_dump.py");
+    let out = Command::new(python()).arg(script).arg(path).output().expect("python runs");
+    assert!(out.status.success(), "pyarrow failed on {}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// A project dir: `tiny.toml`, graphs of `molecules` synthetic molecules with 23 scaffolds, and the
+/// scaffold split written by the split stage.
+fn project(molecules: usize, scaling: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let toml = format!(
+        "name = \"tiny\"\n[split]\nmethod = \"scaffold\"\n\
+         [finetune]\nepochs = 1\nlayers = 2\nwidth = 16\nbatch_size = 32\neval_batch_size = 256\ndevice = \"cpu\"\nthreads = 1\n\
+         [scaling]\n{scaling}\n"
+    );
+    std::fs::write(dir.path().join("tiny.toml"), toml).unwrap();
+    let mut rows = synthetic::generate(&SyntheticSpec::hiv_like(molecules, 11));
+    for r in &mut rows {
+        r.scaffold = format!("s{}", r.mol_id % 23);
+    }
+    synthetic::write_graphs(&dir.path().join("runs/tiny/featurize/graphs.parquet"), &rows, &["task0".into()], TaskKind::Binary).unwrap();
+    let pipeline = Pipeline::load(dir.path().join("tiny.toml")).unwrap();
+    let config: SplitConfig = pipeline.section("split").unwrap();
+    assert!(matches!(split::run(&pipeline, &dir.path().join("runs"), &config, false).unwrap(), molpeg_core::manifest::Outcome::Ran(_)));
+    dir
+}
+
+fn scaling(dir: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .current_dir(dir)
+        .args(["--pipeline", "tiny.toml", "--runs-dir", "runs"])
+        .args(args)
+        .env_remove("MOLPEG_RUNS_DIR")
+        .output()
+        .unwrap()
+}
+
+fn ok(dir: &Path, args: &[&str]) -> String {
+    let out = scaling(dir, args);
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "molpeg-scaling {args:?} failed:\n{text}");
+    text
+}
+
+fn key(row: &Value) -> (String, String, u64, u64, u64, String) {
+    let s = |k: &str| row[k].as_str().unwrap().to_string();
+    (s("split"), s("strategy"), (row["fraction"].as_f64().unwrap() * 100.0).round() as u64, row["seed"].as_u64().unwrap(), row["width"].as_u64().unwrap(), s("pretrained"))
+}
+
+fn rows_of(path: &Path) -> Vec<Value> {
+    pyarrow(path)["rows"].as_array().unwrap().clone()
+}
+
+fn check_figures(stem: &Path) {
+    let png = std::fs::read(stem.with_extension("png")).unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "{} is not a PNG", stem.display());
+    let svg = stem.with_extension("svg");
+    let root = python_json("import json, sys, xml.etree.ElementTree as ET; print(json.dumps(ET.parse(sys.argv[1]).getroot().tag))", &[&svg]);
+    assert!(root.as_str().unwrap().ends_with("svg"), "root element {root}");
+    assert!(std::fs::read_to_string(&svg).unwrap().contains("<svg"));
+}
+
+#[test]
+fn sweep_writes_results_fits_and_figures_skips_finished_cells_and_refuses_stale_rows() {
+    let dir = project(300, "fractions = [0.25, 1.0]\nseeds = [0, 1]\nstrategies = [\"random\", \"select:molpeg\", \"dynamic:molpeg\"]\nbootstrap = 50");
+    let d = dir.path();
+    // Scores for select:molpeg: larger for larger mol_id, so the kept set is known.
+    let pipeline = Pipeline::load(d.join("tiny.toml")).unwrap();
+    let split_rows = rows_of(&d.join("runs/tiny/split/split.parquet"));
+    let train: Vec<u32> = split_rows.iter().filter(|r| r["split"] == "train").map(|r| r["mol_id"].as_u64().unwrap() as u32).collect();
+    let scores: Vec<SampleScore> = train.iter().map(|&m| SampleScore { mol_id: m, score_last: m as f32, score_mean: 0.0, delta_last: 0.0, times_seen: 1 }).collect();
+    write_sample_scores(&pipeline.stage_dir(&d.join("runs"), "score").join("sample_scores.parquet"), &scores).unwrap();
+
+    let log = ok(d, &[]);
+    assert!(log.contains("cell 1/8") && log.contains("cell 8/8"), "one progress line per cell:\n{log}");
+    let out = d.join("runs/tiny/scaling");
+    let results = pyarrow(&out.join("results.parquet"));
+    let expected_types = [
+        ("dataset", "string"),
+        ("split", "string"),
+        ("pretrained", "string"),
+        ("layers", "uint32"),
+        ("width", "uint32"),
+        ("strategy", "string"),
+        ("fraction", "double"),
+        ("n_train", "uint32"),
+        ("seed", "uint64"),
+        ("best_epoch", "uint32"),
+        ("metric", "string"),
+        ("valid_metric", "double"),
+        ("test_metric", "double"),
+        ("samples_seen", "uint64"),
+        ("seconds", "double"),
+        ("settings_hash", "string"),
+    ];
+    for (name, ty) in expected_types {
+        assert_eq!(results["schema"][name], ty, "column {name}");
+    }
+    assert_eq!(results["metadata"]["molpeg.kind"], scaling_results::KIND);
+    let rows = results["rows"].as_array().unwrap();
+    let n = train.len() as u64;
+    let quarter = (n as f64 * 0.25).floor() as u64;
+    let keys: BTreeSet<_> = rows.iter().map(key).collect();
+    assert_eq!(rows.len(), 8, "3 strategies at 0.25 and the shared full cell, for 2 seeds");
+    assert_eq!(keys.len(), 8);
+    for row in rows {
+        let (split, strategy, percent, _, _, pretrained) = key(row);
+        assert_eq!((split.as_str(), pretrained.as_str(), row["layers"].as_u64(), row["dataset"].as_str()), ("scaffold", "scratch", Some(2), Some("tiny")));
+        let expected_n = if percent == 100 { n } else { quarter };
+        assert_eq!(row["n_train"].as_u64().unwrap(), expected_n, "{row}");
+        assert_eq!(row["strategy"] == "full", percent == 100, "{strategy} at {percent}%");
+        // One epoch: static strategies see their subset once; dynamic MolPeg its ⌊r·N⌋ of the epoch.
+        assert_eq!(row["samples_seen"].as_u64().unwrap(), expected_n, "{row}");
+        assert_eq!((row["metric"].as_str(), row["best_epoch"].as_u64()), (Some("roc_auc"), Some(1)));
+        let test = row["test_metric"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&test), "{row}");
+    }
+    let hashes: BTreeSet<(&str, &str)> = rows.iter().map(|r| (r["strategy"].as_str().unwrap(), r["settings_hash"].as_str().unwrap())).collect();
+    let hash_of = |s: &str| hashes.iter().find(|h| h.0 == s).unwrap().1;
+    assert_eq!(hash_of("random"), hash_of("full"));
+    assert_ne!(hash_of("select:molpeg"), hash_of("random"), "select cells also depend on the scores file");
+
+    let fits = pyarrow(&out.join("fits.parquet"));
+    for (name, ty) in [("strategy", "string"), ("form", "string"), ("parameter", "string"), ("value", "double"), ("ci_low", "double"), ("ci_high", "double"), ("r2", "double"), ("points", "uint32"), ("seeds", "uint32"), ("layers", "uint32")] {
+        assert_eq!(fits["schema"][name], ty, "fits column {name}");
+    }
+    let fit_rows = fits["rows"].as_array().unwrap();
+    // Two fractions: the power law (a, b) fits for each strategy; the saturating law needs three.
+    assert_eq!(fit_rows.len(), 6, "{fit_rows:?}");
+    assert!(fit_rows.iter().all(|r| r["form"] == "power" && r["points"] == 4 && r["seeds"] == 2));
+    let md = std::fs::read_to_string(out.join("fits.md")).unwrap();
+    assert!(md.contains("| random | power |") && md.contains("at least 3 distinct fractions"), "{md}");
+    check_figures(&out.join("scaling"));
+    check_figures(&out.join("keep_ratio"));
+    assert!(out.join("manifest.json").is_file());
+
+    // Unchanged: skipped by the manifest. --force redoes the pass but reuses every cell.
+    let before = std::fs::read(out.join("results.parquet")).unwrap();
+    assert!(ok(d, &[]).contains("up to date"));
+    let forced = ok(d, &["--force"]);
+    assert!(forced.contains("0 run now, 8 already finished"), "{forced}");
+    assert_eq!(std::fs::read(out.join("results.parquet")).unwrap(), before, "no cell was rerun");
+    assert!(ok(d, &["--report-only"]).contains("power law random"));
+
+    // The split axis, computed in-process, and a capacity axis: the in-process scaffold split equals the
+    // split stage's, so its cells have the same settings hash and, trained alike, the same result.
+    let axes_dir = d.join("runs/tiny/scaling-axes");
+    let axes_log = ok(d, &["--splits", "scaffold,random", "--capacities", "1x8,2x16", "--strategies", "random", "--seeds", "0", "--out-dir", axes_dir.to_str().unwrap()]);
+    assert!(axes_log.contains("[random split, scratch, 1x8]"), "{axes_log}");
+    let axes_rows = rows_of(&axes_dir.join("results.parquet"));
+    assert_eq!(axes_rows.len(), 8, "2 splits × 2 capacities × (random 0.25 + full)");
+    let splits: BTreeSet<_> = axes_rows.iter().map(|r| (r["split"].as_str().unwrap().to_string(), r["layers"].as_u64().unwrap(), r["width"].as_u64().unwrap())).collect();
+    assert_eq!(splits.len(), 4);
+    for strategy in ["random", "full"] {
+        let pick = |rows: &[Value]| rows.iter().find(|r| r["strategy"] == strategy && r["seed"] == 0 && r["split"] == "scaffold" && r["width"] == 16).unwrap().clone();
+        let (a, b) = (pick(rows), pick(&axes_rows));
+        assert_eq!(a["settings_hash"], b["settings_hash"]);
+        assert_eq!(a["test_metric"], b["test_metric"], "same cell, same result:\n{a}\n{b}");
+    }
+
+    // A changed [finetune] setting is not mixed with the old cells.
+    let out_err = scaling(d, &["--epochs", "2"]);
+    let err = String::from_utf8_lossy(&out_err.stderr).to_string();
+    assert!(!out_err.status.success() && err.contains("8 of its 8 rows were computed with other settings") && err.contains("--discard-stale"), "{err}");
+    let discarded = ok(d, &["--epochs", "2", "--discard-stale", "--fractions", "1.0", "--seeds", "0"]);
+    assert!(discarded.contains("8 stale rows discarded"), "{discarded}");
+    let rows = rows_of(&out.join("results.parquet"));
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["samples_seen"].as_u64().unwrap(), 2 * n);
+}
+
+fn row_count(path: &Path) -> usize {
+    ParquetSource::open(path, &scaling_results::schema()).map(|s| s.num_rows).unwrap_or(0)
+}
+
+#[test]
+fn a_killed_sweep_resumes_where_it_stopped_without_duplicating_cells() {
+    let dir = project(2000, "fractions = [0.5, 1.0]\nseeds = [0, 1, 2]\nstrategies = [\"random\"]\nbootstrap = 20");
+    let d = dir.path();
+    let results: PathBuf = d.join("runs/tiny/scaling/results.parquet");
+    let mut child = Command::new(BIN)
+        .current_dir(d)
+        .args(["--pipeline", "tiny.toml", "--runs-dir", "runs"])
+        .env_remove("MOLPEG_RUNS_DIR")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while row_count(&results) == 0 {
+        assert!(child.try_wait().unwrap().is_none(), "the sweep ended before its first cell was seen");
+        assert!(Instant::now() < deadline, "no cell finished in time");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let first = rows_of(&results);
+    assert!(!first.is_empty() && first.len() < 6, "killed after {} of 6 cells; the kill must interrupt the sweep", first.len());
+    assert!(!d.join("runs/tiny/scaling/manifest.json").exists(), "an interrupted sweep is not marked complete");
+
+    let log = ok(d, &[]);
+    assert!(log.contains(&format!("{} run now, {} already finished", 6 - first.len(), first.len())), "{log}");
+    let all = rows_of(&results);
+    assert_eq!(all.len(), 6);
+    assert_eq!(all.iter().map(key).collect::<BTreeSet<_>>().len(), 6, "no cell twice");
+    assert_eq!(&all[..first.len()], &first[..], "finished cells are kept as they were");
+}
