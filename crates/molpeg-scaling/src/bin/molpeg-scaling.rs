@@ -88,7 +88,7 @@ fn main() -> ExitCode {
 
 fn run(cli: &Cli) -> anyhow::Result<SweepSummary> {
     let t = &cli.train;
-    if t.seed.is_some() || t.coreset.is_some() || t.dynamic.is_some() || t.keep.is_some() || t.tag.is_some() {
+    if t.train.seed.is_some() || t.coreset.is_some() || t.dynamic.is_some() || t.keep.is_some() || t.tag.is_some() {
         bail!("--seed, --coreset, --dynamic, --keep and --tag are chosen per cell by the sweep: use --seeds and --strategies (e.g. dynamic:molpeg)");
     }
     let pipeline = cli.stage.load_pipeline()?;
