@@ -111,7 +111,7 @@ mod tests {
         assert_eq!(p.name, "hiv");
         assert_eq!(p.section::<Demo>("demo").unwrap(), Demo { seed: 3 });
         assert_eq!(p.section::<Demo>("absent").unwrap(), Demo::default());
-        assert_eq!(p.layered_section::<Demo>("typo", "demo").unwrap_err().to_string().contains("sed"), true);
+        assert!(p.layered_section::<Demo>("typo", "demo").unwrap_err().to_string().contains("sed"));
         let layered = Pipeline::parse(Path::new("p.toml"), "[base]\nseed = 1\n[over]\nseed = 2\n").unwrap();
         assert_eq!(layered.layered_section::<Demo>("base", "over").unwrap(), Demo { seed: 2 });
         assert_eq!(layered.layered_section::<Demo>("base", "absent").unwrap(), Demo { seed: 1 });

@@ -20,7 +20,7 @@ use molpeg_prune::signals::EpochSelection;
 struct Args {
     #[command(flatten)]
     stage: StageArgs,
-    /// Selection rule (see the list below).
+    /// Selection rule (`--help` lists them all with one line each).
     #[arg(long, long_help = rule_help())]
     rule: Option<String>,
     /// Fraction of the training samples to keep, in (0, 1].
