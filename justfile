@@ -44,7 +44,11 @@ split name *flags: build
 score name *flags: build
     {{bin}}/molpeg-score --pipeline pipelines/{{name}}.toml {{flags}}
 
-# Select a static coreset from the scores: runs/NAME/select/coreset.parquet (e.g. --rule molpeg --keep 0.4).
+# Proxy run for the baseline rules: 20 epochs from scratch with --signals, into runs/NAME/score-proxy/.
+proxy name *flags: (featurize name) (split name)
+    {{bin}}/molpeg-score --pipeline pipelines/{{name}}.toml --signals --epochs 20 --tag proxy {{flags}}
+
+# Select a static coreset: runs/NAME/select/coreset.parquet (e.g. --rule molpeg --keep 0.4, --rule kcenter --keep 0.3 --score-dir runs/NAME/score-proxy).
 select name *flags: build
     {{bin}}/molpeg-select --pipeline pipelines/{{name}}.toml {{flags}}
 

@@ -106,6 +106,11 @@ impl ParquetSource {
         self.metadata.get(key).map(String::as_str)
     }
 
+    /// The file's Arrow schema (for columns whose type depends on the file, e.g. an embedding's width).
+    pub fn schema(&self) -> SchemaRef {
+        self.builder.schema().clone()
+    }
+
     /// Streams record batches holding only the named columns, in file order.
     pub fn read_columns(self, columns: &[&str]) -> Result<ParquetRecordBatchReader> {
         self.read(columns, None)

@@ -61,6 +61,23 @@ impl Pipeline {
             .map_err(|e: toml::de::Error| Error::config(&self.path, format!("sections [{base}] + [{name}]: {}", e.message())))
     }
 
+    /// [`Pipeline::layered_section`] for a stage whose section `[name]` also holds settings of its own:
+    /// the keys `own` are taken out of `[name]` into `U` (so `T` never sees them), the rest of `[name]`
+    /// is laid over `[base]` into `T`. Unknown keys are still errors in both.
+    pub fn layered_section_with<T: DeserializeOwned + Default, U: DeserializeOwned + Default>(&self, base: &str, name: &str, own: &[&str]) -> Result<(T, U)> {
+        let mut rest = self.clone();
+        let mut mine = toml::Table::new();
+        if let Some(toml::Value::Table(section)) = rest.table.get_mut(name) {
+            for key in own {
+                if let Some(value) = section.remove(*key) {
+                    mine.insert(key.to_string(), value);
+                }
+            }
+        }
+        let own: U = toml::Value::Table(mine).try_into().map_err(|e: toml::de::Error| Error::config(&self.path, format!("section [{name}]: {}", e.message())))?;
+        Ok((rest.layered_section(base, name)?, own))
+    }
+
     /// Like [`Pipeline::section`] but the section must exist.
     pub fn required_section<T: DeserializeOwned>(&self, name: &str) -> Result<T> {
         let value = self.table.get(name).ok_or_else(|| Error::config(&self.path, format!("section [{name}] is missing")))?;
@@ -94,10 +111,23 @@ mod tests {
         assert_eq!(p.name, "hiv");
         assert_eq!(p.section::<Demo>("demo").unwrap(), Demo { seed: 3 });
         assert_eq!(p.section::<Demo>("absent").unwrap(), Demo::default());
-        assert_eq!(p.layered_section::<Demo>("typo", "demo").unwrap_err().to_string().contains("sed"), true);
+        assert!(p.layered_section::<Demo>("typo", "demo").unwrap_err().to_string().contains("sed"));
         let layered = Pipeline::parse(Path::new("p.toml"), "[base]\nseed = 1\n[over]\nseed = 2\n").unwrap();
         assert_eq!(layered.layered_section::<Demo>("base", "over").unwrap(), Demo { seed: 2 });
         assert_eq!(layered.layered_section::<Demo>("base", "absent").unwrap(), Demo { seed: 1 });
+        let err = p.section::<Demo>("typo").unwrap_err().to_string();
+        assert!(err.contains("pipelines/hiv.toml") && err.contains("[typo]") && err.contains("sed"), "{err}");
+
+        #[derive(Debug, Default, serde::Deserialize, PartialEq)]
+        #[serde(deny_unknown_fields)]
+        struct Own {
+            #[serde(default)]
+            extra: bool,
+        }
+        let with = Pipeline::parse(Path::new("p.toml"), "[base]\nseed = 1\n[over]\nseed = 2\nextra = true\n").unwrap();
+        assert!(with.layered_section::<Demo>("base", "over").is_err(), "`extra` is not a Demo key");
+        assert_eq!(with.layered_section_with::<Demo, Own>("base", "over", &["extra"]).unwrap(), (Demo { seed: 2 }, Own { extra: true }));
+        assert_eq!(layered.layered_section_with::<Demo, Own>("base", "over", &["extra"]).unwrap(), (Demo { seed: 2 }, Own { extra: false }));
         let err = p.section::<Demo>("typo").unwrap_err().to_string();
         assert!(err.contains("pipelines/hiv.toml") && err.contains("[typo]") && err.contains("sed"), "{err}");
     }

@@ -173,6 +173,83 @@ pub mod coreset {
     }
 }
 
+/// `outputs.parquet` (`molpeg-score --signals`): long form, the proxy model's eval-mode outputs on every
+/// training sample after every epoch. Scalars only, so the size does not grow with the task count.
+/// `el2n`, `grand` and `correct` are null for regression tasks; `loss`, `el2n` and `grand` are null for
+/// a sample without any valid label.
+pub mod outputs {
+    use super::*;
+    pub const KIND: &str = "outputs";
+    pub const MOL_ID: &str = "mol_id";
+    /// 1-based epoch after whose training the outputs were taken (as in `scores.parquet`).
+    pub const EPOCH: &str = "epoch";
+    /// Per-sample loss: mean over the valid tasks, as in training.
+    pub const LOSS: &str = "loss";
+    /// ‖p − y‖₂ over the valid tasks (Paul et al. 2021).
+    pub const EL2N: &str = "el2n";
+    /// Norm of the loss gradient w.r.t. the linear head, ‖p − y‖₂·√(‖h‖² + 1) (Paul et al. 2021).
+    pub const GRAND: &str = "grand";
+    /// Every valid task classified correctly at threshold 0.5 (Toneva et al. 2019's forgetting events).
+    pub const CORRECT: &str = "correct";
+
+    pub fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new(MOL_ID, DataType::UInt32, false),
+            Field::new(EPOCH, DataType::UInt32, false),
+            Field::new(LOSS, DataType::Float32, true),
+            Field::new(EL2N, DataType::Float32, true),
+            Field::new(GRAND, DataType::Float32, true),
+            Field::new(CORRECT, DataType::Boolean, true),
+        ]))
+    }
+}
+
+/// `embeddings.parquet` (`molpeg-score --signals`): one row per training sample, the proxy model after
+/// its last epoch. The embedding width D is the model's graph representation width, so readers get it
+/// from the file with [`embeddings::dim`] before checking the full schema.
+pub mod embeddings {
+    use super::*;
+    pub const KIND: &str = "embeddings";
+    pub const MOL_ID: &str = "mol_id";
+    /// The sample's labels, one per task, null = missing (copied from `graphs.parquet`, so the
+    /// label-based rules read the score directory only).
+    pub const LABELS: &str = "labels";
+    /// σ(logit) per task for binary tasks; the whole list is null for regression.
+    pub const PROBS: &str = "probs";
+    /// The pooled graph representation h fed to the linear head.
+    pub const EMBEDDING: &str = "embedding";
+    /// Metadata key: the epoch after which the row was taken.
+    pub const META_EPOCH: &str = "molpeg.epoch";
+
+    fn float_list() -> DataType {
+        DataType::List(Arc::new(Field::new("item", DataType::Float32, true)))
+    }
+
+    /// Every column; `dim` = D.
+    pub fn schema(dim: i32) -> SchemaRef {
+        let mut fields = base_fields();
+        fields.push(Field::new(EMBEDDING, DataType::FixedSizeList(Arc::new(Field::new("item", DataType::Float32, false)), dim), false));
+        Arc::new(Schema::new(fields))
+    }
+
+    /// Every column but the embedding: what a reader can check before it knows D.
+    pub fn base_schema() -> SchemaRef {
+        Arc::new(Schema::new(base_fields()))
+    }
+
+    fn base_fields() -> Vec<Field> {
+        vec![Field::new(MOL_ID, DataType::UInt32, false), Field::new(LABELS, float_list(), false), Field::new(PROBS, float_list(), true)]
+    }
+
+    /// D of a found schema's embedding column, if it is a fixed-size list of float32.
+    pub fn dim(found: &Schema) -> Option<i32> {
+        match found.field_with_name(EMBEDDING).ok()?.data_type() {
+            DataType::FixedSizeList(item, d) if item.data_type() == &DataType::Float32 => Some(*d),
+            _ => None,
+        }
+    }
+}
+
 /// `metrics.parquet`: long-form training curve written by `molpeg-finetune`.
 pub mod metrics {
     use super::*;
@@ -370,5 +447,12 @@ mod tests {
         let mut fields: Vec<Field> = graphs::schema().fields().iter().map(|f| f.as_ref().clone()).collect();
         fields[11] = Field::new("labels", DataType::List(Arc::new(Field::new("element", DataType::Float32, true))), true);
         assert!(check(Path::new("x"), &graphs::schema(), &Schema::new(fields)).is_ok());
+    }
+
+    #[test]
+    fn embedding_width_comes_from_the_file() {
+        assert_eq!(embeddings::dim(&embeddings::schema(7)), Some(7));
+        assert_eq!(embeddings::dim(&embeddings::base_schema()), None);
+        assert!(check(Path::new("x"), &embeddings::schema(7), &embeddings::schema(8)).is_err());
     }
 }

@@ -270,8 +270,15 @@ impl Model {
 
     /// Head outputs `[B, num_tasks]`: logits for binary tasks, standardized values for regression.
     pub fn forward(&self, batch: &Batch, train: bool) -> Tensor {
+        self.forward_with_representations(batch, train).0
+    }
+
+    /// Head outputs and the pooled graph representations `[B, graph_dim]` they were computed from
+    /// (the proxy signals' embeddings).
+    pub fn forward_with_representations(&self, batch: &Batch, train: bool) -> (Tensor, Tensor) {
         let (w, b) = self.head.as_ref().expect("forward needs a head: build the model with num_tasks > 0");
-        self.graph_representations(batch, train).linear(w, Some(b))
+        let h = self.graph_representations(batch, train);
+        (h.linear(w, Some(b)), h)
     }
 
     /// Every variable (trainable or not) by name, sorted by name.

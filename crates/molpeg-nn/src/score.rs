@@ -5,10 +5,17 @@
 //! - `scores.parquet`: long form, `mol_id, epoch, loss_online, loss_ref, score`;
 //! - `sample_scores.parquet`: per sample, `mol_id, score_last, score_mean, delta_last, times_seen`;
 //! - `scores_hist.png`: histogram of `score_last`;
+//! - with [`ScoreOptions::signals`] (`--signals`, `[score] signals = true`), the proxy signals of the
+//!   baseline rules ([`molpeg_prune::signals`]): after every epoch an eval-mode pass over the training
+//!   split (no gradient, it does not change the training) records each sample's loss, EL2N, GraNd and
+//!   correctness in `outputs.parquet`; after the last epoch its labels, probabilities and graph
+//!   embedding go to `embeddings.parquet`;
 //! - `summary.json` and the stage manifest.
 //!
 //! Model and optimizer settings are the pipeline's `[finetune]` section overlaid with `[score]` (so the
-//! scorer trains the model that will be fine-tuned); `[score]` typically sets fewer epochs.
+//! scorer trains the model that will be fine-tuned); `[score]` typically sets fewer epochs. The proxy
+//! run of the baselines' papers is 20 epochs from scratch: `--epochs 20 --signals --tag proxy`
+//! writes it to `score-proxy/`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -21,11 +28,13 @@ use molpeg_core::parquet_io::write_batches;
 use molpeg_core::schema::{sample_scores, scores};
 use serde::{Deserialize, Serialize};
 
+use molpeg_prune::signals::{self, EpochSignals, OutputsWriter};
+
 use crate::checkpoint::{Checkpoint, Scope};
-use crate::data::{Dataset, Sample};
+use crate::data::{Dataset, GraphStore, Sample, TaskKind};
 use crate::device::describe;
 use crate::dual_pace::{score, DualPace};
-use crate::finetune::FinetuneConfig;
+use crate::finetune::{FinetuneConfig, FinetuneSettings};
 use crate::model::Model;
 use crate::train::{shuffled, Objective, Trainer};
 use crate::{Error, Result};
@@ -35,6 +44,27 @@ pub const SCORES_FILE: &str = "scores.parquet";
 pub const SAMPLE_SCORES_FILE: &str = "sample_scores.parquet";
 pub const HISTOGRAM_FILE: &str = "scores_hist.png";
 pub const SUMMARY_FILE: &str = "summary.json";
+
+/// Settings of `[score]` that the fine-tuning stage does not have (flags override them).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScoreOptions {
+    /// Also record the proxy signals of the baseline rules (`outputs.parquet`, `embeddings.parquet`).
+    pub signals: bool,
+}
+
+impl ScoreOptions {
+    /// The `[score]` keys that belong here rather than to the layered `[finetune]` settings.
+    pub const KEYS: &'static [&'static str] = &["signals"];
+}
+
+/// The stage directory name: `score`, or `score-<tag>` with a tag (e.g. a separate proxy run).
+pub fn stage_name(settings: &FinetuneSettings) -> String {
+    match &settings.tag {
+        Some(tag) => format!("{STAGE}-{tag}"),
+        None => STAGE.to_string(),
+    }
+}
 
 /// One sighting of a training sample.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -81,10 +111,65 @@ pub struct ScoreSummary {
     pub median_score: f64,
     pub seconds: f64,
     pub device: String,
+    /// Whether the proxy signals were recorded.
+    #[serde(default)]
+    pub signals: bool,
+}
+
+/// Records the proxy signals after every epoch (see the module docs).
+struct SignalRecorder {
+    /// Training samples (store indices) in `mol_id` order, their ids and N×T labels.
+    indices: Vec<u32>,
+    mol_ids: Vec<u32>,
+    labels: Vec<f32>,
+    task_names: Vec<String>,
+    task_kind: TaskKind,
+    writer: OutputsWriter,
+    embeddings_path: PathBuf,
+}
+
+impl SignalRecorder {
+    fn new(data: &Dataset, dir: &Path) -> Result<Self> {
+        let mut indices = data.train.clone();
+        indices.sort_unstable_by_key(|&g| data.store.mol_ids[g as usize]);
+        let mol_ids = indices.iter().map(|&g| data.store.mol_ids[g as usize]).collect();
+        let labels = indices.iter().flat_map(|&g| data.store.labels(g as usize).iter().copied()).collect();
+        let writer = OutputsWriter::create(&dir.join(signals::OUTPUTS_FILE), &data.task_names, data.task_kind.as_str())?;
+        Ok(SignalRecorder { indices, mol_ids, labels, task_names: data.task_names.clone(), task_kind: data.task_kind, writer, embeddings_path: dir.join(signals::EMBEDDINGS_FILE) })
+    }
+
+    /// One eval-mode pass of the online model after `epoch`; the last one also writes the embeddings.
+    fn record(&mut self, trainer: &Trainer, store: &GraphStore, epoch: u32, last: bool) -> Result<()> {
+        let (predictions, rep) = trainer.predict_with_representations(store, &self.indices)?;
+        let probs = (self.task_kind == TaskKind::Binary).then(|| predictions.outputs.iter().map(|&z| 1.0 / (1.0 + (-z).exp())).collect::<Vec<f32>>());
+        let epoch_signals = EpochSignals {
+            mol_ids: &self.mol_ids,
+            tasks: self.task_names.len(),
+            labels: &self.labels,
+            losses: &rep.losses,
+            probs: probs.as_deref(),
+            embeddings: &rep.embeddings,
+        };
+        self.writer.write_epoch(epoch, &epoch_signals)?;
+        if last {
+            signals::write_embeddings(&self.embeddings_path, epoch, &epoch_signals, &self.task_names, self.task_kind.as_str())?;
+        }
+        Ok(())
+    }
+
+    /// Closes `outputs.parquet`; returns both files.
+    fn finish(self) -> Result<[PathBuf; 2]> {
+        Ok([self.writer.finish()?, self.embeddings_path])
+    }
+}
+
+/// Runs the stage without the proxy signals; see [`run_with`].
+pub fn run(config: &FinetuneConfig) -> Result<ScoreSummary> {
+    run_with(config, &ScoreOptions::default())
 }
 
 /// Runs the stage. `config.settings` holds the resolved `[finetune]` + `[score]` settings.
-pub fn run(config: &FinetuneConfig) -> Result<ScoreSummary> {
+pub fn run_with(config: &FinetuneConfig, options: &ScoreOptions) -> Result<ScoreSummary> {
     let s = &config.settings;
     s.validate()?;
     for (path, what) in [(&config.graphs, "graphs.parquet (run the featurize stage first)"), (&config.split, "split.parquet (run the split stage first)")] {
@@ -100,7 +185,11 @@ pub fn run(config: &FinetuneConfig) -> Result<ScoreSummary> {
         tch::set_num_threads(s.threads as i32);
     }
     let device = s.device.resolve()?;
-    let params = serde_json::json!({ "settings": s, "device": if device.is_cuda() { "cuda" } else { "cpu" } });
+    let mut params = serde_json::json!({ "settings": s, "device": if device.is_cuda() { "cuda" } else { "cpu" } });
+    // Only when on, so the cache key of a run without signals is unchanged.
+    if options.signals {
+        params["signals"] = true.into();
+    }
     let stage = StageRun::new(STAGE, &config.out_dir, &params, &inputs)?;
     if !config.force {
         if let Some(cached) = stage.cached() {
@@ -130,6 +219,16 @@ pub fn run(config: &FinetuneConfig) -> Result<ScoreSummary> {
     let store = data.store.clone();
     let bar = if config.verbose { molpeg_core::progress::bar(s.epochs as u64 * plan.len() as u64, "graphs") } else { indicatif::ProgressBar::hidden() };
     bar.set_message("score");
+    if !options.signals {
+        // Signal files of an earlier run would no longer match this run's model.
+        for file in [signals::OUTPUTS_FILE, signals::EMBEDDINGS_FILE] {
+            let path = config.out_dir.join(file);
+            if path.exists() {
+                std::fs::remove_file(&path).map_err(|e| molpeg_core::Error::io(&path, e))?;
+            }
+        }
+    }
+    let mut recorder = options.signals.then(|| SignalRecorder::new(&data, &config.out_dir)).transpose()?;
     let mut sightings = Vec::with_capacity(plan.len() * s.epochs as usize);
     for epoch in 1..=s.epochs {
         tch::manual_seed((crate::batch::mix_seed(s.seed, epoch as u64) >> 1) as i64);
@@ -142,8 +241,12 @@ pub fn run(config: &FinetuneConfig) -> Result<ScoreSummary> {
             bar.inc(outcome.losses.len() as u64);
             Ok(())
         })?;
+        if let Some(recorder) = recorder.as_mut() {
+            recorder.record(&trainer, &store, epoch, epoch == s.epochs)?;
+        }
     }
     bar.finish_and_clear();
+    let signal_paths = recorder.map(SignalRecorder::finish).transpose()?;
 
     let per_sample = aggregate(&sightings);
     let scores_path = write_scores(&config.out_dir.join(SCORES_FILE), &sightings)?;
@@ -164,10 +267,13 @@ pub fn run(config: &FinetuneConfig) -> Result<ScoreSummary> {
         median_score: sorted.get(sorted.len() / 2).copied().unwrap_or(0.0) as f64,
         seconds: started.elapsed().as_secs_f64(),
         device: describe(device),
+        signals: options.signals,
     };
     let summary_path = config.out_dir.join(SUMMARY_FILE);
     molpeg_core::atomic::write_atomic(&summary_path, serde_json::to_string_pretty(&summary).expect("summary serializes").as_bytes())?;
-    stage.finish(&[&scores_path, &samples_path, &hist_path, &summary_path], &summary)?;
+    let mut outputs: Vec<&Path> = vec![&scores_path, &samples_path, &hist_path, &summary_path];
+    outputs.extend(signal_paths.iter().flatten().map(PathBuf::as_path));
+    stage.finish(&outputs, &summary)?;
     Ok(summary)
 }
 

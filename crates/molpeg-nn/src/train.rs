@@ -219,6 +219,12 @@ impl Trainer {
         predict_with(&self.model, &self.objective, store, indices, self.config.eval_batch_size, self.prefetch())
     }
 
+    /// Eval-mode outputs for `indices` with the per-sample losses and the graph representations.
+    pub fn predict_with_representations(&self, store: &GraphStore, indices: &[u32]) -> Result<(Predictions, Representations)> {
+        let (p, r) = predict_impl(&self.model, &self.objective, store, indices, self.config.eval_batch_size, self.prefetch(), true)?;
+        Ok((p, r.expect("asked for representations")))
+    }
+
     /// Loss and metrics of the split `indices`.
     pub fn evaluate(&self, store: &GraphStore, indices: &[u32]) -> Result<Evaluation> {
         let p = self.predict(store, indices)?;
@@ -249,22 +255,50 @@ pub struct Predictions {
     pub labelled: f64,
 }
 
+/// Eval-mode side outputs of [`Trainer::predict_with_representations`].
+#[derive(Debug, Clone)]
+pub struct Representations {
+    /// Per-sample loss: mean over the sample's labelled tasks (0 with none), as in training.
+    pub losses: Vec<f32>,
+    /// `len × graph_dim` pooled graph representations, the linear head's input.
+    pub embeddings: Vec<f32>,
+    pub dim: usize,
+}
+
 /// Eval-mode outputs of any model (e.g. an EMA reference) on `indices`, without gradient.
 pub fn predict_with(model: &Model, objective: &Objective, store: &GraphStore, indices: &[u32], batch_size: usize, prefetch: bool) -> Result<Predictions> {
+    Ok(predict_impl(model, objective, store, indices, batch_size, prefetch, false)?.0)
+}
+
+fn predict_impl(
+    model: &Model,
+    objective: &Objective,
+    store: &GraphStore,
+    indices: &[u32],
+    batch_size: usize,
+    prefetch: bool,
+    representations: bool,
+) -> Result<(Predictions, Option<Representations>)> {
     let _guard = tch::no_grad_guard();
     let mut outputs = Vec::with_capacity(indices.len() * store.num_tasks);
+    let dim = model.config.graph_dim();
+    let mut side = representations.then(|| Representations { losses: Vec::with_capacity(indices.len()), embeddings: Vec::with_capacity(indices.len() * dim), dim });
     let (mut loss_sum, mut entries) = (0f64, 0f64);
     let plan = Sample::unweighted(indices);
     let options = LoaderOptions { batch_size, prefetch, dropout: None };
     for_each_batch(store, &plan, &options, model.device(), |batch| {
-        let out = model.forward(&batch, false);
+        let (out, h) = model.forward_with_representations(&batch, false);
         loss_sum += objective.entry_losses(&out, &batch).sum(Kind::Double).double_value(&[]);
         entries += batch.mask.sum(Kind::Double).double_value(&[]);
+        if let Some(side) = side.as_mut() {
+            side.losses.extend(Vec::<f32>::try_from(objective.losses(&out, &batch).0.to_device(Device::Cpu))?);
+            side.embeddings.extend(Vec::<f32>::try_from(h.to_device(Device::Cpu).flatten(0, -1))?);
+        }
         outputs.extend(Vec::<f32>::try_from(out.to_device(Device::Cpu).flatten(0, -1))?);
         Ok(())
     })?;
     objective.to_original_units(&mut outputs);
-    Ok(Predictions { outputs, loss_sum, labelled: entries })
+    Ok((Predictions { outputs, loss_sum, labelled: entries }, side))
 }
 
 /// Per-sample losses of any model (e.g. MolPeg's EMA reference) on a batch, without gradient.

@@ -389,12 +389,7 @@ fn same_seed_gives_identical_metrics_and_weights() {
     one_thread();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let data_dir = d.join("runs/det");
-    let (g, s) = synthetic::write_dataset(&data_dir, &SyntheticSpec { tasks: 2, missing: 0.1, ..SyntheticSpec::hiv_like(120, 4) }).unwrap();
-    for (file, stage) in [(g, "featurize"), (s, "split")] {
-        std::fs::create_dir_all(data_dir.join(stage)).unwrap();
-        std::fs::rename(&file, data_dir.join(stage).join(file.file_name().unwrap())).unwrap();
-    }
+    let data_dir = project(d, "det", &SyntheticSpec { tasks: 2, missing: 0.1, ..SyntheticSpec::hiv_like(120, 4) });
     std::fs::write(d.join("det.toml"), "[finetune]\nepochs = 3\nlayers = 2\nwidth = 32\nbatch_size = 32\ndevice = \"cpu\"\ndropout = 0.5\nthreads = 1\n").unwrap();
     let train = |extra: &[&str]| {
         let out = Command::new(bin()).current_dir(d).args(["--pipeline", "det.toml"]).args(extra).output().unwrap();
@@ -845,4 +840,159 @@ fn pretrain_binary_end_to_end() {
     let out = Command::new(&exe).current_dir(d).args(["--pipeline", "nosrc.toml"]).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && stderr.contains("runs/moses/featurize/graphs.parquet") && stderr.contains("just featurize moses"), "{stderr}");
+}
+
+// ---- Baselines: proxy signals from molpeg-score, every static rule of molpeg-select ----
+
+/// Writes a synthetic dataset laid out as a project: `runs/<name>/{featurize,split}/`.
+fn project(root: &Path, name: &str, spec: &SyntheticSpec) -> PathBuf {
+    let data_dir = root.join("runs").join(name);
+    let (g, s) = synthetic::write_dataset(&data_dir, spec).unwrap();
+    for (file, stage) in [(g, "featurize"), (s, "split")] {
+        std::fs::create_dir_all(data_dir.join(stage)).unwrap();
+        std::fs::rename(&file, data_dir.join(stage).join(file.file_name().unwrap())).unwrap();
+    }
+    data_dir
+}
+
+/// A `coreset.parquet` row: mol_id, rank, score bits (None = null), weight.
+type CoresetRow = (u32, u32, Option<u64>, f32);
+
+fn read_coreset(path: &Path) -> Vec<CoresetRow> {
+    use schema::coreset::*;
+    let source = ParquetSource::open(path, &schema::coreset::schema()).unwrap();
+    let mut rows = Vec::new();
+    for b in source.collect_columns(&[MOL_ID, RANK, SCORE, WEIGHT]).unwrap() {
+        let (ids, ranks) = (b.column(0).as_primitive::<UInt32Type>(), b.column(1).as_primitive::<UInt32Type>());
+        let (scores, weights) = (b.column(2).as_primitive::<Float64Type>(), b.column(3).as_primitive::<arrow::datatypes::Float32Type>());
+        for i in 0..b.num_rows() {
+            rows.push((ids.value(i), ranks.value(i), (!scores.is_null(i)).then(|| scores.value(i).to_bits()), weights.value(i)));
+        }
+    }
+    rows
+}
+
+/// Every column of a Parquet file as pyarrow sees it (tests/pyarrow_dump.py), or None without Python.
+fn pyarrow_dump(path: &Path) -> Option<serde_json::Value> {
+    let python = std::env::var("MOLPEG_PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/pyarrow_dump.py");
+    match Command::new(&python).arg(&script).arg(path).output() {
+        Ok(out) if out.status.success() => Some(serde_json::from_slice(&out.stdout).unwrap()),
+        Ok(out) => {
+            eprintln!("skipping the pyarrow check: {}", String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or(""));
+            None
+        }
+        Err(e) => {
+            eprintln!("skipping the pyarrow check: cannot run {python}: {e}");
+            None
+        }
+    }
+}
+
+#[test]
+fn score_signals_feed_every_selection_rule() {
+    use molpeg_core::manifest::Outcome;
+    use molpeg_prune::keep::KeepFraction;
+    use molpeg_prune::select::{self, SelectConfig};
+    one_thread();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let data_dir = project(d, "sig", &SyntheticSpec { tasks: 2, missing: 0.2, ..SyntheticSpec::hiv_like(100, 12) });
+    let toml = "[finetune]\nepochs = 9\nlayers = 2\nwidth = 16\nbatch_size = 32\ndevice = \"cpu\"\ndropout = 0.0\nthreads = 1\n[score]\nepochs = 3\n";
+    std::fs::write(d.join("sig.toml"), toml).unwrap();
+    std::fs::write(d.join("sig-toml.toml"), format!("name = \"sig\"\n{toml}signals = true\n")).unwrap();
+    let score = |pipeline: &str, extra: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_molpeg-score")).current_dir(d).args(["--pipeline", pipeline]).args(extra).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // Two identical runs with signals (flag), one without, one with signals from the pipeline file.
+    assert!(score("sig.toml", &["--signals", "--tag", "a"]).contains("proxy signals"));
+    score("sig.toml", &["--signals", "--tag", "b"]);
+    score("sig.toml", &["--tag", "c"]);
+    score("sig-toml.toml", &["--tag", "d"]);
+    let stage = |t: &str| data_dir.join(format!("score-{t}"));
+    assert!(stage("d").join("outputs.parquet").is_file() && stage("d").join("embeddings.parquet").is_file());
+    assert!(!stage("c").join("outputs.parquet").exists());
+
+    let data = Dataset::load(&data_dir.join("featurize/graphs.parquet"), &data_dir.join("split/split.parquet")).unwrap();
+    let n = data.train.len();
+    let train_ids: HashSet<u32> = data.train.iter().map(|&g| data.store.mol_ids[g as usize]).collect();
+    let unlabelled = data.train.iter().filter(|&&g| data.store.labels(g as usize).iter().all(|y| y.is_nan())).count();
+    assert!(unlabelled > 0, "the fixture needs a training sample without any label");
+
+    // Recording signals is an eval pass with no gradient: the MolPeg scores are bit-identical without it.
+    let scores_of = |t: &str| {
+        let source = ParquetSource::open(stage(t).join("scores.parquet"), &schema::scores::schema()).unwrap();
+        let batches = source.collect_columns(&["mol_id", "epoch", "score"]).unwrap();
+        batches.iter().flat_map(|b| b.column(2).as_primitive::<arrow::datatypes::Float32Type>().values().iter().map(|v| v.to_bits()).collect::<Vec<_>>()).collect::<Vec<_>>()
+    };
+    assert_eq!(scores_of("a"), scores_of("c"));
+
+    // pyarrow reads both files with the documented types; the last epoch's EL2N and GraNd in
+    // outputs.parquet agree with the probabilities, labels and embeddings of embeddings.parquet.
+    if let Some(outputs) = pyarrow_dump(&stage("a").join("outputs.parquet")) {
+        let types = serde_json::json!({"mol_id": "uint32", "epoch": "uint32", "loss": "float", "el2n": "float", "grand": "float", "correct": "bool"});
+        assert_eq!(outputs["schema"], types);
+        assert_eq!(outputs["num_rows"], 3 * n);
+        assert_eq!(outputs["metadata"]["molpeg.kind"], "outputs");
+        let emb = pyarrow_dump(&stage("a").join("embeddings.parquet")).unwrap();
+        let types = serde_json::json!({"mol_id": "uint32", "labels": "list<item: float>", "probs": "list<item: float>", "embedding": "fixed_size_list<item: float not null>[16]"});
+        assert_eq!(emb["schema"], types);
+        assert_eq!((emb["num_rows"].as_u64(), emb["metadata"]["molpeg.epoch"].as_str()), (Some(n as u64), Some("3")));
+        let last: BTreeMap<u64, &serde_json::Value> = outputs["rows"].as_array().unwrap().iter().filter(|r| r["epoch"] == 3).map(|r| (r["mol_id"].as_u64().unwrap(), r)).collect();
+        let mut checked = 0;
+        for row in emb["rows"].as_array().unwrap() {
+            let out = last[&row["mol_id"].as_u64().unwrap()];
+            let (labels, probs) = (row["labels"].as_array().unwrap(), row["probs"].as_array().unwrap());
+            let valid: Vec<(f64, f64)> = labels.iter().zip(probs).filter(|(y, _)| !y.is_null()).map(|(y, p)| (y.as_f64().unwrap(), p.as_f64().unwrap())).collect();
+            if valid.is_empty() {
+                assert!(out["el2n"].is_null() && out["grand"].is_null() && out["loss"].is_null(), "{out}");
+                continue;
+            }
+            let el2n = valid.iter().map(|(y, p)| (p - y).powi(2)).sum::<f64>().sqrt();
+            let h2: f64 = row["embedding"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap().powi(2)).sum();
+            assert!((out["el2n"].as_f64().unwrap() - el2n).abs() < 1e-5, "{out} vs {el2n}");
+            assert!((out["grand"].as_f64().unwrap() - el2n * (h2 + 1.0).sqrt()).abs() < 1e-4 * (1.0 + el2n * h2.sqrt()), "{out}");
+            assert_eq!(out["correct"].as_bool().unwrap(), valid.iter().all(|(y, p)| (*p >= 0.5) == (*y >= 0.5)));
+            checked += 1;
+        }
+        assert_eq!(checked, n - unlabelled);
+    }
+
+    // Every rule keeps exactly ⌊r·N⌋ distinct training samples with weight 1/r, and the same seed
+    // (score run b) gives the identical coreset.
+    let pipeline = molpeg_core::pipeline::Pipeline::load(d.join("sig.toml")).unwrap();
+    let runs = d.join("runs");
+    let rules = [
+        "molpeg", "random", "column:score_mean", "herding", "kmeans:3", "kmeans-easy:3", "kcenter", "least-confidence", "entropy", "margin", "forgetting", "grand", "el2n", "moderate", "moderate:1",
+    ];
+    let select_into = |rule: &str, keep: f64, score_dir: &str, out: &Path| {
+        let config = SelectConfig { rule: rule.into(), keep: Some(keep), seed: 5, score_dir: Some(stage(score_dir)), ..SelectConfig::default() };
+        match select::run(&pipeline, &runs, &config, Some(out), false) {
+            Ok(Outcome::Ran(s)) => s.output,
+            Ok(Outcome::UpToDate(_)) => panic!("{rule}: nothing ran"),
+            Err(e) => panic!("{rule} at keep {keep}: {e}"),
+        }
+    };
+    for rule in rules {
+        for keep in [0.1, 0.3, 0.6] {
+            let rows = read_coreset(&select_into(rule, keep, "a", &d.join(format!("sel/{rule}-{keep}-a"))));
+            let expected = KeepFraction::new(keep).unwrap().count(n);
+            assert_eq!(rows.len(), expected, "{rule} at keep {keep}");
+            assert_eq!(rows.iter().map(|r| r.0).collect::<HashSet<_>>().len(), expected, "{rule}: a sample kept twice");
+            assert!(rows.iter().all(|r| train_ids.contains(&r.0)), "{rule}: kept a non-training sample");
+            assert_eq!(rows.iter().map(|r| r.1).collect::<Vec<_>>(), (0..expected as u32).collect::<Vec<_>>());
+            assert!(rows.iter().all(|r| (r.3 - 1.0 / keep as f32).abs() < 1e-6));
+            if keep == 0.3 {
+                let twin = read_coreset(&select_into(rule, keep, "b", &d.join(format!("sel/{rule}-{keep}-b"))));
+                assert_eq!(rows, twin, "{rule}: same seed, different coreset");
+            }
+        }
+    }
+
+    // A rule without its signal file says which option writes it.
+    let config = SelectConfig { rule: "kcenter".into(), keep: Some(0.3), score_dir: Some(stage("c")), ..SelectConfig::default() };
+    let err = select::run(&pipeline, &runs, &config, Some(&d.join("sel/missing")), false).err().unwrap().to_string();
+    assert!(err.contains("score-c/embeddings.parquet") && err.contains("not found") && err.contains("molpeg-score --signals"), "{err}");
 }

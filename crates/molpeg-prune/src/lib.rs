@@ -4,8 +4,12 @@
 //! - [`select`]: static rules ranking samples by a score column (MolPeg, random, any user column), and
 //!   the `molpeg-select` stage writing `coreset.parquet`.
 //! - [`policy`]: the one interface every dynamic (per-epoch) pruning policy implements, with MolPeg's.
+//! - [`rules`]: the static baselines of both papers as pure functions over arrays.
+//! - [`signals`]: the proxy run's signal files (`outputs.parquet`, `embeddings.parquet`) that the
+//!   baselines read: written by `molpeg-score --signals`, read by `molpeg-select`.
 
 pub mod keep;
 pub mod policy;
 pub mod rules;
 pub mod select;
+pub mod signals;

@@ -544,6 +544,40 @@ mod tests {
         assert_eq!((old.epsilon, old.ucb_c, old.infobatch_prune, old.infobatch_delta), (0.1, 1.0, None, 0.875));
     }
 
+    /// Fixed-budget policies train on exactly ⌊r·N⌋ distinct samples with weight 1/r every epoch;
+    /// every policy repeats itself given the seed and the same losses.
+    #[test]
+    fn exact_counts_and_determinism_for_every_policy() {
+        let n = 37;
+        for name in POLICY_NAMES {
+            for keep in [0.1, 0.3, 0.5, 1.0] {
+                let run = || {
+                    let mut policy = make_policy(name, n, options(keep, 0.0)).unwrap();
+                    (0..6)
+                        .map(|epoch| {
+                            let plan = policy.plan_epoch(epoch, 6);
+                            observe_all(policy.as_mut(), &plan, |i| ((i * 7) % 11) as f32, |i| (i % 5) as f32);
+                            plan
+                        })
+                        .collect::<Vec<_>>()
+                };
+                let plans = run();
+                assert_eq!(plans, run(), "{name} at keep {keep} is not deterministic");
+                for plan in &plans {
+                    let mut distinct = plan.samples.clone();
+                    distinct.sort_unstable();
+                    distinct.dedup();
+                    assert_eq!(distinct.len(), plan.samples.len(), "{name} repeats a sample");
+                    assert_eq!(plan.weights.len(), plan.samples.len());
+                    if *name != "infobatch" {
+                        assert_eq!(plan.samples.len(), KeepFraction::new(keep).unwrap().count(n), "{name} at keep {keep}");
+                        assert!(plan.weights.iter().all(|&w| (w as f64 - 1.0 / keep).abs() < 1e-5), "{name}: {:?}", plan.weights);
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn infobatch_prunes_low_loss_samples_rescales_and_anneals() {
         let n = 10;

@@ -1,6 +1,6 @@
 //! Static selection: rank the training samples by a score and keep ⌊r·N⌋ of them.
 //!
-//! Rules:
+//! Rules ([`RULES`] has one line per rule for `--help` and the docs):
 //! - `molpeg`: the largest MolPeg scores |loss_θ − loss_ξ| (Chen et al. 2024). The score is the absolute
 //!   value of a signed discrepancy, so the kept set holds both tails: samples the online model fits
 //!   much better than the reference (easy, being learned fast) and much worse (hard).
@@ -8,6 +8,9 @@
 //! - `random`: a seeded uniform subset (the baseline every rule must beat).
 //! - `column:NAME`: any numeric column of the scores file, `order` desc (largest kept) or asc, so a
 //!   score computed in pandas drives selection.
+//! - every [`StaticRule`] (herding, k-means, k-center, uncertainty, forgetting, GraNd, EL2N,
+//!   Moderate-DS): read from the proxy run's signal files in the score directory
+//!   ([`crate::signals`]), written by `molpeg-score --signals`.
 //!
 //! Ties are broken by `mol_id` ascending, so every rule is deterministic.
 
@@ -30,6 +33,8 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::keep::KeepFraction;
+use crate::rules::{to_kept, StaticRule, STATIC_RULE_NAMES};
+use crate::signals::{self, EpochSelection, PRODUCED_BY};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -49,25 +54,73 @@ pub enum Order {
     Asc,
 }
 
-/// A parsed `--rule`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// A parsed `--rule`; written as its name (e.g. `kmeans:10`) in manifests and `molpeg.select_params`.
+#[derive(Debug, Clone, PartialEq)]
 pub enum Rule {
     Molpeg,
     Random,
     Column(String),
+    Static(StaticRule),
+}
+
+/// Every `--rule` with one line on what it keeps and where it comes from; `[...]` names the score
+/// directory file it reads.
+pub const RULES: &[(&str, &str)] = &[
+    ("molpeg", "largest MolPeg score |loss_online − loss_ref|: the easiest and the hardest samples (Chen et al. 2024) [sample_scores]"),
+    ("random", "a seeded uniform subset"),
+    ("column:NAME", "any numeric column of the scores file, --order desc keeps the largest, asc the smallest (your own score)"),
+    ("herding", "greedy moment matching: the running mean of the kept embeddings tracks the mean embedding (Welling 2009) [embeddings]"),
+    ("kmeans[:K]", "prototype pruning: farthest from their k-means centroid, K clusters (default 10), the hard ones (Sorscher et al. 2022) [embeddings]"),
+    ("kmeans-easy[:K]", "nearest to their k-means centroid, the prototypical ones (Sorscher et al. 2022) [embeddings]"),
+    ("kcenter", "greedy k-center coverage: a farthest-point traversal of the embeddings (Sener & Savarese 2018) [embeddings]"),
+    ("least-confidence", "largest Σ over valid tasks of 1 − max(p, 1 − p) of the proxy model (Coleman et al. 2020) [embeddings: probs]"),
+    ("entropy", "largest Σ over valid tasks of the binary entropy of p (Coleman et al. 2020) [embeddings: probs]"),
+    ("margin", "largest Σ over valid tasks of 1 − |2p − 1| (Coleman et al. 2020) [embeddings: probs]"),
+    ("forgetting", "most learned → forgotten transitions across epochs, never-learned first (Toneva et al. 2019) [outputs]"),
+    ("grand", "largest last-layer loss-gradient norm, mean over --proxy-epochs (Paul et al. 2021) [outputs]"),
+    ("el2n", "largest ‖p − y‖₂ over valid tasks, mean over --proxy-epochs (Paul et al. 2021) [outputs]"),
+    ("moderate[:TASK]", "distance to the class centre closest to the median distance, Moderate-DS (Xia et al. 2023) [embeddings]"),
+];
+
+/// [`RULES`] as aligned lines, for `molpeg-select --help`.
+pub fn rules_help() -> String {
+    let width = RULES.iter().map(|(name, _)| name.chars().count()).max().unwrap_or(0);
+    RULES.iter().map(|(name, what)| format!("{name:<width$}  {what}")).collect::<Vec<_>>().join("\n")
 }
 
 impl std::str::FromStr for Rule {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
-            "molpeg" => Ok(Rule::Molpeg),
-            "random" => Ok(Rule::Random),
-            _ => match s.strip_prefix("column:") {
-                Some(name) if !name.is_empty() => Ok(Rule::Column(name.to_string())),
-                _ => Err(format!("unknown rule `{s}`: expected molpeg, random or column:NAME")),
-            },
+            "molpeg" => return Ok(Rule::Molpeg),
+            "random" => return Ok(Rule::Random),
+            _ => {}
         }
+        if let Some(name) = s.strip_prefix("column:") {
+            return if name.is_empty() { Err("rule `column:` needs a column name: column:NAME".into()) } else { Ok(Rule::Column(name.to_string())) };
+        }
+        let base = s.split(':').next().unwrap_or_default();
+        if STATIC_RULE_NAMES.contains(&base) {
+            return s.parse().map(Rule::Static);
+        }
+        Err(format!("unknown rule `{s}`: expected molpeg, random, column:NAME, {}", STATIC_RULE_NAMES.join(", ")))
+    }
+}
+
+impl std::fmt::Display for Rule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Rule::Molpeg => write!(f, "molpeg"),
+            Rule::Random => write!(f, "random"),
+            Rule::Column(name) => write!(f, "column:{name}"),
+            Rule::Static(rule) => write!(f, "{rule}"),
+        }
+    }
+}
+
+impl Serialize for Rule {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
     }
 }
 
@@ -131,9 +184,16 @@ pub struct SelectConfig {
     /// Weight kept samples' loss by 1/r (the paper's rescaling).
     #[serde(default = "default_true")]
     pub rescale: bool,
-    /// Scores file; default `runs/<pipeline>/score/sample_scores.parquet`.
+    /// Scores file; default `<score_dir>/sample_scores.parquet`.
     #[serde(default)]
     pub scores: Option<PathBuf>,
+    /// The score stage's directory, where the signal files of the baseline rules are read; default
+    /// `runs/<pipeline>/score`.
+    #[serde(default)]
+    pub score_dir: Option<PathBuf>,
+    /// Epochs of `outputs.parquet` that `grand` and `el2n` average and `forgetting` counts over.
+    #[serde(default)]
+    pub proxy_epochs: EpochSelection,
 }
 
 fn default_rule() -> String {
@@ -145,7 +205,18 @@ fn default_true() -> bool {
 
 impl Default for SelectConfig {
     fn default() -> Self {
-        SelectConfig { rule: default_rule(), order: Order::Desc, aggregate: Aggregate::Last, keep: None, prune: None, seed: 0, rescale: true, scores: None }
+        SelectConfig {
+            rule: default_rule(),
+            order: Order::Desc,
+            aggregate: Aggregate::Last,
+            keep: None,
+            prune: None,
+            seed: 0,
+            rescale: true,
+            scores: None,
+            score_dir: None,
+            proxy_epochs: EpochSelection::All,
+        }
     }
 }
 
@@ -176,21 +247,35 @@ pub fn run(pipeline: &Pipeline, runs_root: &Path, config: &SelectConfig, out_dir
     let keep = config.keep_fraction().map_err(bad)?;
     let rule: Rule = config.rule.parse().map_err(bad)?;
     let split_path = pipeline.stage_dir(runs_root, "split").join("split.parquet");
-    let scores_path = config.scores.clone().unwrap_or_else(|| pipeline.stage_dir(runs_root, "score").join("sample_scores.parquet"));
+    let score_dir = config.score_dir.clone().unwrap_or_else(|| pipeline.stage_dir(runs_root, "score"));
+    let scores_path = config.scores.clone().unwrap_or_else(|| score_dir.join("sample_scores.parquet"));
     let dir = out_dir.map(Path::to_path_buf).unwrap_or_else(|| pipeline.stage_dir(runs_root, "select"));
     let output = dir.join("coreset.parquet");
 
-    let mut inputs: Vec<&Path> = vec![&split_path];
-    if rule != Rule::Random {
-        inputs.push(&scores_path);
+    if !split_path.exists() {
+        return Err(Error::invalid(&split_path, "not found; run the split stage first"));
     }
-    for input in &inputs {
-        if !input.exists() {
-            let hint = if *input == split_path.as_path() { "run the split stage first" } else { "run the score stage first, or pass --scores FILE" };
-            return Err(Error::invalid(*input, format!("not found; {hint}")));
+    let mut inputs: Vec<PathBuf> = vec![split_path.clone()];
+    match &rule {
+        Rule::Random => {}
+        Rule::Molpeg | Rule::Column(_) => {
+            if !scores_path.exists() {
+                return Err(Error::invalid(&scores_path, "not found; run the score stage first, or pass --scores FILE"));
+            }
+            inputs.push(scores_path.clone());
+        }
+        Rule::Static(r) => {
+            for file in signals::files_for(r) {
+                let path = score_dir.join(file);
+                if !path.exists() {
+                    return Err(Error::invalid(&path, format!("not found: rule `{r}` reads the proxy signals that {PRODUCED_BY} writes; run it, or pass --score-dir DIR")));
+                }
+                inputs.push(path);
+            }
         }
     }
-    let params = serde_json::json!({"rule": rule, "order": config.order, "aggregate": config.aggregate, "keep": keep.get(), "seed": config.seed, "rescale": config.rescale});
+    let inputs: Vec<&Path> = inputs.iter().map(PathBuf::as_path).collect();
+    let params = serde_json::json!({"rule": rule, "order": config.order, "aggregate": config.aggregate, "keep": keep.get(), "seed": config.seed, "rescale": config.rescale, "proxy_epochs": config.proxy_epochs});
     let stage = StageRun::new("select", &dir, &params, &inputs)?;
     if !force && stage.cached().is_some() {
         return Ok(Outcome::UpToDate(dir));
@@ -198,7 +283,7 @@ pub fn run(pipeline: &Pipeline, runs_root: &Path, config: &SelectConfig, out_dir
     stage.begin()?;
 
     let train_ids = read_train_ids(&split_path)?;
-    let kept = select_kept(&rule, config, keep, &train_ids, &scores_path)?;
+    let kept = select_kept(&rule, config, keep, &train_ids, &scores_path, &score_dir)?;
 
     let batch = RecordBatch::try_new(
         coreset::schema(),
@@ -219,8 +304,16 @@ pub fn run(pipeline: &Pipeline, runs_root: &Path, config: &SelectConfig, out_dir
 
 /// Applies `rule` to the training molecules `train_ids`, keeping `keep` of them (`config` gives the
 /// order, aggregate, seed and rescaling; its `keep`/`prune` are not read). Rules other than `random`
-/// read `scores_path`. The select stage and in-process drivers (the scaling sweep) share this.
-pub fn select_kept(rule: &Rule, config: &SelectConfig, keep: KeepFraction, train_ids: &[u32], scores_path: &Path) -> Result<Vec<Kept>, Error> {
+/// read `scores_path`, the baselines (`Rule::Static`) the proxy signal files in `score_dir`. The select
+/// stage and in-process drivers (the scaling sweep) share this.
+pub fn select_kept(
+    rule: &Rule,
+    config: &SelectConfig,
+    keep: KeepFraction,
+    train_ids: &[u32],
+    scores_path: &Path,
+    score_dir: &Path,
+) -> Result<Vec<Kept>, Error> {
     Ok(match rule {
         Rule::Random => random_subset(train_ids, keep, config.seed, config.rescale),
         Rule::Molpeg => {
@@ -234,6 +327,13 @@ pub fn select_kept(rule: &Rule, config: &SelectConfig, keep: KeepFraction, train
         Rule::Column(name) => {
             let scored = read_scores_for(scores_path, name, train_ids)?;
             top_by_score(&scored, config.order, keep, config.rescale)
+        }
+        Rule::Static(r) => {
+            // Rows in mol_id order: the rules break ties by row, hence by mol_id.
+            let mut ids = train_ids.to_vec();
+            ids.sort_unstable();
+            let picks = signals::select_static(r, score_dir, &ids, keep, config.seed, &config.proxy_epochs)?;
+            to_kept(&picks, &ids, keep, config.rescale)
         }
     })
 }
@@ -329,6 +429,22 @@ mod tests {
     fn rule_parsing() {
         assert_eq!("column:el2n".parse::<Rule>().unwrap(), Rule::Column("el2n".into()));
         assert!("column:".parse::<Rule>().is_err());
-        assert!("herding?".parse::<Rule>().unwrap_err().contains("molpeg, random or column:NAME"));
+        assert!("herding?".parse::<Rule>().unwrap_err().contains("molpeg, random, column:NAME, herding, kmeans"));
+        assert!("kmeans:0".parse::<Rule>().unwrap_err().contains("at least one cluster"));
+        for name in ["molpeg", "random", "column:x", "kcenter", "kmeans:4", "moderate:1", "least-confidence"] {
+            let rule: Rule = name.parse().unwrap();
+            assert_eq!(rule.to_string(), name);
+            assert_eq!(serde_json::to_value(&rule).unwrap(), serde_json::json!(name));
+        }
+    }
+
+    #[test]
+    fn help_has_one_line_per_rule() {
+        let help = rules_help();
+        assert_eq!(help.lines().count(), RULES.len());
+        for name in ["molpeg", "random", "column"].iter().chain(STATIC_RULE_NAMES) {
+            let lines = help.lines().filter(|l| l.split([' ', ':', '[']).next() == Some(*name)).count();
+            assert_eq!(lines, 1, "`{name}` needs exactly one help line:\n{help}");
+        }
     }
 }

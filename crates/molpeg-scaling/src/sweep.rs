@@ -577,7 +577,12 @@ fn run_cell(context: &mut Context, cell: &Cell, device: molpeg_nn::tch::Device, 
         StrategyKind::Random => as_plan(select_lib::random_subset(&train_ids, keep, key.seed, config.scaling.rescale)),
         StrategyKind::Select(rule) => {
             let select = SelectConfig { seed: key.seed, rescale: config.scaling.rescale, ..config.select.clone() };
-            as_plan(select_lib::select_kept(rule, &select, keep, &train_ids, &config.scores_path())?)
+            {
+                // Baselines read the proxy signal files that sit next to the scores file.
+                let scores = config.scores_path();
+                let score_dir = scores.parent().map(Path::to_path_buf).unwrap_or_default();
+                as_plan(select_lib::select_kept(rule, &select, keep, &train_ids, &scores, &score_dir)?)
+            }
         }
         StrategyKind::Dynamic(policy) => {
             settings.dynamic = Some(policy.clone());

@@ -14,12 +14,18 @@ use molpeg_nn::score;
 ///
 /// Writes runs/<pipeline>/score/{scores.parquet (mol_id, epoch, loss_online, loss_ref, score),
 /// sample_scores.parquet (mol_id, score_last, score_mean, delta_last, times_seen), scores_hist.png,
-/// summary.json}. Settings: the pipeline's [finetune] section overlaid with [score]; flags override both.
+/// summary.json}; with --signals also the proxy signals of the baseline rules of molpeg-select:
+/// outputs.parquet (mol_id, epoch, loss, el2n, grand, correct after every epoch) and embeddings.parquet
+/// (mol_id, labels, probs, embedding after the last epoch). --tag T writes to score-T/ instead.
+/// Settings: the pipeline's [finetune] section overlaid with [score]; flags override both.
 #[derive(Parser)]
 #[command(version)]
 struct Cli {
     #[command(flatten)]
     stage: StageArgs,
+    /// Also record the proxy signals the baseline selection rules read (an eval pass per epoch).
+    #[arg(long)]
+    signals: bool,
     #[command(flatten)]
     args: FinetuneArgs,
 }
@@ -36,6 +42,9 @@ fn main() -> ExitCode {
                 "score: {} training samples × {} epochs = {} sightings in {:.1} s; score mean {:.4}, median {:.4} -> {}",
                 s.train_samples, s.epochs, s.sightings, s.seconds, s.mean_score, s.median_score, s.stage_dir.display()
             );
+            if s.signals {
+                println!("score: proxy signals in outputs.parquet and embeddings.parquet (molpeg-select --rule herding|kmeans|kcenter|...)");
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -47,11 +56,12 @@ fn main() -> ExitCode {
 
 fn run(cli: &Cli) -> anyhow::Result<score::ScoreSummary> {
     let pipeline = cli.stage.load_pipeline()?;
-    let mut settings: FinetuneSettings = pipeline.layered_section("finetune", score::STAGE)?;
+    let (mut settings, mut options): (FinetuneSettings, score::ScoreOptions) = pipeline.layered_section_with("finetune", score::STAGE, score::ScoreOptions::KEYS)?;
     cli.args.apply(&mut settings);
+    options.signals |= cli.signals;
     anyhow::ensure!(settings.dynamic.is_none() && settings.coreset.is_none(), "molpeg-score scores the whole training split: --dynamic and --coreset do not apply");
     let mut config = FinetuneConfig::for_pipeline(&pipeline, &cli.stage.runs_dir, settings);
-    config.out_dir = pipeline.stage_dir(&cli.stage.runs_dir, score::STAGE);
+    config.out_dir = pipeline.stage_dir(&cli.stage.runs_dir, &score::stage_name(&config.settings));
     config.force = cli.stage.force;
-    Ok(score::run(&config)?)
+    Ok(score::run_with(&config, &options)?)
 }

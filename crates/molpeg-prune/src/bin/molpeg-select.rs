@@ -6,20 +6,22 @@ use clap::Parser;
 use molpeg_core::cli::StageArgs;
 use molpeg_core::manifest::Outcome;
 use molpeg_prune::select::{self, Aggregate, Order, SelectConfig};
+use molpeg_prune::signals::EpochSelection;
 
 /// Select a static coreset of the training split and write coreset.parquet (mol_id, rank, score, weight).
 ///
-/// Rules: `molpeg` keeps the ⌊r·N⌋ largest MolPeg scores |loss_online − loss_ref| (both the easiest and
-/// the hardest samples); `random` keeps a seeded uniform subset; `column:NAME` ranks by any numeric
-/// column of the scores file (--order desc keeps the largest). Settings come from the pipeline's
-/// [select] section; flags override them.
+/// Rules: `molpeg` keeps the ⌊r·N⌋ largest MolPeg scores; `random` a seeded uniform subset;
+/// `column:NAME` ranks by any numeric column of the scores file; the baselines of both papers (herding,
+/// kmeans, kcenter, least-confidence, entropy, margin, forgetting, grand, el2n, moderate) read the proxy
+/// signals that `molpeg-score --signals` writes to the score directory. `--help` lists every rule.
+/// Settings come from the pipeline's [select] section; flags override them.
 #[derive(Parser)]
 #[command(version)]
 struct Args {
     #[command(flatten)]
     stage: StageArgs,
-    /// molpeg | random | column:NAME
-    #[arg(long)]
+    /// Selection rule (`--help` lists them all with one line each).
+    #[arg(long, long_help = rule_help())]
     rule: Option<String>,
     /// Fraction of the training samples to keep, in (0, 1].
     #[arg(long, conflicts_with = "prune")]
@@ -33,17 +35,29 @@ struct Args {
     /// For `column:NAME`: keep the largest (desc) or smallest (asc) values.
     #[arg(long, value_enum)]
     order: Option<Order>,
+    /// Seed of `random` and of k-means++ (`kmeans`).
     #[arg(long)]
     seed: Option<u64>,
     /// Do not weight the kept samples' loss by 1/r.
     #[arg(long)]
     no_rescale: bool,
-    /// Scores file (default runs/<pipeline>/score/sample_scores.parquet).
+    /// Scores file for `molpeg` and `column:NAME` (default <score dir>/sample_scores.parquet).
     #[arg(long, value_name = "PARQUET")]
     scores: Option<PathBuf>,
+    /// Score stage directory holding the proxy signals (default runs/<pipeline>/score).
+    #[arg(long, value_name = "DIR")]
+    score_dir: Option<PathBuf>,
+    /// Epochs of outputs.parquet that grand and el2n average and forgetting counts over: all, last,
+    /// or a list such as 1-5 or 1,3,5 (default all).
+    #[arg(long, value_name = "EPOCHS")]
+    proxy_epochs: Option<EpochSelection>,
     /// Output directory (default runs/<pipeline>/select).
     #[arg(long, value_name = "DIR")]
     out_dir: Option<PathBuf>,
+}
+
+fn rule_help() -> String {
+    format!("Selection rule, one of:\n{}", select::rules_help())
 }
 
 fn main() -> std::process::ExitCode {
@@ -74,10 +88,16 @@ fn run(args: &Args) -> anyhow::Result<()> {
     if args.scores.is_some() {
         config.scores = args.scores.clone();
     }
+    if args.score_dir.is_some() {
+        config.score_dir = args.score_dir.clone();
+    }
+    if let Some(epochs) = &args.proxy_epochs {
+        config.proxy_epochs = epochs.clone();
+    }
     match select::run(&pipeline, &args.stage.runs_dir, &config, args.out_dir.as_deref(), args.stage.force)? {
         Outcome::UpToDate(dir) => println!("select: up to date ({}), use --force to rerun", dir.display()),
         Outcome::Ran(s) => println!(
-            "select: {:?} kept {} of {} training samples (keep {}), weight {} -> {}",
+            "select: {} kept {} of {} training samples (keep {}), weight {} -> {}",
             s.rule, s.kept, s.candidates, s.keep, s.weight, s.output.display()
         ),
     }
