@@ -331,14 +331,20 @@ pub mod scaling_results {
     /// The columns that identify a cell.
     pub const KEY: [&str; 8] = [DATASET, SPLIT, PRETRAINED, LAYERS, WIDTH, STRATEGY, FRACTION, SEED];
 
-    pub fn schema() -> SchemaRef {
-        Arc::new(Schema::new(vec![
+    /// The curve's axes, the leading columns of both scaling files.
+    pub(super) fn axis_fields() -> Vec<Field> {
+        vec![
             Field::new(DATASET, DataType::Utf8, false),
             Field::new(SPLIT, DataType::Utf8, false),
             Field::new(PRETRAINED, DataType::Utf8, false),
             Field::new(LAYERS, DataType::UInt32, false),
             Field::new(WIDTH, DataType::UInt32, false),
             Field::new(STRATEGY, DataType::Utf8, false),
+        ]
+    }
+
+    pub fn schema() -> SchemaRef {
+        Arc::new(Schema::new([axis_fields(), vec![
             Field::new(FRACTION, DataType::Float64, false),
             Field::new(N_TRAIN, DataType::UInt32, false),
             Field::new(SEED, DataType::UInt64, false),
@@ -349,7 +355,8 @@ pub mod scaling_results {
             Field::new(SAMPLES_SEEN, DataType::UInt64, false),
             Field::new(SECONDS, DataType::Float64, false),
             Field::new(SETTINGS_HASH, DataType::Utf8, false),
-        ]))
+        ]]
+        .concat()))
     }
 }
 
@@ -357,14 +364,8 @@ pub mod scaling_results {
 /// values, form).
 pub mod scaling_fits {
     use super::*;
+    pub use super::scaling_results::{DATASET, LAYERS, METRIC, PRETRAINED, SPLIT, STRATEGY, WIDTH};
     pub const KIND: &str = "scaling_fits";
-    pub const DATASET: &str = "dataset";
-    pub const SPLIT: &str = "split";
-    pub const PRETRAINED: &str = "pretrained";
-    pub const LAYERS: &str = "layers";
-    pub const WIDTH: &str = "width";
-    pub const STRATEGY: &str = "strategy";
-    pub const METRIC: &str = "metric";
     /// `power` (m = a·x^b) or `saturating` (m = c − a·x^(−alpha)).
     pub const FORM: &str = "form";
     /// `a`, `b` (power); `a`, `alpha`, `c` (saturating).
@@ -378,13 +379,7 @@ pub mod scaling_fits {
     pub const SEEDS: &str = "seeds";
 
     pub fn schema() -> SchemaRef {
-        Arc::new(Schema::new(vec![
-            Field::new(DATASET, DataType::Utf8, false),
-            Field::new(SPLIT, DataType::Utf8, false),
-            Field::new(PRETRAINED, DataType::Utf8, false),
-            Field::new(LAYERS, DataType::UInt32, false),
-            Field::new(WIDTH, DataType::UInt32, false),
-            Field::new(STRATEGY, DataType::Utf8, false),
+        Arc::new(Schema::new([super::scaling_results::axis_fields(), vec![
             Field::new(METRIC, DataType::Utf8, false),
             Field::new(FORM, DataType::Utf8, false),
             Field::new(PARAMETER, DataType::Utf8, false),
@@ -394,7 +389,8 @@ pub mod scaling_fits {
             Field::new(R2, DataType::Float64, false),
             Field::new(POINTS, DataType::UInt32, false),
             Field::new(SEEDS, DataType::UInt32, false),
-        ]))
+        ]]
+        .concat()))
     }
 }
 

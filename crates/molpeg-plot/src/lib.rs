@@ -101,8 +101,12 @@ pub fn curves(stem: &Path, labels: &Labels, curves: &[Curve], references: &[Refe
     let (y_lo, y_hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
     let (y_lo, y_hi) = (y_lo * 0.97, y_hi * 1.03);
     let x_range = (x_lo * 0.8)..(x_hi * 1.25);
-    // A metric spans far less than a decade, where log axes have no default ticks.
+    // A metric spans far less than a decade, where log axes have no default ticks; the x ticks are the
+    // data's own fractions.
     let y_ticks: Vec<f64> = (0..=8).map(|k| y_lo * (y_hi / y_lo).powf(k as f64 / 8.0)).collect();
+    let mut x_ticks: Vec<f64> = all.iter().map(|p| p.0).collect();
+    x_ticks.sort_by(f64::total_cmp);
+    x_ticks.dedup();
     let palette = [&BLUE, &RED, &GREEN, &MAGENTA, &CYAN, &BLACK, &RGBColor(255, 140, 0), &RGBColor(128, 0, 128)];
 
     macro_rules! draw_on {
@@ -114,13 +118,13 @@ pub fn curves(stem: &Path, labels: &Labels, curves: &[Curve], references: &[Refe
                 .margin(16)
                 .x_label_area_size(44)
                 .y_label_area_size(70)
-                .build_cartesian_2d(x_range.clone().log_scale(), (y_lo..y_hi).log_scale().with_key_points(y_ticks.clone()))
+                .build_cartesian_2d(x_range.clone().log_scale().with_key_points(x_ticks.clone()), (y_lo..y_hi).log_scale().with_key_points(y_ticks.clone()))
                 .map_err(|e| plot_error(stem, e))?;
             chart
                 .configure_mesh()
                 .x_desc(x_label)
                 .y_desc(y_label)
-                .x_labels(12)
+                .x_labels(x_ticks.len().max(2))
                 .y_labels(10)
                 .x_label_formatter(&|x| format!("{x:.2}"))
                 .y_label_formatter(&|y| format!("{y:.3}"))

@@ -250,45 +250,33 @@ fn figures(
     let y_label = format!("test {metric}");
     let mut files = Vec::new();
 
-    let scaling: Vec<Curve> = curves
-        .iter()
-        .flat_map(|(axes, strategies)| strategies.iter().map(move |(s, points)| (axes, s, points)))
+    let mut draw = |name: &str, title: &str, x: &str, drawn: &[Curve]| -> Result<()> {
+        if !drawn.is_empty() {
+            let stem = out_dir.join(name);
+            molpeg_plot::curves(&stem, &Labels { title, x, y: &y_label }, drawn, &references)?;
+            files.extend([stem.with_extension("png"), stem.with_extension("svg")]);
+        }
+        Ok(())
+    };
+    let each = || curves.iter().flat_map(|(axes, strategies)| strategies.iter().map(move |(s, points)| (axes, s, points)));
+    let scaling: Vec<Curve> = each()
         .map(|(axes, strategy, points)| Curve {
             label: label(strategy, axes),
             points: summarize(points),
             fitted: fitted.iter().find(|(k, _)| &k.0 == axes && &k.1 == strategy).map(|(_, f)| f.as_ref()),
         })
         .collect();
-    if !scaling.is_empty() {
-        let stem = out_dir.join(SCALING_FIGURE);
-        let labels = Labels { title: "Scaling: test metric vs. training data (dashed: power-law fits)", x: "fraction of the training split", y: &y_label };
-        molpeg_plot::curves(&stem, &labels, &scaling, &references)?;
-        files.extend([stem.with_extension("png"), stem.with_extension("svg")]);
-    }
-
-    // MolPeg's own points only (fraction < 1), against the full-data line.
-    let molpeg: Vec<Curve> = rows
-        .iter()
-        .filter(|r| r.key.strategy.contains("molpeg") && r.key.strategy != FULL)
-        .map(|r| (r.key.axes(), r.key.strategy.clone()))
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .map(|(axes, strategy)| {
-            let points: Points = rows
-                .iter()
-                .filter(|r| r.key.axes() == axes && r.key.strategy == strategy)
-                .filter_map(|r| r.test_metric.map(|t| (r.key.fraction, r.key.seed, t)))
-                .collect();
-            Curve { label: label(&strategy, &axes), points: summarize(&points), fitted: None }
+    draw(SCALING_FIGURE, "Scaling: test metric vs. training data (dashed: power-law fits)", "fraction of the training split", &scaling)?;
+    // MolPeg's own points (below fraction 1, where the full cells are), against the full-data line.
+    let molpeg: Vec<Curve> = each()
+        .filter(|(_, strategy, _)| strategy.contains("molpeg"))
+        .map(|(axes, strategy, points)| {
+            let own: Points = points.iter().filter(|p| p.0 < 1.0).copied().collect();
+            Curve { label: label(strategy, axes), points: summarize(&own), fitted: None }
         })
         .filter(|c| !c.points.is_empty())
         .collect();
-    if !molpeg.is_empty() {
-        let stem = out_dir.join(KEEP_RATIO_FIGURE);
-        let labels = Labels { title: "MolPeg: test metric vs. keep ratio (dashed: full data)", x: "keep ratio", y: &y_label };
-        molpeg_plot::curves(&stem, &labels, &molpeg, &references)?;
-        files.extend([stem.with_extension("png"), stem.with_extension("svg")]);
-    }
+    draw(KEEP_RATIO_FIGURE, "MolPeg: test metric vs. keep ratio (dashed: full data)", "keep ratio", &molpeg)?;
     Ok(files)
 }
 

@@ -12,7 +12,10 @@ use molpeg_core::parquet_io::ParquetSource;
 use molpeg_core::pipeline::Pipeline;
 use molpeg_core::schema::scaling_results;
 use molpeg_data::split::{self, SplitConfig};
+use molpeg_nn::checkpoint;
 use molpeg_nn::data::TaskKind;
+use molpeg_nn::model::{Jk, Model, ModelConfig, Pooling};
+use molpeg_nn::tch::Device;
 use molpeg_nn::score::{write_sample_scores, SampleScore};
 use molpeg_nn::synthetic::{self, SyntheticSpec};
 use serde_json::Value;
@@ -190,6 +193,19 @@ fn sweep_writes_results_fits_and_figures_skips_finished_cells_and_refuses_stale_
         assert_eq!(a["settings_hash"], b["settings_hash"]);
         assert_eq!(a["test_metric"], b["test_metric"], "same cell, same result:\n{a}\n{b}");
     }
+
+    // The pretrained axis: an encoder checkpoint (a fresh seeded GIN of the sweep's shape) against scratch.
+    let checkpoint = d.join("encoder.safetensors");
+    let model = Model::new(&ModelConfig { layers: 2, width: 16, dropout: 0.5, pooling: Pooling::Mean, jk: Jk::Last, num_tasks: 1 }, Device::Cpu).unwrap();
+    checkpoint::save_model(&checkpoint, &model, &Default::default()).unwrap();
+    let pre_dir = d.join("runs/tiny/scaling-pretrained");
+    let axis = format!("scratch,{}", checkpoint.display());
+    ok(d, &["--pretrained-axis", &axis, "--fractions", "1.0", "--seeds", "0", "--out-dir", pre_dir.to_str().unwrap()]);
+    let pre_rows = rows_of(&pre_dir.join("results.parquet"));
+    let labels: BTreeSet<&str> = pre_rows.iter().map(|r| r["pretrained"].as_str().unwrap()).collect();
+    assert_eq!(labels, BTreeSet::from(["scratch", checkpoint.to_str().unwrap()]));
+    assert_ne!(pre_rows[0]["settings_hash"], pre_rows[1]["settings_hash"], "the checkpoint's content is part of the hash");
+    assert_ne!(pre_rows[0]["test_metric"], pre_rows[1]["test_metric"], "the encoder starts from other weights");
 
     // A changed [finetune] setting is not mixed with the old cells.
     let out_err = scaling(d, &["--epochs", "2"]);

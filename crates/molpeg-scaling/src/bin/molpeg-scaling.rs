@@ -23,12 +23,12 @@ use molpeg_scaling::sweep::{self, SweepConfig, SweepSummary};
 struct Cli {
     #[command(flatten)]
     stage: StageArgs,
-    /// Fractions of the training split, comma-separated, each in (0, 1] (default
-    /// 0.01,0.05,0.1,0.2,0.3,0.4,0.6,0.8,1.0). Fraction 1 trains on the full split once per seed,
+    /// Fractions of the training split, comma-separated, each in (0, 1] (overrides
+    /// [scaling] fractions; built-in default 0.01,0.05,0.1,0.2,0.3,0.4,0.6,0.8,1.0). Fraction 1 trains on the full split once per seed,
     /// shared by every strategy as the strategy `full`.
     #[arg(long, value_delimiter = ',', value_name = "F,...")]
     fractions: Option<Vec<f64>>,
-    /// Seeds, comma-separated (default 0,1,2). A seed draws the subset and initializes and shuffles training.
+    /// Seeds, comma-separated (overrides [scaling] seeds; built-in default 0,1,2). A seed draws the subset and initializes and shuffles training.
     #[arg(long, value_delimiter = ',', value_name = "S,...")]
     seeds: Option<Vec<u64>>,
     /// Strategies, comma-separated: `random` (a seeded subset of ⌊f·N⌋ molecules), `select:RULE` (a
@@ -54,7 +54,7 @@ struct Cli {
     /// Weight the loss of random and select: subsets by 1/fraction (off: a subset trains like a smaller dataset).
     #[arg(long)]
     rescale: bool,
-    /// Bootstrap replicates of the 95% confidence intervals (default 1000).
+    /// Bootstrap replicates of the 95% confidence intervals (overrides [scaling] bootstrap; built-in default 1000).
     #[arg(long, value_name = "N")]
     bootstrap: Option<usize>,
     /// Output directory (default runs/<pipeline>/scaling).
