@@ -5,11 +5,13 @@
 #    same settings and seeds.
 # Resumable: every run is a cached stage; an interrupted pretraining continues with --resume.
 # Results: python experiments/summarize.py runs/exp-pretrain bbbp   (and ... hiv); tags scratch / pretrained.
+# One libtorch thread per run (the other core serves a second experiment; OMP_WAIT_POLICY=PASSIVE).
 # Usage: experiments/pretrain_transfer.sh [SEEDS...]   (default: 0 1 2)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${CARGO_TARGET_DIR:-target}/release
 SEEDS=${*:-0 1 2}
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 "$BIN/molpeg-featurize" -p pipelines/moses.toml >/dev/null
 "$BIN/molpeg-pretrain" -p pipelines/pretrain-moses.toml --resume
 ENCODER=$PWD/runs/pretrain-moses/pretrain/encoder.safetensors
@@ -19,7 +21,7 @@ for seed in $SEEDS; do
     P=pipelines/$data.toml
     "$BIN/molpeg-featurize" -p $P >/dev/null
     "$BIN/molpeg-split" -p $P >/dev/null
-    "$BIN/molpeg-finetune" -p $P --seed "$seed" --tag scratch
-    "$BIN/molpeg-finetune" -p $P --seed "$seed" --tag pretrained --pretrained "$ENCODER"
+    "$BIN/molpeg-finetune" -p $P --seed "$seed" --tag scratch --threads 1
+    "$BIN/molpeg-finetune" -p $P --seed "$seed" --tag pretrained --pretrained "$ENCODER" --threads 1
   done
 done
