@@ -114,6 +114,11 @@ pub mod fingerprints {
         Arc::new(Schema::new(vec![Field::new(MOL_ID, DataType::UInt32, false), Field::new(MORGAN, DataType::FixedSizeBinary(bytes), false)]))
     }
 
+    /// Every column but the fingerprint: what a reader can check before it knows the width.
+    pub fn base_schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![Field::new(MOL_ID, DataType::UInt32, false)]))
+    }
+
     /// The byte width of a found schema's fingerprint column, if it is fixed-size binary.
     pub fn bytes(found: &Schema) -> Option<i32> {
         match found.field_with_name(MORGAN).ok()?.data_type() {

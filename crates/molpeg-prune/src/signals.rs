@@ -225,9 +225,10 @@ impl EpochSelection {
     }
 }
 
-/// Which signal files a rule reads.
+/// Which signal files a rule reads (none for the fingerprint rules, see [`crate::fingerprints`]).
 pub fn files_for(rule: &StaticRule) -> &'static [&'static str] {
     match rule {
+        _ if rule.reads_fingerprints() => &[],
         StaticRule::Forgetting | StaticRule::Grand | StaticRule::El2n => &[EMBEDDINGS_FILE, OUTPUTS_FILE],
         _ => &[EMBEDDINGS_FILE],
     }
