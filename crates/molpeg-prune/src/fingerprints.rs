@@ -81,12 +81,11 @@ mod tests {
     use std::collections::BTreeMap;
     use std::sync::Arc;
 
-    use arrow::array::{FixedSizeBinaryArray, StringArray, UInt32Array};
+    use arrow::array::{FixedSizeBinaryArray, UInt32Array};
     use arrow::buffer::Buffer;
     use arrow::record_batch::RecordBatch;
     use molpeg_core::manifest::Outcome;
     use molpeg_core::parquet_io::write_batches;
-    use molpeg_core::pipeline::Pipeline;
 
     use super::*;
     use crate::select::{self, SelectConfig};
@@ -169,13 +168,7 @@ mod tests {
     fn select_stage_runs_kmeans_fp_from_the_featurize_directory() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
-        let pipeline = Pipeline::parse(&root.join("p.toml"), "name = \"p\"\n").unwrap();
-        let split_dir = pipeline.stage_dir(root, "split");
-        std::fs::create_dir_all(&split_dir).unwrap();
-        let all: Vec<u32> = (0..12).collect();
-        let parts: Vec<&str> = all.iter().map(|&i| if i < 11 { schema::split::TRAIN } else { schema::split::TEST }).collect();
-        let batch = RecordBatch::try_new(schema::split::schema(), vec![Arc::new(UInt32Array::from(all.clone())), Arc::new(StringArray::from(parts))]).unwrap();
-        write_batches(split_dir.join("split.parquet"), schema::split::schema(), schema::split::KIND, &BTreeMap::new(), &[batch]).unwrap();
+        let pipeline = select::pipeline_with_split(root, 12, 11);
 
         let config = SelectConfig { rule: "kmeans-fp:2".into(), keep: Some(3.0 / 11.0), ..SelectConfig::default() };
         let err = select::run(&pipeline, root, &config, None, false).err().unwrap().to_string();

@@ -418,6 +418,20 @@ fn read_scores_for(path: &Path, column: &str, train_ids: &[u32]) -> Result<Vec<(
     Ok(train_ids.iter().map(|id| (*id, by_id[id])).collect())
 }
 
+/// Test fixture: the pipeline `p` under `root`, whose split stage holds mol_ids `0..total`, the first
+/// `train` of them in the training split and the rest in the test split.
+#[cfg(test)]
+pub(crate) fn pipeline_with_split(root: &Path, total: u32, train: u32) -> Pipeline {
+    let pipeline = Pipeline::parse(&root.join("p.toml"), "name = \"p\"\n").unwrap();
+    let split_dir = pipeline.stage_dir(root, "split");
+    std::fs::create_dir_all(&split_dir).unwrap();
+    let ids: Vec<u32> = (0..total).collect();
+    let parts: Vec<&str> = ids.iter().map(|&i| if i < train { split::TRAIN } else { split::TEST }).collect();
+    let batch = RecordBatch::try_new(split::schema(), vec![Arc::new(UInt32Array::from(ids)), Arc::new(arrow::array::StringArray::from(parts))]).unwrap();
+    write_batches(split_dir.join("split.parquet"), split::schema(), split::KIND, &Default::default(), &[batch]).unwrap();
+    pipeline
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
