@@ -9,8 +9,8 @@
 //! - Settings hash (per row): the `[finetune]` settings that change what is measured (everything but
 //!   the per-cell axes seed/layers/width/pretrained and the execution choices device, threads,
 //!   prefetch, eval batch size), `rescale`, the sha256 of `graphs.parquet`, the content of the split,
-//!   and the cell's own inputs (the scores file and `[select]` order/aggregate for `select:`, the
-//!   pretrained checkpoint). A row whose hash differs from what the current settings give for its key
+//!   and the cell's own inputs (the scores file and `[select]` order/aggregate for `select:`, or the
+//!   fingerprint file for `select:kmeans-fp`; the pretrained checkpoint). A row whose hash differs from what the current settings give for its key
 //!   is stale: the sweep refuses to mix it in and says how to proceed (`--discard-stale` drops such
 //!   rows, or choose another `--out-dir`).
 //! - Splits: without a split axis the split stage's `split.parquet` is used (its rows are labelled
