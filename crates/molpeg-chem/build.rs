@@ -25,8 +25,12 @@ fn main() {
     if std::env::consts::OS == "macos" && std::env::consts::ARCH == "aarch64" {
         println!("cargo:rustc-link-search=native=/opt/homebrew/lib");
     }
-    // rdkit-sys links GraphMol, SmilesParse and RDGeneral already; MurckoDecompose lives here.
-    println!("cargo:rustc-link-lib=dylib=RDKitChemTransforms");
+    // rdkit-sys links GraphMol, SmilesParse and RDGeneral already; MurckoDecompose lives in
+    // ChemTransforms, the Morgan fingerprints in Fingerprints and ExplicitBitVect in DataStructs
+    // (named here so the bridge does not rely on rdkit-sys's own list).
+    for lib in ["ChemTransforms", "Fingerprints", "DataStructs"] {
+        println!("cargo:rustc-link-lib=dylib=RDKit{lib}");
+    }
 
     for path in ["src/bridge.rs", "src/bridge.cc", "include/bridge.h"] {
         println!("cargo:rerun-if-changed={path}");

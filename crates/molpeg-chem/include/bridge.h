@@ -1,6 +1,7 @@
 // C++ half of molpeg-chem's RDKit bridge (see src/bridge.rs): what rdkit-sys does not expose.
 #pragma once
 
+#include <cstdint>
 #include <exception>
 #include <memory>
 
@@ -37,6 +38,8 @@ using BondStereo = RDKit::Bond::BondStereo;
 struct MolRecord;
 
 void describe_molecule(const std::shared_ptr<RDKit::ROMol> &mol, MolRecord &out);
+void morgan_on_bits(const std::shared_ptr<RDKit::ROMol> &mol, std::uint32_t radius, std::uint32_t bits,
+                    rust::Vec<std::uint32_t> &on_bits);
 rust::String rdkit_version();
 
 }  // namespace molpeg

@@ -1,12 +1,16 @@
 // One call per molecule: every raw atom and bond value both featurization schemes need, plus the
-// canonical SMILES and the Murcko scaffold, so the per-molecule FFI cost is paid once.
+// canonical SMILES and the Murcko scaffold, so the per-molecule FFI cost is paid once. Morgan
+// fingerprints are a second, opt-in call.
 #include "molpeg-chem/include/bridge.h"
 #include "molpeg-chem/src/bridge.rs.h"
 
+#include <memory>
 #include <stdexcept>
 #include <string>
 
+#include <DataStructs/ExplicitBitVect.h>
 #include <GraphMol/ChemTransforms/ChemTransforms.h>
+#include <GraphMol/Fingerprints/MorganFingerprints.h>
 #include <GraphMol/MolOps.h>
 #include <GraphMol/RingInfo.h>
 #include <GraphMol/SmilesParse/SmilesWrite.h>
@@ -80,6 +84,27 @@ void describe_molecule(const std::shared_ptr<RDKit::ROMol> &mol, MolRecord &out)
   // MurckoDecompose keeps ring atoms, linkers between rings and atoms double-bonded to those; with
   // no ring atom it keeps nothing, so skip it (it costs more than parsing).
   out.scaffold = has_ring ? rust::String(murcko_scaffold_smiles(m)) : rust::String();
+}
+
+void morgan_on_bits(const std::shared_ptr<RDKit::ROMol> &mol, std::uint32_t radius, std::uint32_t bits,
+                    rust::Vec<std::uint32_t> &on_bits) {
+  if (!mol) {
+    throw std::invalid_argument("morgan_on_bits called with a null molecule (a bug in molpeg-chem)");
+  }
+  if (bits == 0) {
+    throw std::invalid_argument("a Morgan fingerprint needs at least one bit");
+  }
+  std::unique_ptr<ExplicitBitVect> fingerprint(RDKit::MorganFingerprints::getFingerprintAsBitVect(*mol, radius, bits));
+  if (!fingerprint) {
+    throw std::runtime_error("getFingerprintAsBitVect returned no fingerprint");
+  }
+  std::vector<int> on;
+  fingerprint->getOnBits(on);  // ascending
+  on_bits.clear();
+  on_bits.reserve(on.size());
+  for (int bit : on) {
+    on_bits.push_back(static_cast<std::uint32_t>(bit));
+  }
 }
 
 rust::String rdkit_version() { return rust::String(RDKit::rdkitVersion); }

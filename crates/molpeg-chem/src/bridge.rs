@@ -1,5 +1,5 @@
 //! Our own small cxx bridge to RDKit, for what rdkit-sys does not expose (atoms' chirality and
-//! ring membership, bonds, Murcko scaffolds, the version string). SMILES parsing stays in rdkit-sys;
+//! ring membership, bonds, Murcko scaffolds, Morgan fingerprints, the version string). SMILES parsing stays in rdkit-sys;
 //! this bridge reads the parsed `ROMol` it returns.
 //!
 //! [`ffi::describe_molecule`] is the one call made per molecule: it fills a [`ffi::MolRecord`] with
@@ -119,6 +119,11 @@ pub(crate) mod ffi {
 
         /// Fills `out` from `mol` (replacing what it held). Errs, never aborts, on any C++ exception.
         fn describe_molecule(mol: &SharedPtr<ROMol>, out: &mut MolRecord) -> Result<()>;
+
+        /// The on bits (ascending) of `MorganFingerprints::getFingerprintAsBitVect(mol, radius, bits)`
+        /// with RDKit's defaults (bond types, no chirality), into `on_bits` (replacing what it held).
+        /// Errs, never aborts, on a null molecule, `bits == 0` or any C++ exception.
+        fn morgan_on_bits(mol: &SharedPtr<ROMol>, radius: u32, bits: u32, on_bits: &mut Vec<u32>) -> Result<()>;
 
         /// `RDKit::rdkitVersion`, e.g. "2022.09.3".
         fn rdkit_version() -> String;

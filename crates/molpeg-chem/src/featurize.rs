@@ -1,6 +1,7 @@
 //! The featurize stage: a pipeline's dataset CSV → `runs/<pipeline>/featurize/graphs.parquet`
 //! (one row per accepted molecule, [`molpeg_core::schema::graphs`]) and `rejects.parquet`
-//! ([`molpeg_core::schema::rejects`]).
+//! ([`molpeg_core::schema::rejects`]); with `fingerprints = true` also `fingerprints.parquet`
+//! ([`molpeg_core::schema::fingerprints`]: the same molecules' Morgan bits, for `kmeans-fp`).
 //!
 //! The input is streamed in chunks of `chunk_rows`: a reader thread parses the CSV ahead, each chunk
 //! is featurized in parallel on a rayon pool (order preserved), and a writer thread appends it to both
@@ -13,8 +14,8 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
 use std::time::Instant;
 
-use arrow::array::{ArrayRef, FixedSizeListArray, Float32Array, ListArray, PrimitiveArray, StringArray, UInt16Array, UInt32Array};
-use arrow::buffer::OffsetBuffer;
+use arrow::array::{ArrayRef, FixedSizeBinaryArray, FixedSizeListArray, Float32Array, ListArray, PrimitiveArray, StringArray, UInt16Array, UInt32Array};
+use arrow::buffer::{Buffer, OffsetBuffer};
 use arrow::datatypes::{ArrowPrimitiveType, DataType, SchemaRef, UInt16Type, UInt8Type};
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
@@ -22,7 +23,7 @@ use indicatif::ProgressBar;
 use molpeg_core::manifest::{Outcome, StageRun};
 use molpeg_core::parquet_io::ParquetSink;
 use molpeg_core::pipeline::Pipeline;
-use molpeg_core::schema::{graphs, meta, rejects};
+use molpeg_core::schema::{fingerprints, graphs, meta, rejects};
 use molpeg_data::dataset::DatasetSpec;
 use molpeg_data::fetch::{ensure_raw, FetchError, FetchOptions};
 use molpeg_data::source::{LabeledRow, RowReader};
@@ -30,6 +31,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::features::OtherCounts;
+use crate::fingerprint::MorganSpec;
 use crate::graph::{rdkit_version, Featurizer, MolGraph, Reject};
 use crate::FEATURIZER_VERSION;
 
@@ -51,11 +53,26 @@ pub struct FeaturizeConfig {
     pub threads: usize,
     /// Featurize only the first N rows of the source (quick runs).
     pub limit: Option<u64>,
+    /// Also write `fingerprints.parquet` (Morgan bits of every accepted molecule, for the `kmeans-fp`
+    /// rules). Off by default: it adds one RDKit call per molecule.
+    pub fingerprints: bool,
+    /// Morgan radius of `fingerprints.parquet`.
+    pub fingerprint_radius: u32,
+    /// Bits of each fingerprint (a multiple of 8).
+    pub fingerprint_bits: u32,
 }
 
 impl Default for FeaturizeConfig {
     fn default() -> Self {
-        FeaturizeConfig { chunk_rows: 2048, threads: 0, limit: None }
+        let morgan = MorganSpec::default();
+        FeaturizeConfig { chunk_rows: 2048, threads: 0, limit: None, fingerprints: false, fingerprint_radius: morgan.radius, fingerprint_bits: morgan.bits }
+    }
+}
+
+impl FeaturizeConfig {
+    /// The fingerprint to write, if any.
+    pub fn morgan(&self) -> Option<MorganSpec> {
+        self.fingerprints.then_some(MorganSpec { radius: self.fingerprint_radius, bits: self.fingerprint_bits })
     }
 }
 
@@ -92,6 +109,8 @@ pub struct FeaturizeSummary {
     pub rdkit_version: String,
     pub graphs: PathBuf,
     pub rejects: PathBuf,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fingerprints: Option<PathBuf>,
 }
 
 /// Runs the stage for `pipeline` (its `[dataset]` section says what to read), writing under
@@ -107,23 +126,36 @@ pub fn run(
     if config.chunk_rows == 0 {
         return Err(molpeg_core::Error::config(&pipeline.path, "[featurize] chunk_rows must be at least 1").into());
     }
+    let morgan = config.morgan();
+    if let Some(spec) = morgan {
+        spec.validate().map_err(|m| molpeg_core::Error::config(&pipeline.path, format!("[featurize] {m}")))?;
+    }
     let spec: DatasetSpec = pipeline.required_section("dataset")?;
     let raw = ensure_raw(&spec, fetch)?;
     let rdkit = rdkit_version();
     let dir = pipeline.stage_dir(runs_root, STAGE);
-    // Everything that changes the output files; `threads` and `chunk_rows` do not.
-    let params = serde_json::json!({
+    // Everything that changes the output files; `threads` and `chunk_rows` do not. The fingerprint
+    // key is present only when fingerprints are on, so runs without them keep their cache key.
+    let mut params = serde_json::json!({
         "dataset": spec,
         "limit": config.limit,
         "featurizer_version": FEATURIZER_VERSION,
         "rdkit_version": rdkit,
     });
+    if let Some(spec) = morgan {
+        params["fingerprints"] = serde_json::json!({"kind": "morgan", "radius": spec.radius, "bits": spec.bits});
+    }
     let stage = StageRun::new(STAGE, &dir, &params, &[&raw.path])?;
     if !force && stage.cached().is_some() {
         return Ok(Outcome::UpToDate(dir));
     }
     stage.begin()?;
     let started = Instant::now();
+    // A fingerprint file from an earlier run with fingerprints on would outlive this run's manifest.
+    let stale = dir.join(fingerprints::FILE);
+    if morgan.is_none() && stale.exists() {
+        std::fs::remove_file(&stale).map_err(|e| molpeg_core::Error::io(&stale, e))?;
+    }
 
     let reader = RowReader::open(&raw.path, &spec)?;
     let metadata = BTreeMap::from([
@@ -134,7 +166,7 @@ pub fn run(
         (meta::TASK_TYPE.to_string(), spec.task_type.as_str().to_string()),
         (FEATURIZER_VERSION_KEY.to_string(), FEATURIZER_VERSION.to_string()),
     ]);
-    let sinks = Sinks::create(&dir, &metadata)?;
+    let sinks = Sinks::create(&dir, &metadata, morgan)?;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(config.threads)
         .thread_name(|i| format!("featurize-{i}"))
@@ -144,7 +176,7 @@ pub fn run(
     bar.set_message(STAGE);
 
     let limit = config.limit.map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX));
-    let streamed = stream(reader.take(limit), config.chunk_rows, &pool, sinks, &bar);
+    let streamed = stream(reader.take(limit), config.chunk_rows, morgan, &pool, sinks, &bar);
     bar.finish_and_clear();
     let (tally, sinks) = streamed?;
 
@@ -158,6 +190,16 @@ pub fn run(
     }
     let (graphs_path, graph_rows) = sinks.graphs.finish()?;
     let (rejects_path, reject_rows) = sinks.rejects.finish()?;
+    let fingerprints_path = match sinks.fingerprints {
+        Some((sink, _, _)) => {
+            let (path, rows) = sink.finish()?;
+            if rows != graph_rows {
+                return Err(FeaturizeError::Internal(format!("wrote {rows} fingerprints for {graph_rows} graphs")));
+            }
+            Some(path)
+        }
+        None => None,
+    };
     if graph_rows as u64 != tally.accepted || reject_rows as u64 != tally.rejected() {
         return Err(FeaturizeError::Internal(format!(
             "wrote {graph_rows} graphs and {reject_rows} rejects for {} accepted and {} rejected rows",
@@ -179,27 +221,44 @@ pub fn run(
         rdkit_version: rdkit,
         graphs: graphs_path.clone(),
         rejects: rejects_path.clone(),
+        fingerprints: fingerprints_path.clone(),
     };
-    stage.finish(&[&graphs_path, &rejects_path], &summary)?;
+    let mut outputs = vec![graphs_path.as_path(), rejects_path.as_path()];
+    outputs.extend(fingerprints_path.as_deref());
+    stage.finish(&outputs, &summary)?;
     Ok(Outcome::Ran(summary))
 }
 
-/// Both outputs, still under their temporary names until the run is known to be complete.
+/// Every output, still under its temporary name until the run is known to be complete.
 struct Sinks {
     graphs: ParquetSink,
     rejects: ParquetSink,
     graphs_path: PathBuf,
     rejects_path: PathBuf,
+    /// `fingerprints.parquet`, its final path and the bytes per fingerprint, when fingerprints are on.
+    fingerprints: Option<(ParquetSink, PathBuf, i32)>,
 }
 
 impl Sinks {
-    fn create(dir: &Path, metadata: &BTreeMap<String, String>) -> Result<Self, molpeg_core::Error> {
+    fn create(dir: &Path, metadata: &BTreeMap<String, String>, morgan: Option<MorganSpec>) -> Result<Self, molpeg_core::Error> {
         let (graphs_path, rejects_path) = (dir.join(GRAPHS_FILE), dir.join(REJECTS_FILE));
+        let fingerprints = match morgan {
+            Some(spec) => {
+                let path = dir.join(fingerprints::FILE);
+                let mut metadata = metadata.clone();
+                metadata.insert(fingerprints::META_RADIUS.to_string(), spec.radius.to_string());
+                metadata.insert(fingerprints::META_BITS.to_string(), spec.bits.to_string());
+                let bytes = spec.bytes() as i32;
+                Some((ParquetSink::create(&path, fingerprints::schema(bytes), fingerprints::KIND, &metadata)?, path, bytes))
+            }
+            None => None,
+        };
         Ok(Sinks {
             graphs: ParquetSink::create(&graphs_path, graphs::schema(), graphs::KIND, metadata)?,
             rejects: ParquetSink::create(&rejects_path, rejects::schema(), rejects::KIND, metadata)?,
             graphs_path,
             rejects_path,
+            fingerprints,
         })
     }
 }
@@ -238,6 +297,7 @@ impl Tally {
 fn stream(
     rows: impl Iterator<Item = Result<LabeledRow, FetchError>> + Send,
     chunk_rows: usize,
+    morgan: Option<MorganSpec>,
     pool: &rayon::ThreadPool,
     sinks: Sinks,
     bar: &ProgressBar,
@@ -260,7 +320,7 @@ fn stream(
             };
             let featurized: Vec<Featurized> = pool.install(|| {
                 rows.into_par_iter()
-                    .map_init(Featurizer::new, |featurizer, row| {
+                    .map_init(|| Featurizer::with_fingerprint(morgan), |featurizer, row| {
                         let result = featurizer.featurize(&row.smiles);
                         (row, result)
                     })
@@ -322,6 +382,10 @@ fn write_chunks(chunks: Receiver<Vec<Featurized>>, mut sinks: Sinks) -> Result<S
             let molecules = accepted.iter().map(|(row, result)| (row, result.as_ref().expect("partitioned"))).collect::<Vec<_>>();
             let batch = graphs_batch(&molecules).map_err(|e| molpeg_core::Error::arrow(&sinks.graphs_path, e))?;
             sinks.graphs.write(&batch)?;
+            if let Some((sink, path, bytes)) = sinks.fingerprints.as_mut() {
+                let batch = fingerprints_batch(&molecules, *bytes).map_err(|e| molpeg_core::Error::arrow(path.as_path(), e))?;
+                sink.write(&batch)?;
+            }
         }
         if !rejected.is_empty() {
             let reasons = rejected.iter().map(|(row, result)| (row, result.as_ref().expect_err("partitioned"))).collect::<Vec<_>>();
@@ -353,6 +417,23 @@ fn graphs_batch(molecules: &[(&LabeledRow, &MolGraph)]) -> Result<RecordBatch, A
         labels_column(&column_type(graphs::LABELS)?, molecules.iter().map(|(row, _)| row.labels.as_slice()))?,
     ];
     RecordBatch::try_new(schema, columns)
+}
+
+/// One `fingerprints.parquet` batch, in input order (the rows of the matching `graphs.parquet` batch).
+fn fingerprints_batch(molecules: &[(&LabeledRow, &MolGraph)], bytes: i32) -> Result<RecordBatch, ArrowError> {
+    let mut packed = Vec::with_capacity(molecules.len() * bytes as usize);
+    for (row, graph) in molecules {
+        let fingerprint = graph.fingerprint.as_deref().ok_or_else(|| ArrowError::InvalidArgumentError(format!("row {} has no fingerprint", row.row)))?;
+        if fingerprint.len() != bytes as usize {
+            return Err(ArrowError::InvalidArgumentError(format!("row {}: {} fingerprint bytes, expected {bytes}", row.row, fingerprint.len())));
+        }
+        packed.extend_from_slice(fingerprint);
+    }
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(UInt32Array::from_iter_values(molecules.iter().map(|(row, _)| row.row))),
+        Arc::new(FixedSizeBinaryArray::try_new(bytes, Buffer::from_vec(packed), None)?),
+    ];
+    RecordBatch::try_new(fingerprints::schema(bytes), columns)
 }
 
 /// One `rejects.parquet` batch, in input order.
@@ -437,6 +518,23 @@ mod tests {
     }
 
     #[test]
+    fn fingerprint_batch_matches_the_schema_and_the_graph_rows() {
+        let rows = [row(3, "CCO", vec![]), row(7, "OCC", vec![]), row(9, "c1ccccc1", vec![])];
+        let mut featurizer = Featurizer::with_fingerprint(Some(MorganSpec::default()));
+        let graphs: Vec<MolGraph> = rows.iter().map(|r| featurizer.featurize(&r.smiles).unwrap()).collect();
+        let molecules: Vec<_> = rows.iter().zip(&graphs).collect();
+        let batch = fingerprints_batch(&molecules, 256).unwrap();
+        assert_eq!(batch.schema(), fingerprints::schema(256));
+        assert_eq!(batch.column(0).as_primitive::<arrow::datatypes::UInt32Type>().values(), &[3, 7, 9]);
+        let bits = batch.column(1).as_fixed_size_binary();
+        assert_eq!(bits.value(0), bits.value(1), "CCO and OCC are one molecule");
+        assert_eq!(bits.value(2).iter().map(|b| b.count_ones()).sum::<u32>(), 3, "benzene");
+        // A graph without a fingerprint is a bug, reported rather than written as zeros.
+        let plain = crate::featurize_smiles("CCO").unwrap();
+        assert!(fingerprints_batch(&[(&rows[0], &plain)], 256).is_err());
+    }
+
+    #[test]
     fn reject_batch_carries_row_smiles_and_reason() {
         let rows = [row(5, "xyz", vec![])];
         let reject = Reject::Unparsable;
@@ -451,5 +549,9 @@ mod tests {
         let config: FeaturizeConfig = pipeline.section("featurize").unwrap();
         assert_eq!(config, FeaturizeConfig { limit: Some(10), ..FeaturizeConfig::default() });
         assert!(pipeline.section::<FeaturizeConfig>("typo").is_err());
+        assert_eq!(config.morgan(), None, "fingerprints are off by default");
+        let pipeline = Pipeline::parse(Path::new("p.toml"), "[featurize]\nfingerprints = true\nfingerprint_bits = 1024\n").unwrap();
+        let config: FeaturizeConfig = pipeline.section("featurize").unwrap();
+        assert_eq!(config.morgan(), Some(MorganSpec { radius: 2, bits: 1024 }));
     }
 }

@@ -9,6 +9,7 @@ use rdkit_sys::ro_mol_ffi::smiles_to_mol;
 
 use crate::bridge::ffi::{self, MolRecord};
 use crate::features::{hu, ogb, OtherCounts};
+use crate::fingerprint::{self, MorganSpec};
 
 /// Node and edge indices are stored as `u16` in the graph Parquet file.
 pub const MAX_ATOMS: usize = u16::MAX as usize;
@@ -35,6 +36,9 @@ pub struct MolGraph {
     pub bond_ogb: Vec<[u8; 3]>,
     /// Features of this molecule that fell into an "other"/"misc" slot.
     pub other: OtherCounts,
+    /// Packed Morgan bits ([`molpeg_core::schema::fingerprints::MORGAN`]), when the featurizer was
+    /// asked for them.
+    pub fingerprint: Option<Vec<u8>>,
 }
 
 impl MolGraph {
@@ -56,7 +60,7 @@ pub enum Reject {
     Unparsable,
     /// RDKit threw while building or sanitizing the molecule (e.g. a valence error); holds its message.
     Sanitization(String),
-    /// RDKit threw while we read the parsed molecule or computed its SMILES or scaffold.
+    /// RDKit threw while we read the parsed molecule or computed its SMILES, scaffold or fingerprint.
     Featurization(String),
     TooManyAtoms(usize),
     TooManyBonds(usize),
@@ -91,11 +95,18 @@ impl fmt::Display for Reject {
 #[derive(Default)]
 pub struct Featurizer {
     record: MolRecord,
+    morgan: Option<MorganSpec>,
+    on_bits: Vec<u32>,
 }
 
 impl Featurizer {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A featurizer that also fills [`MolGraph::fingerprint`] when `morgan` is given.
+    pub fn with_fingerprint(morgan: Option<MorganSpec>) -> Self {
+        Featurizer { morgan, ..Self::default() }
     }
 
     pub fn featurize(&mut self, smiles: &str) -> Result<MolGraph, Reject> {
@@ -108,8 +119,18 @@ impl Featurizer {
             return Err(Reject::Unparsable);
         }
         ffi::describe_molecule(&mol, &mut self.record).map_err(|e| Reject::Featurization(e.what().to_string()))?;
+        let fingerprint = match self.morgan {
+            Some(spec) => {
+                let mut packed = Vec::with_capacity(spec.bytes());
+                fingerprint::append_packed(&mol, spec, &mut self.on_bits, &mut packed).map_err(|e| Reject::Featurization(format!("Morgan fingerprint: {e}")))?;
+                Some(packed)
+            }
+            None => None,
+        };
         drop(mol);
-        graph_from_record(&mut self.record)
+        let mut graph = graph_from_record(&mut self.record)?;
+        graph.fingerprint = fingerprint;
+        Ok(graph)
     }
 }
 
@@ -160,6 +181,7 @@ fn graph_from_record(record: &mut MolRecord) -> Result<MolGraph, Reject> {
         bond_hu,
         bond_ogb,
         other,
+        fingerprint: None,
     })
 }
 
@@ -271,6 +293,20 @@ mod tests {
         let mut featurizer = Featurizer::new();
         assert!(featurizer.featurize("xyz").is_err());
         assert_eq!(featurizer.featurize("CCO").unwrap().num_atoms(), 3);
+    }
+
+    #[test]
+    fn fingerprints_only_when_asked_and_equal_for_two_smiles_of_one_molecule() {
+        assert_eq!(graph("CCO").fingerprint, None);
+        let mut featurizer = Featurizer::with_fingerprint(Some(MorganSpec::default()));
+        let a = featurizer.featurize("CCO").unwrap();
+        let b = featurizer.featurize("OCC").unwrap();
+        assert_eq!(a.fingerprint.as_ref().map(Vec::len), Some(256));
+        assert_eq!(a.fingerprint, b.fingerprint);
+        let ones: u32 = a.fingerprint.unwrap().iter().map(|b| b.count_ones()).sum();
+        assert_eq!(ones, 6);
+        assert!(featurizer.featurize("xyz").is_err());
+        assert_ne!(featurizer.featurize("c1ccccc1").unwrap().fingerprint, b.fingerprint);
     }
 
     #[test]

@@ -4,7 +4,9 @@
 //!   SMILES, Murcko scaffold) or a [`Reject`] with its reason. [`Featurizer`] is the reusable form.
 //! - [`features`]: the two schemes' vocabularies as pure functions of RDKit's raw values, and the
 //!   [`OtherCounts`] of values that fell into an "other"/"misc" slot.
-//! - [`featurize`]: the `molpeg-featurize` stage: dataset CSV → `graphs.parquet` + `rejects.parquet`.
+//! - [`fingerprint`]: Morgan bit vectors ([`MorganSpec`]), packed as `fingerprints.parquet` stores them.
+//! - [`featurize`]: the `molpeg-featurize` stage: dataset CSV → `graphs.parquet` + `rejects.parquet`
+//!   (+ `fingerprints.parquet` when asked).
 //! - `bridge` (private): our cxx bridge to RDKit; one call per molecule.
 //!
 //! **Boundary:** RDKit is reached only through rdkit-sys (parsing) and `bridge` (everything else);
@@ -13,9 +15,11 @@
 mod bridge;
 pub mod features;
 pub mod featurize;
+pub mod fingerprint;
 pub mod graph;
 
 pub use features::{OtherCounts, OtherSlot};
+pub use fingerprint::MorganSpec;
 pub use graph::{featurize_smiles, rdkit_version, Featurizer, MolGraph, Reject};
 
 /// Bumped whenever a feature's vocabulary, order or meaning changes; part of the featurize stage's

@@ -209,3 +209,67 @@ fn a_missing_input_fails_with_its_path_and_leaves_no_outputs() {
     assert!(stderr.starts_with("molpeg-featurize: error: ") && stderr.contains("does/not/exist.csv"), "{stderr}");
     assert!(!project.stage_dir().join("graphs.parquet").exists());
 }
+
+/// `fingerprints.parquet` through pyarrow: column types, metadata, mol_ids and each row's on bits
+/// unpacked with numpy in the documented bit order.
+fn read_fingerprints_with_pyarrow(path: &Path) -> Value {
+    const SCRIPT: &str = r#"
+import json, sys
+import numpy as np
+import pyarrow.parquet as pq
+
+table = pq.read_table(sys.argv[1])
+bits = [np.flatnonzero(np.unpackbits(np.frombuffer(b, dtype=np.uint8), bitorder="little")).tolist() for b in table.column("morgan").to_pylist()]
+print(json.dumps({
+    "types": {f.name: str(f.type) for f in table.schema},
+    "metadata": {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()},
+    "mol_id": table.column("mol_id").to_pylist(),
+    "on_bits": bits,
+}))
+"#;
+    let python = std::env::var("MOLPEG_PYTHON").unwrap_or_else(|_| "python3".into());
+    let output = Command::new(&python).args(["-c", SCRIPT]).arg(path).output().unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
+    assert!(output.status.success(), "{python} could not read {}:\n{}", path.display(), String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+#[test]
+fn fingerprints_are_opt_in_and_leave_the_graphs_unchanged() {
+    let project = Project::new("featurize.csv");
+    let (graphs, fingerprints) = (project.stage_dir().join("graphs.parquet"), project.stage_dir().join("fingerprints.parquet"));
+    project.featurize_ok(&[]);
+    assert!(!fingerprints.exists(), "the default run writes no fingerprints");
+    let plain = std::fs::read(&graphs).unwrap();
+    let manifest = || -> Value { serde_json::from_slice(&std::fs::read(project.stage_dir().join("manifest.json")).unwrap()).unwrap() };
+    assert!(manifest()["params"].get("fingerprints").is_none(), "the default cache key has no fingerprint entry");
+
+    let stdout = project.featurize_ok(&["--fingerprints"]);
+    assert!(stdout.contains("13 rows -> 9 molecules") && stdout.contains("fingerprints.parquet"), "turning fingerprints on reruns: {stdout}");
+    assert_eq!(std::fs::read(&graphs).unwrap(), plain, "graphs.parquet does not depend on the fingerprints");
+    assert_eq!(manifest()["params"]["fingerprints"], json!({"kind": "morgan", "radius": 2, "bits": 2048}));
+    assert!(manifest()["outputs"].to_string().contains("fingerprints.parquet"), "{}", manifest()["outputs"]);
+
+    let table = read_fingerprints_with_pyarrow(&fingerprints);
+    assert_eq!(table["types"], json!({"mol_id": "uint32", "morgan": "fixed_size_binary[256]"}));
+    let meta = &table["metadata"];
+    assert_eq!((meta["molpeg.kind"].as_str(), meta["molpeg.morgan_radius"].as_str(), meta["molpeg.morgan_bits"].as_str()), (Some("fingerprints"), Some("2"), Some("2048")));
+    assert_eq!(meta["molpeg.rdkit_version"], molpeg_chem::rdkit_version());
+    assert_eq!(table["mol_id"], json!([0, 1, 2, 3, 4, 5, 7, 10, 12]), "the rows of graphs.parquet");
+    // Python RDKit's GetMorganFingerprintAsBitVect(mol, 2, nBits=2048).GetOnBits().
+    assert_eq!(table["on_bits"][1], json!([389, 1088, 1873]), "benzene");
+    assert_eq!(table["on_bits"][3], json!([1213, 1866]), "the salt");
+    assert_eq!(table["on_bits"][4], json!([1264]), "methane");
+    assert_eq!(table["on_bits"][0].as_array().unwrap().len(), 14);
+    assert_eq!(table["on_bits"][6].as_array().unwrap().len(), 25, "ibuprofen");
+
+    assert!(project.featurize_ok(&["--fingerprints"]).contains("up to date"));
+    let stdout = project.featurize_ok(&["--fingerprints", "--fingerprint-bits", "1024", "--fingerprint-radius", "1"]);
+    assert!(stdout.contains("13 rows"), "new fingerprint settings rerun: {stdout}");
+    assert_eq!(read_fingerprints_with_pyarrow(&fingerprints)["types"]["morgan"], "fixed_size_binary[128]");
+    let err = project.featurize(&["--fingerprints", "--fingerprint-bits", "100"]);
+    assert!(!err.status.success() && String::from_utf8_lossy(&err.stderr).contains("multiple of 8"));
+
+    // Off again: the run without fingerprints removes the file the manifest no longer lists.
+    project.featurize_ok(&[]);
+    assert!(!fingerprints.exists(), "a stale fingerprints.parquet outlived the run that turned them off");
+}

@@ -93,6 +93,46 @@ pub mod rejects {
     }
 }
 
+/// `fingerprints.parquet` (`molpeg-featurize` with `fingerprints = true`): one row per accepted
+/// molecule, the same `mol_id`s in the same order as `graphs.parquet`. The fingerprint width is a
+/// setting, so readers get it from the file with [`fingerprints::bytes`] before checking the schema.
+pub mod fingerprints {
+    use super::*;
+    pub const KIND: &str = "fingerprints";
+    /// File name in the featurize stage directory (written by molpeg-chem, read by molpeg-prune).
+    pub const FILE: &str = "fingerprints.parquet";
+    pub const MOL_ID: &str = "mol_id";
+    /// Morgan (ECFP-like) bit vector, packed: bit i is bit `i % 8` (least significant first) of byte
+    /// `i / 8`, as in Arrow's own bitmaps (`numpy.unpackbits(..., bitorder="little")`).
+    pub const MORGAN: &str = "morgan";
+    /// Metadata keys: the Morgan radius and the number of bits.
+    pub const META_RADIUS: &str = "molpeg.morgan_radius";
+    pub const META_BITS: &str = "molpeg.morgan_bits";
+
+    /// Every column; `bytes` = bits / 8.
+    pub fn schema(bytes: i32) -> SchemaRef {
+        Arc::new(Schema::new(vec![Field::new(MOL_ID, DataType::UInt32, false), Field::new(MORGAN, DataType::FixedSizeBinary(bytes), false)]))
+    }
+
+    /// Every column but the fingerprint: what a reader can check before it knows the width.
+    pub fn base_schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![Field::new(MOL_ID, DataType::UInt32, false)]))
+    }
+
+    /// The byte width of a found schema's fingerprint column, if it is fixed-size binary.
+    pub fn bytes(found: &Schema) -> Option<i32> {
+        match found.field_with_name(MORGAN).ok()?.data_type() {
+            DataType::FixedSizeBinary(n) => Some(*n),
+            _ => None,
+        }
+    }
+
+    /// Whether bit `i` is set in a packed fingerprint.
+    pub fn bit(packed: &[u8], i: usize) -> bool {
+        packed[i / 8] >> (i % 8) & 1 == 1
+    }
+}
+
 /// `split.parquet`: which split each molecule belongs to.
 pub mod split {
     use super::*;
@@ -443,6 +483,16 @@ mod tests {
         let mut fields: Vec<Field> = graphs::schema().fields().iter().map(|f| f.as_ref().clone()).collect();
         fields[11] = Field::new("labels", DataType::List(Arc::new(Field::new("element", DataType::Float32, true))), true);
         assert!(check(Path::new("x"), &graphs::schema(), &Schema::new(fields)).is_ok());
+    }
+
+    #[test]
+    fn fingerprint_width_comes_from_the_file_and_bits_are_lsb_first() {
+        assert_eq!(fingerprints::bytes(&fingerprints::schema(256)), Some(256));
+        assert_eq!(fingerprints::bytes(&split::schema()), None);
+        assert!(check(Path::new("x"), &fingerprints::schema(256), &fingerprints::schema(128)).is_err());
+        let packed = [0b0000_0101u8, 0b1000_0000];
+        let on: Vec<usize> = (0..16).filter(|&i| fingerprints::bit(&packed, i)).collect();
+        assert_eq!(on, vec![0, 2, 15]);
     }
 
     #[test]

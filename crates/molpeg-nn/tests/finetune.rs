@@ -964,8 +964,22 @@ fn score_signals_feed_every_selection_rule() {
     // (score run b) gives the identical coreset.
     let pipeline = molpeg_core::pipeline::Pipeline::load(d.join("sig.toml")).unwrap();
     let runs = d.join("runs");
+    // The kmeans-fp rules read the featurize stage's fingerprints.parquet: synthetic molecules have no
+    // SMILES, so the test writes 64 pseudo-random bits per molecule.
+    {
+        use arrow::array::{FixedSizeBinaryArray, UInt32Array};
+        let ids = data.store.mol_ids.clone();
+        let packed: Vec<u8> = ids.iter().flat_map(|&id| (0..8u32).map(move |byte| (id.wrapping_mul(2654435761).rotate_left(byte * 4) & 0x91) as u8)).collect();
+        let schema = schema::fingerprints::schema(8);
+        let columns: Vec<arrow::array::ArrayRef> =
+            vec![std::sync::Arc::new(UInt32Array::from(ids)), std::sync::Arc::new(FixedSizeBinaryArray::try_new(8, packed.into(), None).unwrap())];
+        let batch = arrow::record_batch::RecordBatch::try_new(schema.clone(), columns).unwrap();
+        let path = data_dir.join("featurize").join(schema::fingerprints::FILE);
+        molpeg_core::parquet_io::write_batches(path, schema, schema::fingerprints::KIND, &BTreeMap::new(), &[batch]).unwrap();
+    }
     let rules = [
-        "molpeg", "random", "column:score_mean", "herding", "kmeans:3", "kmeans-easy:3", "kcenter", "least-confidence", "entropy", "margin", "forgetting", "grand", "el2n", "moderate", "moderate:1",
+        "molpeg", "random", "column:score_mean", "herding", "kmeans:3", "kmeans-easy:3", "kmeans-fp:3", "kmeans-fp-easy:3", "kcenter", "least-confidence", "entropy", "margin", "forgetting", "grand", "el2n", "moderate",
+        "moderate:1",
     ];
     let select_into = |rule: &str, keep: f64, score_dir: &str, out: &Path| {
         let config = SelectConfig { rule: rule.into(), keep: Some(keep), seed: 5, score_dir: Some(stage(score_dir)), ..SelectConfig::default() };

@@ -7,7 +7,9 @@
 //! - [`rules`]: the static baselines of both papers as pure functions over arrays.
 //! - [`signals`]: the proxy run's signal files (`outputs.parquet`, `embeddings.parquet`) that the
 //!   baselines read: written by `molpeg-score --signals`, read by `molpeg-select`.
+//! - [`fingerprints`]: the featurize stage's `fingerprints.parquet`, read for the `kmeans-fp` rules.
 
+pub mod fingerprints;
 pub mod keep;
 pub mod policy;
 pub mod rules;

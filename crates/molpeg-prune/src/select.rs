@@ -10,7 +10,8 @@
 //!   score computed in pandas drives selection.
 //! - every [`StaticRule`] (herding, k-means, k-center, uncertainty, forgetting, GraNd, EL2N,
 //!   Moderate-DS): read from the proxy run's signal files in the score directory
-//!   ([`crate::signals`]), written by `molpeg-score --signals`.
+//!   ([`crate::signals`]), written by `molpeg-score --signals`; the `kmeans-fp` rules read the
+//!   featurize stage's `fingerprints.parquet` instead ([`crate::fingerprints`]), no proxy needed.
 //!
 //! Ties are broken by `mol_id` ascending, so every rule is deterministic.
 
@@ -25,13 +26,14 @@ use arrow::record_batch::RecordBatch;
 use molpeg_core::manifest::{Outcome, StageRun};
 use molpeg_core::parquet_io::{write_batches, ParquetSource};
 use molpeg_core::pipeline::Pipeline;
-use molpeg_core::schema::{coreset, sample_scores, split};
+use molpeg_core::schema::{coreset, fingerprints, sample_scores, split};
 use molpeg_core::Error;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use crate::fingerprints::select_by_fingerprints;
 use crate::keep::KeepFraction;
 use crate::rules::{to_kept, StaticRule, STATIC_RULE_NAMES};
 use crate::signals::{self, EpochSelection, PRODUCED_BY};
@@ -72,6 +74,8 @@ pub const RULES: &[(&str, &str)] = &[
     ("herding", "greedy moment matching: the running mean of the kept embeddings tracks the mean embedding (Welling 2009) [embeddings]"),
     ("kmeans[:K]", "prototype pruning: farthest from their k-means centroid, K clusters (default 10), the hard ones (Sorscher et al. 2022) [embeddings]"),
     ("kmeans-easy[:K]", "nearest to their k-means centroid, the prototypical ones (Sorscher et al. 2022) [embeddings]"),
+    ("kmeans-fp[:K]", "as kmeans on Morgan fingerprint bits (0/1 vectors), farthest from the centroid; no proxy model [featurize: fingerprints, --fingerprints]"),
+    ("kmeans-fp-easy[:K]", "as kmeans-easy on Morgan fingerprint bits, nearest to the centroid [featurize: fingerprints, --fingerprints]"),
     ("kcenter", "greedy k-center coverage: a farthest-point traversal of the embeddings (Sener & Savarese 2018) [embeddings]"),
     ("least-confidence", "largest Σ over valid tasks of 1 − max(p, 1 − p) of the proxy model (Coleman et al. 2020) [embeddings: probs]"),
     ("entropy", "largest Σ over valid tasks of the binary entropy of p (Coleman et al. 2020) [embeddings: probs]"),
@@ -104,6 +108,13 @@ impl std::str::FromStr for Rule {
             return s.parse().map(Rule::Static);
         }
         Err(format!("unknown rule `{s}`: expected molpeg, random, column:NAME, {}", STATIC_RULE_NAMES.join(", ")))
+    }
+}
+
+impl Rule {
+    /// Whether the rule reads `fingerprints.parquet` (the `kmeans-fp` rules).
+    pub fn reads_fingerprints(&self) -> bool {
+        matches!(self, Rule::Static(r) if r.reads_fingerprints())
     }
 }
 
@@ -194,6 +205,10 @@ pub struct SelectConfig {
     /// Epochs of `outputs.parquet` that `grand` and `el2n` average and `forgetting` counts over.
     #[serde(default)]
     pub proxy_epochs: EpochSelection,
+    /// Fingerprint file of the `kmeans-fp` rules; default `runs/<pipeline>/featurize/fingerprints.parquet`.
+    /// Left out of serialized configs when unset, so manifests that embed `[select]` keep their key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprints: Option<PathBuf>,
 }
 
 fn default_rule() -> String {
@@ -216,11 +231,17 @@ impl Default for SelectConfig {
             scores: None,
             score_dir: None,
             proxy_epochs: EpochSelection::All,
+            fingerprints: None,
         }
     }
 }
 
 impl SelectConfig {
+    /// The fingerprint file: `fingerprints`, or the featurize stage's under `runs_root`.
+    pub fn fingerprints_path(&self, pipeline: &Pipeline, runs_root: &Path) -> PathBuf {
+        self.fingerprints.clone().unwrap_or_else(|| pipeline.stage_dir(runs_root, "featurize").join(fingerprints::FILE))
+    }
+
     pub fn keep_fraction(&self) -> Result<KeepFraction, String> {
         match (self.keep, self.prune) {
             (Some(_), Some(_)) => Err("give either keep or prune, not both".into()),
@@ -249,6 +270,7 @@ pub fn run(pipeline: &Pipeline, runs_root: &Path, config: &SelectConfig, out_dir
     let split_path = pipeline.stage_dir(runs_root, "split").join("split.parquet");
     let score_dir = config.score_dir.clone().unwrap_or_else(|| pipeline.stage_dir(runs_root, "score"));
     let scores_path = config.scores.clone().unwrap_or_else(|| score_dir.join("sample_scores.parquet"));
+    let fingerprints_path = config.fingerprints_path(pipeline, runs_root);
     let dir = out_dir.map(Path::to_path_buf).unwrap_or_else(|| pipeline.stage_dir(runs_root, "select"));
     let output = dir.join("coreset.parquet");
 
@@ -263,6 +285,15 @@ pub fn run(pipeline: &Pipeline, runs_root: &Path, config: &SelectConfig, out_dir
                 return Err(Error::invalid(&scores_path, "not found; run the score stage first, or pass --scores FILE"));
             }
             inputs.push(scores_path.clone());
+        }
+        Rule::Static(r) if r.reads_fingerprints() => {
+            if !fingerprints_path.exists() {
+                return Err(Error::invalid(
+                    &fingerprints_path,
+                    format!("not found: rule `{r}` reads Morgan fingerprints, which {} writes; run it, or pass --fingerprints FILE", crate::fingerprints::PRODUCED_BY),
+                ));
+            }
+            inputs.push(fingerprints_path.clone());
         }
         Rule::Static(r) => {
             for file in signals::files_for(r) {
@@ -283,7 +314,7 @@ pub fn run(pipeline: &Pipeline, runs_root: &Path, config: &SelectConfig, out_dir
     stage.begin()?;
 
     let train_ids = read_train_ids(&split_path)?;
-    let kept = select_kept(&rule, config, keep, &train_ids, &scores_path, &score_dir)?;
+    let kept = select_kept(&rule, config, keep, &train_ids, &RuleFiles { scores: &scores_path, score_dir: &score_dir, fingerprints: &fingerprints_path })?;
 
     let batch = RecordBatch::try_new(
         coreset::schema(),
@@ -302,18 +333,24 @@ pub fn run(pipeline: &Pipeline, runs_root: &Path, config: &SelectConfig, out_dir
     Ok(Outcome::Ran(summary))
 }
 
+/// The files the rules read, resolved by the caller.
+#[derive(Debug, Clone, Copy)]
+pub struct RuleFiles<'a> {
+    /// Scores file of `molpeg` and `column:NAME`.
+    pub scores: &'a Path,
+    /// Directory of the proxy signal files of the baselines.
+    pub score_dir: &'a Path,
+    /// `fingerprints.parquet` of the `kmeans-fp` rules.
+    pub fingerprints: &'a Path,
+}
+
 /// Applies `rule` to the training molecules `train_ids`, keeping `keep` of them (`config` gives the
 /// order, aggregate, seed and rescaling; its `keep`/`prune` are not read). Rules other than `random`
-/// read `scores_path`, the baselines (`Rule::Static`) the proxy signal files in `score_dir`. The select
-/// stage and in-process drivers (the scaling sweep) share this.
-pub fn select_kept(
-    rule: &Rule,
-    config: &SelectConfig,
-    keep: KeepFraction,
-    train_ids: &[u32],
-    scores_path: &Path,
-    score_dir: &Path,
-) -> Result<Vec<Kept>, Error> {
+/// read `files.scores`, the baselines (`Rule::Static`) the proxy signal files in `files.score_dir`
+/// or, for `kmeans-fp`, `files.fingerprints`. The select stage and in-process drivers (the scaling
+/// sweep) share this.
+pub fn select_kept(rule: &Rule, config: &SelectConfig, keep: KeepFraction, train_ids: &[u32], files: &RuleFiles) -> Result<Vec<Kept>, Error> {
+    let (scores_path, score_dir) = (files.scores, files.score_dir);
     Ok(match rule {
         Rule::Random => random_subset(train_ids, keep, config.seed, config.rescale),
         Rule::Molpeg => {
@@ -332,7 +369,11 @@ pub fn select_kept(
             // Rows in mol_id order: the rules break ties by row, hence by mol_id.
             let mut ids = train_ids.to_vec();
             ids.sort_unstable();
-            let picks = signals::select_static(r, score_dir, &ids, keep, config.seed, &config.proxy_epochs)?;
+            let picks = if r.reads_fingerprints() {
+                select_by_fingerprints(r, files.fingerprints, &ids, keep, config.seed)?
+            } else {
+                signals::select_static(r, score_dir, &ids, keep, config.seed, &config.proxy_epochs)?
+            };
             to_kept(&picks, &ids, keep, config.rescale)
         }
     })
@@ -375,6 +416,20 @@ fn read_scores_for(path: &Path, column: &str, train_ids: &[u32]) -> Result<Vec<(
         ));
     }
     Ok(train_ids.iter().map(|id| (*id, by_id[id])).collect())
+}
+
+/// Test fixture: the pipeline `p` under `root`, whose split stage holds mol_ids `0..total`, the first
+/// `train` of them in the training split and the rest in the test split.
+#[cfg(test)]
+pub(crate) fn pipeline_with_split(root: &Path, total: u32, train: u32) -> Pipeline {
+    let pipeline = Pipeline::parse(&root.join("p.toml"), "name = \"p\"\n").unwrap();
+    let split_dir = pipeline.stage_dir(root, "split");
+    std::fs::create_dir_all(&split_dir).unwrap();
+    let ids: Vec<u32> = (0..total).collect();
+    let parts: Vec<&str> = ids.iter().map(|&i| if i < train { split::TRAIN } else { split::TEST }).collect();
+    let batch = RecordBatch::try_new(split::schema(), vec![Arc::new(UInt32Array::from(ids)), Arc::new(arrow::array::StringArray::from(parts))]).unwrap();
+    write_batches(split_dir.join("split.parquet"), split::schema(), split::KIND, &Default::default(), &[batch]).unwrap();
+    pipeline
 }
 
 #[cfg(test)]
@@ -431,7 +486,7 @@ mod tests {
         assert!("column:".parse::<Rule>().is_err());
         assert!("herding?".parse::<Rule>().unwrap_err().contains("molpeg, random, column:NAME, herding, kmeans"));
         assert!("kmeans:0".parse::<Rule>().unwrap_err().contains("at least one cluster"));
-        for name in ["molpeg", "random", "column:x", "kcenter", "kmeans:4", "moderate:1", "least-confidence"] {
+        for name in ["molpeg", "random", "column:x", "kcenter", "kmeans:4", "kmeans-fp:4", "kmeans-fp-easy:10", "moderate:1", "least-confidence"] {
             let rule: Rule = name.parse().unwrap();
             assert_eq!(rule.to_string(), name);
             assert_eq!(serde_json::to_value(&rule).unwrap(), serde_json::json!(name));

@@ -225,9 +225,10 @@ impl EpochSelection {
     }
 }
 
-/// Which signal files a rule reads.
+/// Which signal files a rule reads (none for the fingerprint rules, see [`crate::fingerprints`]).
 pub fn files_for(rule: &StaticRule) -> &'static [&'static str] {
     match rule {
+        _ if rule.reads_fingerprints() => &[],
         StaticRule::Forgetting | StaticRule::Grand | StaticRule::El2n => &[EMBEDDINGS_FILE, OUTPUTS_FILE],
         _ => &[EMBEDDINGS_FILE],
     }
@@ -427,7 +428,6 @@ mod tests {
     use super::*;
     use crate::select::{self, SelectConfig};
     use molpeg_core::manifest::Outcome;
-    use molpeg_core::pipeline::Pipeline;
 
     fn keep(r: f64) -> KeepFraction {
         KeepFraction::new(r).unwrap()
@@ -552,13 +552,8 @@ mod tests {
     fn select_stage_reads_the_score_directory() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
-        let pipeline = Pipeline::parse(&root.join("p.toml"), "name = \"p\"\n").unwrap();
-        let split_dir = pipeline.stage_dir(root, "split");
-        std::fs::create_dir_all(&split_dir).unwrap();
+        let pipeline = select::pipeline_with_split(root, 10, 8);
         let ids: Vec<u32> = (0..10).collect();
-        let parts: Vec<&str> = ids.iter().map(|&i| if i < 8 { schema::split::TRAIN } else { schema::split::TEST }).collect();
-        let batch = RecordBatch::try_new(schema::split::schema(), vec![Arc::new(UInt32Array::from(ids.clone())), Arc::new(arrow::array::StringArray::from(parts))]).unwrap();
-        write_batches(split_dir.join("split.parquet"), schema::split::schema(), schema::split::KIND, &BTreeMap::new(), &[batch]).unwrap();
         let config = SelectConfig { rule: "forgetting".into(), keep: Some(0.5), ..SelectConfig::default() };
         let err = select::run(&pipeline, root, &config, None, false).err().unwrap().to_string();
         assert!(err.contains("score/embeddings.parquet") && err.contains("molpeg-score --signals") && err.contains("--score-dir"), "{err}");

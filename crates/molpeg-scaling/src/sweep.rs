@@ -9,8 +9,8 @@
 //! - Settings hash (per row): the `[finetune]` settings that change what is measured (everything but
 //!   the per-cell axes seed/layers/width/pretrained and the execution choices device, threads,
 //!   prefetch, eval batch size), `rescale`, the sha256 of `graphs.parquet`, the content of the split,
-//!   and the cell's own inputs (the scores file and `[select]` order/aggregate for `select:`, the
-//!   pretrained checkpoint). A row whose hash differs from what the current settings give for its key
+//!   and the cell's own inputs (the scores file and `[select]` order/aggregate for `select:`, or the
+//!   fingerprint file for `select:kmeans-fp`; the pretrained checkpoint). A row whose hash differs from what the current settings give for its key
 //!   is stale: the sweep refuses to mix it in and says how to proceed (`--discard-stale` drops such
 //!   rows, or choose another `--out-dir`).
 //! - Splits: without a split axis the split stage's `split.parquet` is used (its rows are labelled
@@ -53,6 +53,9 @@ pub struct SweepConfig {
     pub dataset: String,
     pub pipeline_path: PathBuf,
     pub graphs: PathBuf,
+    /// `fingerprints.parquet` of `select:kmeans-fp` strategies (`[select] fingerprints`, default the
+    /// featurize stage's).
+    pub fingerprints: PathBuf,
     /// The split stage's output, used when there is no split axis.
     pub split_file: PathBuf,
     pub split: SplitConfig,
@@ -78,14 +81,16 @@ impl SweepConfig {
         if scaling.scores.is_none() {
             scaling.scores = Some(pipeline.stage_dir(runs_dir, "score").join("sample_scores.parquet"));
         }
+        let select: SelectConfig = pipeline.section("select")?;
         Ok(SweepConfig {
             dataset: pipeline.name.clone(),
             pipeline_path: pipeline.path.clone(),
             graphs: pipeline.stage_dir(runs_dir, "featurize").join("graphs.parquet"),
+            fingerprints: select.fingerprints_path(pipeline, runs_dir),
             split_file: pipeline.stage_dir(runs_dir, "split").join("split.parquet"),
             split: pipeline.section("split")?,
             finetune: pipeline.section(finetune::STAGE)?,
-            select: pipeline.section("select")?,
+            select,
             scaling,
             out_dir: pipeline.stage_dir(runs_dir, STAGE),
             force: false,
@@ -309,6 +314,11 @@ impl<'a> Context<'a> {
         } else {
             match key.strategy.parse::<Strategy>().map(|s| s.kind) {
                 Err(_) => return Ok(None),
+                Ok(StrategyKind::Select(rule)) if rule.reads_fingerprints() => {
+                    let path = self.config.fingerprints.clone();
+                    let Some(fingerprints) = self.file_hash(&path) else { return Ok(None) };
+                    serde_json::json!({"fingerprints": fingerprints})
+                }
                 Ok(StrategyKind::Select(_)) => {
                     let scores = self.config.scores_path();
                     let Some(scores) = self.file_hash(&scores) else { return Ok(None) };
@@ -400,9 +410,13 @@ pub fn run(config: &SweepConfig) -> Result<SweepSummary> {
         require(&config.split_file, "run the split stage first (`just split <pipeline>`), or give a split axis (--splits)")?;
         inputs.push(config.split_file.clone());
     }
-    if strategies.iter().any(|s| matches!(s.kind, StrategyKind::Select(_))) {
+    if strategies.iter().any(|s| matches!(&s.kind, StrategyKind::Select(rule) if !rule.reads_fingerprints())) {
         require(&config.scores_path(), "select: strategies need a scores file: run the score stage or pass --scores FILE")?;
         inputs.push(config.scores_path());
+    }
+    if strategies.iter().any(|s| matches!(&s.kind, StrategyKind::Select(rule) if rule.reads_fingerprints())) {
+        require(&config.fingerprints, "select:kmeans-fp strategies need fingerprints: run `molpeg-featurize --fingerprints`")?;
+        inputs.push(config.fingerprints.clone());
     }
     let pretrained: Vec<Option<PathBuf>> = if config.scaling.pretrained.is_empty() {
         vec![config.finetune.pretrained.clone()]
@@ -581,7 +595,8 @@ fn run_cell(context: &mut Context, cell: &Cell, device: molpeg_nn::tch::Device, 
                 // Baselines read the proxy signal files that sit next to the scores file.
                 let scores = config.scores_path();
                 let score_dir = scores.parent().map(Path::to_path_buf).unwrap_or_default();
-                as_plan(select_lib::select_kept(rule, &select, keep, &train_ids, &scores, &score_dir)?)
+                let files = select_lib::RuleFiles { scores: &scores, score_dir: &score_dir, fingerprints: &config.fingerprints };
+                as_plan(select_lib::select_kept(rule, &select, keep, &train_ids, &files)?)
             }
         }
         StrategyKind::Dynamic(policy) => {

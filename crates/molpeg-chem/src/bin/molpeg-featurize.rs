@@ -15,8 +15,9 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 ///
 /// Writes runs/PIPELINE/featurize/graphs.parquet (Hu et al. 2019 and OGB atom/bond features,
 /// directed edges, canonical SMILES, Murcko scaffolds, labels) and rejects.parquet (rows RDKit could
-/// not featurize, with the reason). Settings come from the pipeline's [featurize] section; flags
-/// override them. The raw file is found as molpeg-fetch finds it ($MOLPEG_DATA_DIR, then
+/// not featurize, with the reason); with --fingerprints also fingerprints.parquet (Morgan bits of the
+/// same molecules, for `molpeg-select --rule kmeans-fp`). Settings come from the pipeline's
+/// [featurize] section; flags override them. The raw file is found as molpeg-fetch finds it ($MOLPEG_DATA_DIR, then
 /// $MOLPEG_DATA_MIRROR, then the canonical URL).
 #[derive(Parser)]
 #[command(version)]
@@ -32,6 +33,15 @@ struct Args {
     /// Featurize only the first N rows (quick runs).
     #[arg(long, value_name = "N")]
     limit: Option<u64>,
+    /// Also write fingerprints.parquet: Morgan bit vectors (radius 2, 2048 bits by default).
+    #[arg(long)]
+    fingerprints: bool,
+    /// Morgan radius of the fingerprints (default 2).
+    #[arg(long, value_name = "R")]
+    fingerprint_radius: Option<u32>,
+    /// Bits per fingerprint, a multiple of 8 (default 2048).
+    #[arg(long, value_name = "BITS")]
+    fingerprint_bits: Option<u32>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -57,6 +67,9 @@ fn run(args: &Args) -> anyhow::Result<()> {
     if let Some(limit) = args.limit {
         config.limit = Some(limit);
     }
+    config.fingerprints |= args.fingerprints;
+    config.fingerprint_radius = args.fingerprint_radius.unwrap_or(config.fingerprint_radius);
+    config.fingerprint_bits = args.fingerprint_bits.unwrap_or(config.fingerprint_bits);
     match featurize::run(&pipeline, &args.stage.runs_dir, &config, &FetchOptions::from_env(), args.stage.force)? {
         Outcome::UpToDate(dir) => println!("featurize: up to date ({}), use --force to rerun", dir.display()),
         Outcome::Ran(summary) => print_summary(&summary),
@@ -76,6 +89,9 @@ fn print_summary(s: &FeaturizeSummary) {
         s.rdkit_version,
         s.graphs.display()
     );
+    if let Some(path) = &s.fingerprints {
+        println!("  fingerprints -> {}", path.display());
+    }
     for (reason, n) in &s.rejected_by_reason {
         println!("  rejected  {n:>8}  {reason} (see {})", s.rejects.display());
     }

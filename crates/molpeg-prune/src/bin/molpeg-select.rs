@@ -13,7 +13,8 @@ use molpeg_prune::signals::EpochSelection;
 /// Rules: `molpeg` keeps the ⌊r·N⌋ largest MolPeg scores; `random` a seeded uniform subset;
 /// `column:NAME` ranks by any numeric column of the scores file; the baselines of both papers (herding,
 /// kmeans, kcenter, least-confidence, entropy, margin, forgetting, grand, el2n, moderate) read the proxy
-/// signals that `molpeg-score --signals` writes to the score directory. `--help` lists every rule.
+/// signals that `molpeg-score --signals` writes to the score directory; kmeans-fp reads the Morgan
+/// fingerprints that `molpeg-featurize --fingerprints` writes. `--help` lists every rule.
 /// Settings come from the pipeline's [select] section; flags override them.
 #[derive(Parser)]
 #[command(version)]
@@ -35,7 +36,7 @@ struct Args {
     /// For `column:NAME`: keep the largest (desc) or smallest (asc) values.
     #[arg(long, value_enum)]
     order: Option<Order>,
-    /// Seed of `random` and of k-means++ (`kmeans`).
+    /// Seed of `random` and of k-means++ (`kmeans`, `kmeans-fp`).
     #[arg(long)]
     seed: Option<u64>,
     /// Do not weight the kept samples' loss by 1/r.
@@ -51,6 +52,10 @@ struct Args {
     /// or a list such as 1-5 or 1,3,5 (default all).
     #[arg(long, value_name = "EPOCHS")]
     proxy_epochs: Option<EpochSelection>,
+    /// Fingerprint file of `kmeans-fp` (default runs/<pipeline>/featurize/fingerprints.parquet, written
+    /// by `molpeg-featurize --fingerprints`).
+    #[arg(long, value_name = "PARQUET")]
+    fingerprints: Option<PathBuf>,
     /// Output directory (default runs/<pipeline>/select).
     #[arg(long, value_name = "DIR")]
     out_dir: Option<PathBuf>,
@@ -90,6 +95,9 @@ fn run(args: &Args) -> anyhow::Result<()> {
     }
     if args.score_dir.is_some() {
         config.score_dir = args.score_dir.clone();
+    }
+    if args.fingerprints.is_some() {
+        config.fingerprints = args.fingerprints.clone();
     }
     if let Some(epochs) = &args.proxy_epochs {
         config.proxy_epochs = epochs.clone();

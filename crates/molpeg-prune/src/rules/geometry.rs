@@ -1,5 +1,6 @@
-//! Rules over the geometry of an embedding space (or fingerprint vectors as 0/1 floats): herding,
-//! k-center, k-means prototypes and Moderate-DS. Distances are Euclidean, accumulated in f64.
+//! Rules over the geometry of an embedding space: herding, k-center, k-means prototypes and
+//! Moderate-DS. Distances are Euclidean, accumulated in f64. k-means also runs on fingerprint bits
+//! (`Matrix<u8>` of 0/1): it is generic over any [`Coordinate`], so both spaces share one code path.
 //!
 //! Cost: herding and k-center are O(k·N·D) for k picks (one pass over the candidates per pick);
 //! k-means is O(iterations·K·N·D).
@@ -11,8 +12,13 @@ use rand_chacha::ChaCha8Rng;
 
 use super::{check_shape, KMeansOptions, Matrix, Pick, RuleError};
 
-fn sq_dist(a: &[f32], b: &[f64]) -> f64 {
-    a.iter().zip(b).map(|(&x, &y)| (x as f64 - y) * (x as f64 - y)).sum()
+/// A value k-means can place in space: f32 embeddings, or u8 fingerprint bits (0/1).
+pub trait Coordinate: Copy + Into<f64> {}
+impl Coordinate for f32 {}
+impl Coordinate for u8 {}
+
+fn sq_dist<T: Coordinate>(a: &[T], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(&x, &y)| (x.into() - y) * (x.into() - y)).sum()
 }
 
 fn sq_dist_rows(a: &[f32], b: &[f32]) -> f64 {
@@ -138,7 +144,7 @@ impl KMeansFit {
 }
 
 /// Nearest centroid of a row (ties: lowest centroid) and the squared distance to it.
-fn nearest_centroid(row: &[f32], centroids: &[f64], dim: usize) -> (usize, f64) {
+fn nearest_centroid<T: Coordinate>(row: &[T], centroids: &[f64], dim: usize) -> (usize, f64) {
     let mut best = (0, f64::INFINITY);
     for (k, c) in centroids.chunks_exact(dim).enumerate() {
         let d = sq_dist(row, c);
@@ -153,7 +159,7 @@ fn nearest_centroid(row: &[f32], centroids: &[f64], dim: usize) -> (usize, f64) 
 /// at most `max_iter` of them, stopping early when no assignment changes. `clusters` is clamped to N.
 /// An empty cluster keeps its previous centroid. When every remaining point coincides with a chosen
 /// centroid, k-means++ draws the next centre uniformly.
-pub fn kmeans(emb: Matrix<f32>, clusters: usize, max_iter: usize, seed: u64) -> KMeansFit {
+pub fn kmeans<T: Coordinate>(emb: Matrix<T>, clusters: usize, max_iter: usize, seed: u64) -> KMeansFit {
     let (n, dim) = (emb.rows(), emb.cols());
     let k = clusters.min(n);
     let mut fit = KMeansFit { centroids: Vec::with_capacity(k * dim), dim, assignment: vec![0; n], iterations: 0, converged: true };
@@ -161,7 +167,7 @@ pub fn kmeans(emb: Matrix<f32>, clusters: usize, max_iter: usize, seed: u64) -> 
         return fit;
     }
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let push = |centroids: &mut Vec<f64>, i: usize| centroids.extend(emb.row(i).iter().map(|&x| x as f64));
+    let push = |centroids: &mut Vec<f64>, i: usize| centroids.extend(emb.row(i).iter().map(|&x| x.into()));
     push(&mut fit.centroids, rng.random_range(0..n));
     let mut d2: Vec<f64> = (0..n).map(|i| sq_dist(emb.row(i), &fit.centroids[..dim])).collect();
     while fit.centroids.len() < k * dim {
@@ -198,7 +204,7 @@ pub fn kmeans(emb: Matrix<f32>, clusters: usize, max_iter: usize, seed: u64) -> 
         for (i, &c) in fit.assignment.iter().enumerate() {
             counts[c] += 1;
             for (s, &x) in sums[c * dim..(c + 1) * dim].iter_mut().zip(emb.row(i)) {
-                *s += x as f64;
+                *s += x.into();
             }
         }
         for c in (0..k).filter(|&c| counts[c] > 0) {
@@ -223,8 +229,9 @@ pub fn kmeans(emb: Matrix<f32>, clusters: usize, max_iter: usize, seed: u64) -> 
 
 /// Sorscher et al. 2022's self-supervised prototype metric: each row's Euclidean distance to its
 /// k-means centroid (the nearest one). `kmeans` keeps the largest ("hard"), `kmeans-easy` the smallest.
-/// For Sorscher's cosine variant, L2-normalise the rows first.
-pub fn kmeans_scores(emb: Matrix<f32>, options: KMeansOptions, seed: u64) -> Result<Vec<f64>, RuleError> {
+/// For Sorscher's cosine variant, L2-normalise the rows first. On fingerprint bits the centroid holds
+/// the cluster's per-bit frequencies, and the score is the 0/1 row's Euclidean distance to them.
+pub fn kmeans_scores<T: Coordinate>(emb: Matrix<T>, options: KMeansOptions, seed: u64) -> Result<Vec<f64>, RuleError> {
     if options.clusters == 0 {
         return Err(RuleError::Option("k-means needs at least one cluster".into()));
     }
@@ -361,12 +368,55 @@ mod tests {
         let inputs = RuleInputs { embeddings: Some(m(&pts, 2)), ..RuleInputs::default() };
         let hard: StaticRule = "kmeans:3".parse().unwrap();
         assert_eq!(hard.select(&inputs, keep(0.04), 1).unwrap()[0].index, 0);
-        let easy = StaticRule::KMeans(KMeansOptions { keep: Prototypicality::Easy, clusters: 3, max_iter: 50 });
+        let easy = StaticRule::KMeans(KMeansOptions { keep: Prototypicality::Easy, clusters: 3, max_iter: 50, ..KMeansOptions::default() });
         let picks = easy.select(&inputs, keep(1.0), 1).unwrap();
         assert_eq!(picks.last().unwrap().index, 0);
         // Identical points and more clusters than rows do not break k-means++.
         let same = [1.0f32; 8];
         assert_eq!(kmeans(m(&same, 2), 9, 10, 0).assignment, vec![0; 4]);
+    }
+
+    /// Fingerprints: two tight families of molecules sharing most bits, and one molecule that shares
+    /// none; `kmeans-fp` keeps it first, `kmeans-fp-easy` last, and the embedding rule cannot run
+    /// without embeddings.
+    #[test]
+    fn kmeans_fp_keeps_the_outlier_molecule_first() {
+        const B: usize = 32;
+        let mut bits = vec![0u8; 11 * B];
+        for i in 0..10 {
+            let family = if i < 5 { 0..12 } else { 16..28 };
+            for j in family {
+                bits[i * B + j] = 1;
+            }
+            bits[i * B + 12 + i % 4] = 1; // small differences within a family
+        }
+        let outlier = 10;
+        for j in [12, 13, 14, 15, 28, 29, 30, 31] {
+            bits[outlier * B + j] = 1;
+        }
+        let inputs = RuleInputs { fingerprints: Some(Matrix::new(&bits, B).unwrap()), ..RuleInputs::default() };
+        for seed in 0..5 {
+            let hard: StaticRule = "kmeans-fp:2".parse().unwrap();
+            let picks = hard.select(&inputs, keep(1.0 / 11.0), seed).unwrap();
+            assert_eq!(picks.len(), 1);
+            assert_eq!(picks[0].index, outlier, "seed {seed}");
+            let easy: StaticRule = "kmeans-fp-easy:2".parse().unwrap();
+            assert_eq!(easy.select(&inputs, keep(1.0), seed).unwrap().last().unwrap().index, outlier, "seed {seed}");
+        }
+        let err = "kmeans:2".parse::<StaticRule>().unwrap().select(&inputs, keep(0.5), 0).unwrap_err();
+        assert!(matches!(err, RuleError::MissingInput { input: "embeddings", .. }), "{err}");
+    }
+
+    /// One k-means for both spaces: 0/1 bits as u8 give the same fit as the same bits as f32.
+    #[test]
+    fn kmeans_on_bits_equals_kmeans_on_the_same_values_as_floats() {
+        let bits: Vec<u8> = uniform(3, 40 * 16).iter().map(|v| (*v > 0.7) as u8).collect();
+        let floats: Vec<f32> = bits.iter().map(|&b| b as f32).collect();
+        let options = KMeansOptions { clusters: 4, ..KMeansOptions::default() };
+        for seed in 0..3 {
+            assert_eq!(kmeans(Matrix::new(&bits, 16).unwrap(), 4, 50, seed), kmeans(m(&floats, 16), 4, 50, seed));
+            assert_eq!(kmeans_scores(Matrix::new(&bits, 16).unwrap(), options, seed).unwrap(), kmeans_scores(m(&floats, 16), options, seed).unwrap());
+        }
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! Rules (what each keeps, and where it comes from):
 //! - `herding`: greedy moment matching, keeps the samples whose running mean best tracks the mean embedding (Welling 2009; Chen et al. 2018 coreset form).
 //! - `kmeans[-easy][:K]`: keeps the samples farthest from (`-easy`: nearest to) their k-means centroid (Sorscher et al. 2022, prototype metric).
+//! - `kmeans-fp[-easy][:K]`: the same on Morgan fingerprint bits instead of the proxy's embeddings (no proxy model needed).
 //! - `kcenter`: greedy k-center coverage, keeps the farthest-point traversal of the embeddings (Sener & Savarese 2018).
 //! - `least-confidence`: keeps the largest Σ_tasks 1 − max(p, 1 − p) (Coleman et al. 2020).
 //! - `entropy`: keeps the largest Σ_tasks binary entropy of p (Coleman et al. 2020).
@@ -40,7 +41,7 @@ use crate::keep::KeepFraction;
 use crate::select::{Kept, Order};
 
 pub use dynamics::{correctness, el2n_run, el2n_scores, forgetting_scores, grand_run, grand_scores, mean_over_runs};
-pub use geometry::{herding, kcenter, kmeans, kmeans_scores, moderate_distances, moderate_scores, KMeansFit};
+pub use geometry::{herding, kcenter, kmeans, kmeans_scores, moderate_distances, moderate_scores, Coordinate, KMeansFit};
 pub use uncertainty::{uncertainty_scores, Uncertainty};
 
 /// A rule could not run on the inputs it was given.
@@ -111,8 +112,10 @@ pub struct RunOutputs<'a> {
 /// Everything a static rule may read; each rule checks that what it needs is present.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RuleInputs<'a> {
-    /// N×D embeddings (or fingerprint bits as 0/1 floats): herding, kmeans, kcenter, moderate.
+    /// N×D embeddings: herding, kmeans, kcenter, moderate.
     pub embeddings: Option<Matrix<'a, f32>>,
+    /// N×B fingerprint bits, one 0/1 byte per bit: kmeans-fp.
+    pub fingerprints: Option<Matrix<'a, u8>>,
     /// N×T binary labels (values where `mask` is false are ignored): grand, el2n, moderate.
     pub labels: Option<Matrix<'a, f32>>,
     /// N×T validity mask, `true` where the label is present: uncertainty rules, grand, el2n, moderate.
@@ -133,7 +136,17 @@ pub enum Prototypicality {
     Easy,
 }
 
-/// Options of the `kmeans` rule.
+/// The vectors `kmeans` clusters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FeatureSpace {
+    /// The proxy model's graph embeddings (`kmeans`, `kmeans-easy`).
+    Embedding,
+    /// Morgan fingerprint bits as 0/1 vectors (`kmeans-fp`, `kmeans-fp-easy`).
+    Fingerprint,
+}
+
+/// Options of the `kmeans` rules.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct KMeansOptions {
     /// Number of clusters k (clamped to N).
@@ -141,6 +154,7 @@ pub struct KMeansOptions {
     /// Maximum Lloyd iterations after k-means++ initialisation.
     pub max_iter: usize,
     pub keep: Prototypicality,
+    pub space: FeatureSpace,
 }
 
 impl KMeansOptions {
@@ -150,12 +164,13 @@ impl KMeansOptions {
 
 impl Default for KMeansOptions {
     fn default() -> Self {
-        KMeansOptions { clusters: Self::DEFAULT_CLUSTERS, max_iter: Self::DEFAULT_MAX_ITER, keep: Prototypicality::Hard }
+        KMeansOptions { clusters: Self::DEFAULT_CLUSTERS, max_iter: Self::DEFAULT_MAX_ITER, keep: Prototypicality::Hard, space: FeatureSpace::Embedding }
     }
 }
 
 /// A parsed static rule. Names (see [`STATIC_RULE_NAMES`]) round-trip through `FromStr`/`Display`:
-/// `herding`, `kmeans`, `kmeans:K`, `kmeans-easy`, `kmeans-easy:K`, `kcenter`, `least-confidence`,
+/// `herding`, `kmeans`, `kmeans:K`, `kmeans-easy`, `kmeans-easy:K`, `kmeans-fp`, `kmeans-fp:K`,
+/// `kmeans-fp-easy`, `kmeans-fp-easy:K`, `kcenter`, `least-confidence`,
 /// `entropy`, `margin`, `forgetting`, `grand`, `el2n`, `moderate`, `moderate:TASK`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum StaticRule {
@@ -171,8 +186,21 @@ pub enum StaticRule {
 }
 
 /// The base names accepted by [`StaticRule::from_str`].
-pub const STATIC_RULE_NAMES: &[&str] =
-    &["herding", "kmeans", "kmeans-easy", "kcenter", "least-confidence", "entropy", "margin", "forgetting", "grand", "el2n", "moderate"];
+pub const STATIC_RULE_NAMES: &[&str] = &[
+    "herding",
+    "kmeans",
+    "kmeans-easy",
+    "kmeans-fp",
+    "kmeans-fp-easy",
+    "kcenter",
+    "least-confidence",
+    "entropy",
+    "margin",
+    "forgetting",
+    "grand",
+    "el2n",
+    "moderate",
+];
 
 impl FromStr for StaticRule {
     type Err = String;
@@ -187,13 +215,14 @@ impl FromStr for StaticRule {
         };
         let no_arg = |rule: StaticRule| if arg.is_some() { Err(format!("rule `{name}` takes no `:` argument")) } else { Ok(rule) };
         match name {
-            "kmeans" | "kmeans-easy" => {
-                let keep = if name == "kmeans" { Prototypicality::Hard } else { Prototypicality::Easy };
+            "kmeans" | "kmeans-easy" | "kmeans-fp" | "kmeans-fp-easy" => {
+                let keep = if name.ends_with("-easy") { Prototypicality::Easy } else { Prototypicality::Hard };
+                let space = if name.starts_with("kmeans-fp") { FeatureSpace::Fingerprint } else { FeatureSpace::Embedding };
                 let clusters = if arg.is_some() { number("cluster count")? } else { KMeansOptions::DEFAULT_CLUSTERS };
                 if clusters == 0 {
                     return Err(format!("rule `{s}`: k-means needs at least one cluster"));
                 }
-                Ok(StaticRule::KMeans(KMeansOptions { clusters, keep, ..KMeansOptions::default() }))
+                Ok(StaticRule::KMeans(KMeansOptions { clusters, keep, space, ..KMeansOptions::default() }))
             }
             "moderate" => Ok(StaticRule::Moderate { task: if arg.is_some() { Some(number("task index")?) } else { None } }),
             "herding" => no_arg(StaticRule::Herding),
@@ -214,8 +243,9 @@ impl fmt::Display for StaticRule {
         match self {
             StaticRule::Herding => write!(f, "herding"),
             StaticRule::KMeans(o) => {
-                let name = if o.keep == Prototypicality::Hard { "kmeans" } else { "kmeans-easy" };
-                write!(f, "{name}:{}", o.clusters)
+                let space = if o.space == FeatureSpace::Fingerprint { "-fp" } else { "" };
+                let keep = if o.keep == Prototypicality::Easy { "-easy" } else { "" };
+                write!(f, "kmeans{space}{keep}:{}", o.clusters)
             }
             StaticRule::KCenter => write!(f, "kcenter"),
             StaticRule::Uncertainty(u) => write!(f, "{}", u.name()),
@@ -269,6 +299,11 @@ pub fn to_kept(picks: &[Pick], mol_ids: &[u32], keep: KeepFraction, rescale: boo
 }
 
 impl StaticRule {
+    /// Whether the rule reads `fingerprints.parquet` (featurize) instead of the proxy's signal files.
+    pub fn reads_fingerprints(&self) -> bool {
+        matches!(self, StaticRule::KMeans(o) if o.space == FeatureSpace::Fingerprint)
+    }
+
     /// Whether larger scores are kept ([`Order::Desc`]) or smaller ([`Order::Asc`]); `None` for the
     /// greedy rules (herding, kcenter) whose picks depend on earlier picks rather than a score.
     pub fn order(&self) -> Option<Order> {
@@ -285,12 +320,16 @@ impl StaticRule {
     pub fn scores(&self, inputs: &RuleInputs, seed: u64) -> Result<Option<Vec<f64>>, RuleError> {
         let need = |input: &'static str| RuleError::MissingInput { rule: self.to_string(), input };
         let embeddings = || inputs.embeddings.ok_or_else(|| need("embeddings"));
+        let fingerprints = || inputs.fingerprints.ok_or_else(|| need("fingerprints"));
         let mask = || inputs.mask.ok_or_else(|| need("a label mask"));
         let labels = || inputs.labels.ok_or_else(|| need("labels"));
         let runs = || if inputs.runs.is_empty() { Err(need("at least one run's predictions")) } else { Ok(inputs.runs) };
         let scores = match *self {
             StaticRule::Herding | StaticRule::KCenter => return Ok(None),
-            StaticRule::KMeans(options) => kmeans_scores(embeddings()?, options, seed)?,
+            StaticRule::KMeans(options) => match options.space {
+                FeatureSpace::Embedding => kmeans_scores(embeddings()?, options, seed)?,
+                FeatureSpace::Fingerprint => kmeans_scores(fingerprints()?, options, seed)?,
+            },
             StaticRule::Moderate { task } => moderate_scores(embeddings()?, labels()?, mask()?, task)?,
             StaticRule::Uncertainty(kind) => {
                 let mask = mask()?;
@@ -349,13 +388,19 @@ pub(crate) mod tests {
 
     #[test]
     fn names_round_trip_and_reject_unknowns() {
-        for name in ["herding", "kmeans:10", "kmeans-easy:4", "kcenter", "least-confidence", "entropy", "margin", "forgetting", "grand", "el2n", "moderate", "moderate:2"] {
+        for name in ["herding", "kmeans:10", "kmeans-easy:4", "kmeans-fp:10", "kmeans-fp-easy:3", "kcenter", "least-confidence", "entropy", "margin", "forgetting", "grand", "el2n", "moderate", "moderate:2"] {
             let rule: StaticRule = name.parse().unwrap();
             assert_eq!(rule.to_string(), name);
             let json = serde_json::to_string(&rule).unwrap();
             assert_eq!(serde_json::from_str::<StaticRule>(&json).unwrap(), rule);
         }
         assert_eq!("kmeans".parse::<StaticRule>().unwrap(), StaticRule::KMeans(KMeansOptions::default()));
+        let fp = KMeansOptions { space: FeatureSpace::Fingerprint, ..KMeansOptions::default() };
+        assert_eq!("kmeans-fp".parse::<StaticRule>().unwrap(), StaticRule::KMeans(fp));
+        assert_eq!("kmeans-fp-easy:4".parse::<StaticRule>().unwrap(), StaticRule::KMeans(KMeansOptions { clusters: 4, keep: Prototypicality::Easy, ..fp }));
+        assert!("kmeans-fp".parse::<StaticRule>().unwrap().reads_fingerprints());
+        assert!(!"kmeans".parse::<StaticRule>().unwrap().reads_fingerprints());
+        assert!("kmeans-fp:0".parse::<StaticRule>().is_err());
         assert!("kmeans:0".parse::<StaticRule>().is_err());
         assert!("herding:3".parse::<StaticRule>().is_err());
         assert!("craig".parse::<StaticRule>().unwrap_err().contains("available: herding"));
@@ -385,6 +430,7 @@ pub(crate) mod tests {
         let mut mask: Vec<bool> = uniform(5, n * t).iter().map(|v| *v > 0.2).collect();
         mask[0..t].fill(false); // sample 0 has no valid label
         let correct: Vec<bool> = uniform(6, n * epochs).iter().map(|v| *v > 0.4).collect();
+        let bits: Vec<u8> = uniform(7, n * 64).iter().map(|v| (*v > 0.9) as u8).collect();
         let emb = Matrix::new(&emb, d).unwrap();
         let runs = [
             RunOutputs { probs: Matrix::new(&probs_a, t).unwrap(), embeddings: Some(emb) },
@@ -396,8 +442,9 @@ pub(crate) mod tests {
             mask: Some(Matrix::new(&mask, t).unwrap()),
             runs: &runs,
             correctness: Some(Matrix::new(&correct, epochs).unwrap()),
+            fingerprints: Some(Matrix::new(&bits, 64).unwrap()),
         };
-        let names = ["herding", "kmeans:3", "kmeans-easy:3", "kcenter", "least-confidence", "entropy", "margin", "forgetting", "grand", "el2n", "moderate", "moderate:1"];
+        let names = ["herding", "kmeans:3", "kmeans-easy:3", "kmeans-fp:3", "kmeans-fp-easy:3", "kcenter", "least-confidence", "entropy", "margin", "forgetting", "grand", "el2n", "moderate", "moderate:1"];
         for name in names {
             let rule: StaticRule = name.parse().unwrap();
             for r in [0.01, 0.3, 0.5, 1.0] {
