@@ -4,6 +4,8 @@ Usage: python experiments/summarize.py runs/exp-molpeg [DATASET] [--pivot]
 Reads every <root>/seed*/<dataset>/finetune-<tag>/summary.json and groups by tag. Tags are
 `full`, `<strategy>-<keep>` for static coresets and `dynamic-<policy>-<keep>` for dynamic pruning.
 --pivot adds a strategy × keep table of test ROC-AUC (mean ± std, seeds) with each column's best in bold.
+--positives adds, for static coresets (select-<tag>/coreset.parquet), the share of positive labels
+(first task) in the coreset, mean over seeds: class skew explains much of how the rules behave.
 """
 import glob
 import json
@@ -59,6 +61,8 @@ def main() -> None:
 
     if "--pivot" in sys.argv:
         print_pivot(runs)
+    if "--positives" in sys.argv:
+        print_positives(root, dataset, runs)
 
 
 def print_pivot(runs) -> None:
@@ -87,6 +91,30 @@ def print_pivot(runs) -> None:
             text = f"{fmt(cell[0])} ({cell[1]})"
             row.append(f"**{text}**" if cell[0][0] == best[k] else text)
         print(f"| {strategy} | " + " | ".join(row) + " |")
+
+
+def print_positives(root, dataset, runs) -> None:
+    import pyarrow.parquet as pq
+
+    by_strategy = {}
+    for seed_dir in sorted(glob.glob(f"{root}/seed*/{dataset}")):
+        graphs = pq.read_table(f"{seed_dir}/featurize/graphs.parquet", columns=["mol_id", "labels"])
+        first_label = {m: (ls[0] if ls else None) for m, ls in zip(graphs["mol_id"].to_pylist(), graphs["labels"].to_pylist())}
+        for tag in runs:
+            strategy, keep = split_tag(tag)
+            coreset = f"{seed_dir}/select-{tag.removeprefix('static-')}/coreset.parquet"
+            if keep is None or not os.path.exists(coreset):
+                continue
+            labels = [first_label[m] for m in pq.read_table(coreset, columns=["mol_id"])["mol_id"].to_pylist()]
+            labels = [v for v in labels if v is not None]
+            by_strategy.setdefault(strategy, {}).setdefault(keep, []).append(sum(v > 0.5 for v in labels) / len(labels))
+    keeps = sorted({k for per_keep in by_strategy.values() for k in per_keep})
+    print()
+    print("| coreset positives (share) | " + " | ".join(f"keep {k:g}" for k in keeps) + " |")
+    print("|---|" + "---|" * len(keeps))
+    for strategy in sorted(by_strategy):
+        cells = [f"{statistics.mean(v):.1%}" if (v := by_strategy[strategy].get(k)) else "—" for k in keeps]
+        print(f"| {strategy} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":
