@@ -31,8 +31,9 @@ struct Cli {
     /// Seeds, comma-separated (overrides [scaling] seeds; built-in default 0,1,2). A seed draws the subset and initializes and shuffles training.
     #[arg(long, value_delimiter = ',', value_name = "S,...")]
     seeds: Option<Vec<u64>>,
-    /// Strategies, comma-separated: `random` (a seeded subset of ⌊f·N⌋ molecules), `select:RULE` (a
-    /// static rule of molpeg-select over --scores: molpeg, random, column:NAME), `dynamic:POLICY`
+    /// Strategies, comma-separated: `random` (a seeded subset of ⌊f·N⌋ molecules), `select:RULE` (any
+    /// rule of molpeg-select: molpeg and column:NAME read --scores, the baselines the proxy signals
+    /// next to it, kmeans-fp the featurize stage's fingerprints.parquet), `dynamic:POLICY`
     /// (molpeg, soft-random, epsilon-greedy, ucb, infobatch, keeping ⌊f·N⌋ molecules per epoch).
     #[arg(long, value_delimiter = ',', value_name = "NAME,...")]
     strategies: Option<Vec<String>>,
