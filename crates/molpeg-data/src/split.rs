@@ -3,6 +3,11 @@
 //! Methods (indices are positions in `graphs.parquet`, which is in source-row order):
 //! - `random`: seeded Fisher–Yates shuffle (ChaCha8); the first ⌊f_train·N⌋ go to train, the next
 //!   ⌊f_valid·N⌋ to valid, the rest to test.
+//! - `python-random`: the same bounds over pretrain-gnns' `random_split` permutation — Python's
+//!   `random.seed(seed)` then `random.shuffle(list(range(N)))` ([`crate::python_random`]), index for
+//!   index. MolPeg's paper split is this with seed 42 (`config.py`). Positions are `graphs.parquet`
+//!   rows, which equal pretrain-gnns' dataset indices when featurize accepts every row (HIV: all
+//!   41,127); with rejects the positions shift, and the stage says how many rows were rejected.
 //! - `scaffold`: Hu et al. (2019) / DeepChem. Group by Murcko scaffold with chirality (acyclic molecules
 //!   share the empty scaffold), sort groups by (size, first index) descending, and walk them: a group
 //!   goes to train unless train would exceed f_train·N, then to valid unless train+valid would exceed
@@ -31,11 +36,16 @@ use serde::{Deserialize, Serialize};
 
 /// Metadata key of `split.parquet`: the method, as a JSON string (`"scaffold"`).
 pub const META_SPLIT_METHOD: &str = "molpeg.split_method";
+/// Metadata key of `split.parquet`: the seed (JSON number; unused by `scaffold`).
+pub const META_SPLIT_SEED: &str = "molpeg.split_seed";
+/// Metadata key of `split.parquet`: the train/valid/test fractions (JSON array).
+pub const META_SPLIT_FRACTIONS: &str = "molpeg.split_fractions";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum SplitMethod {
     Random,
+    PythonRandom,
     #[default]
     Scaffold,
     ImbalancedScaffold,
@@ -113,6 +123,21 @@ pub fn random_split(n: usize, fractions: [f64; 3], seed: u64) -> Vec<Part> {
         parts[i] = if rank < n_train { Part::Train } else if rank < n_train + n_valid { Part::Valid } else { Part::Test };
     }
     parts
+}
+
+/// pretrain-gnns' `random_split(seed)`: Python's `random.shuffle` of `0..n` after `random.seed(seed)`;
+/// train = order[:int(f_train·n)], valid = order[int(f_train·n):int(f_train·n) + int(f_valid·n)], test
+/// the rest. Returns the part of each item and the permutation (`order[rank]` = item).
+pub fn python_random_split(n: usize, fractions: [f64; 3], seed: u64) -> (Vec<Part>, Vec<usize>) {
+    let mut order: Vec<usize> = (0..n).collect();
+    crate::python_random::PythonRandom::seed(seed).shuffle(&mut order);
+    let n_train = (fractions[0] * n as f64) as usize;
+    let n_valid = (fractions[1] * n as f64) as usize;
+    let mut parts = vec![Part::Test; n];
+    for (rank, &i) in order.iter().enumerate() {
+        parts[i] = if rank < n_train { Part::Train } else if rank < n_train + n_valid { Part::Valid } else { Part::Test };
+    }
+    (parts, order)
 }
 
 fn shuffle<T>(items: &mut [T], seed: u64) {
@@ -227,7 +252,11 @@ pub fn run(pipeline: &Pipeline, runs_root: &Path, config: &SplitConfig, force: b
         ],
     )
     .map_err(|e| Error::arrow(&output, e))?;
-    let meta = BTreeMap::from([(META_SPLIT_METHOD.to_string(), serde_json::to_string(&config.method).unwrap_or_default())]);
+    let meta = BTreeMap::from([
+        (META_SPLIT_METHOD.to_string(), serde_json::to_string(&config.method).unwrap_or_default()),
+        (META_SPLIT_SEED.to_string(), config.seed.to_string()),
+        (META_SPLIT_FRACTIONS.to_string(), serde_json::to_string(&config.resolved_fractions()).unwrap_or_default()),
+    ]);
     write_batches(&output, split_schema::schema(), split_schema::KIND, &meta, &[batch])?;
 
     let mut counts: BTreeMap<Part, PartCounts> = Part::ALL.iter().map(|p| (*p, PartCounts::default())).collect();
@@ -252,6 +281,7 @@ pub fn assign<S: AsRef<str>>(scaffolds: &[S], config: &SplitConfig) -> Vec<Part>
     let fractions = config.resolved_fractions();
     match config.method {
         SplitMethod::Random => random_split(scaffolds.len(), fractions, config.seed),
+        SplitMethod::PythonRandom => python_random_split(scaffolds.len(), fractions, config.seed).0,
         SplitMethod::Scaffold => scaffold_split(scaffolds, fractions),
         SplitMethod::ImbalancedScaffold => imbalanced_scaffold_split(scaffolds, fractions, config.resolved_move_fraction(), config.seed),
     }
@@ -307,6 +337,36 @@ mod tests {
         assert_ne!(a, random_split(1000, [0.8, 0.1, 0.1], 8));
         let count = |p| a.iter().filter(|&&x| x == p).count();
         assert_eq!((count(Part::Train), count(Part::Valid), count(Part::Test)), (800, 100, 100));
+    }
+
+    /// Python's `random_split` of pretrain-gnns / MolPeg, computed by the venv's Python itself, for
+    /// several seeds and sizes (HIV's 41,127 included).
+    #[test]
+    fn python_random_split_equals_python_for_every_seed_and_size() {
+        let python = std::env::var("MOLPEG_PYTHON").unwrap_or_else(|_| "python3".into());
+        let cases = [(41_127usize, 42u64), (41_127, 0), (2_039, 42), (10, 1), (1, 5), (100_000, 123_456_789_012)];
+        let script = "import random, sys, json\nout = []\nfor n, seed in json.loads(sys.argv[1]):\n    random.seed(seed); idx = list(range(n)); random.shuffle(idx)\n    out.append([idx[:int(0.8 * n)], idx[int(0.8 * n):int(0.1 * n) + int(0.8 * n)]])\nprint(json.dumps(out))";
+        let arg = serde_json::to_string(&cases.iter().map(|&(n, s)| (n, s)).collect::<Vec<_>>()).unwrap();
+        let out = std::process::Command::new(&python).args(["-c", script, &arg]).output().expect("python runs");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let expected: Vec<(Vec<usize>, Vec<usize>)> = serde_json::from_slice(&out.stdout).unwrap();
+        for (&(n, seed), (train, valid)) in cases.iter().zip(expected) {
+            let (parts, order) = python_random_split(n, [0.8, 0.1, 0.1], seed);
+            assert_eq!(&order[..train.len()], &train[..], "train order, n = {n}, seed = {seed}");
+            assert_eq!(&order[train.len()..train.len() + valid.len()], &valid[..], "valid order, n = {n}, seed = {seed}");
+            for (i, part) in parts.iter().enumerate() {
+                let want = if train.contains(&i) { Part::Train } else if valid.contains(&i) { Part::Valid } else { Part::Test };
+                if n <= 2_039 {
+                    assert_eq!(*part, want, "item {i}, n = {n}, seed = {seed}");
+                }
+            }
+            let count = |p| parts.iter().filter(|&&x| x == p).count();
+            assert_eq!((count(Part::Train), count(Part::Valid)), (train.len(), valid.len()));
+        }
+        // HIV with seed 42: the paper's sizes.
+        let (parts, _) = python_random_split(41_127, [0.8, 0.1, 0.1], 42);
+        let count = |p| parts.iter().filter(|&&x| x == p).count();
+        assert_eq!((count(Part::Train), count(Part::Valid), count(Part::Test)), (32_901, 4_112, 4_114));
     }
 
     #[test]

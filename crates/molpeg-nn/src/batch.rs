@@ -116,6 +116,9 @@ pub struct Batch {
     pub mask: Tensor,
     /// `[layers, N, width]` dropout masks drawn on the loader thread, if the loader was asked for them.
     pub dropout: Option<Tensor>,
+    /// A second, independent set of masks for MolPeg's reference model (its own dropout, as the
+    /// official code's separate forward pass draws), if the loader was asked for them.
+    pub reference_dropout: Option<Tensor>,
 }
 
 /// The dense tensors of a batch, built off the training thread; [`HostTensors::assemble`] finishes it.
@@ -132,6 +135,7 @@ pub struct HostTensors {
     labels: Tensor,
     mask: Tensor,
     pub(crate) dropout: Option<Tensor>,
+    pub(crate) reference_dropout: Option<Tensor>,
 }
 
 impl HostBatch {
@@ -152,6 +156,7 @@ impl HostBatch {
             labels: Tensor::from_slice(&self.labels).view([b, t]),
             mask: Tensor::from_slice(&self.mask).view([b, t]),
             dropout: None,
+            reference_dropout: None,
         }
     }
 
@@ -193,6 +198,7 @@ impl HostTensors {
             labels: mv(self.labels),
             mask: mv(self.mask),
             dropout: self.dropout.map(mv),
+            reference_dropout: self.reference_dropout.map(mv),
             samples: self.samples,
         }
     }
@@ -277,12 +283,15 @@ pub struct LoaderOptions {
     /// Collate batch k+1 on a second thread while the caller works on batch k.
     pub prefetch: bool,
     pub dropout: Option<DropoutSpec>,
+    /// Masks of MolPeg's reference model, drawn like `dropout` with their own seed.
+    pub reference_dropout: Option<DropoutSpec>,
 }
 
 fn prepare(store: &GraphStore, chunk: &[Sample], index: usize, options: &LoaderOptions) -> HostTensors {
     let host = collate(store, chunk);
     let mut tensors = host.to_tensors();
     tensors.dropout = options.dropout.map(|spec| spec.mask_tensor(host.num_nodes(), index as u64));
+    tensors.reference_dropout = options.reference_dropout.map(|spec| spec.mask_tensor(host.num_nodes(), index as u64));
     tensors
 }
 
@@ -382,7 +391,7 @@ mod tests {
         let store = two_graph_store();
         let plan = Sample::unweighted(&[1, 0, 1]);
         let mut seen = Vec::new();
-        let options = LoaderOptions { batch_size: 2, prefetch: true, dropout: None };
+        let options = LoaderOptions { batch_size: 2, prefetch: true, dropout: None, reference_dropout: None };
         for_each_batch(&store, &plan, &options, Device::Cpu, |b| {
             seen.push(b.samples.clone());
             Ok(())

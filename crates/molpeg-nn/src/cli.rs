@@ -4,7 +4,9 @@
 use std::path::PathBuf;
 
 use crate::device::DeviceChoice;
-use crate::finetune::{FinetuneSettings, Monitor};
+use crate::dual_pace::{ReferenceDropout, ReferenceHead, ReferenceInit};
+use crate::finetune::{FinetuneSettings, Monitor, Unscored};
+use crate::train::SampleLoss;
 use crate::pretrain::PretrainSettings;
 use crate::model::{Jk, Pooling};
 
@@ -57,6 +59,24 @@ pub struct FinetuneArgs {
     /// EMA rate β of the MolPeg reference model (ξ ← β·ξ + (1 − β)·θ).
     #[arg(long)]
     pub ema_beta: Option<f64>,
+    /// MolPeg reference model's dropout masks: its own (independent, the official code) or θ's (shared).
+    #[arg(long, value_enum)]
+    pub reference_dropout: Option<ReferenceDropout>,
+    /// MolPeg reference model's head: θ's current head (online, the official code) or its own EMA head.
+    #[arg(long, value_enum)]
+    pub reference_head: Option<ReferenceHead>,
+    /// MolPeg reference model's start: its own seeded random weights (random, the official code) or a copy of θ (online).
+    #[arg(long, value_enum)]
+    pub reference_init: Option<ReferenceInit>,
+    /// Per-sample loss over tasks: ÷ all tasks (all-tasks, the official code) or ÷ labelled tasks.
+    #[arg(long, value_enum)]
+    pub sample_loss: Option<SampleLoss>,
+    /// Dynamic MolPeg's rank of unscored samples: at score 1 (score-one, the official code) or first.
+    #[arg(long, value_enum)]
+    pub unscored: Option<Unscored>,
+    /// Dynamic soft-random draws each epoch without replacement (the official code draws with replacement).
+    #[arg(long)]
+    pub soft_random_without_replacement: bool,
     #[command(flatten)]
     pub train: TrainArgs,
     #[command(flatten)]
@@ -96,7 +116,10 @@ impl FinetuneArgs {
     /// Overwrites `settings` with every flag that was given.
     pub fn apply(&self, settings: &mut FinetuneSettings) {
         override_fields!(self.train, settings, epochs, batch_size, lr, weight_decay, seed, device, threads);
-        override_fields!(self, settings, eval_batch_size, monitor, anneal, ema_beta);
+        override_fields!(self, settings, eval_batch_size, monitor, anneal, ema_beta, reference_dropout, reference_head, reference_init, sample_loss, unscored);
+        if self.soft_random_without_replacement {
+            settings.soft_random_replacement = false;
+        }
         if self.dynamic.is_some() {
             settings.dynamic = self.dynamic.clone();
         }

@@ -31,10 +31,11 @@ use tch::{Device, Tensor};
 use crate::checkpoint::{self, Checkpoint, Scope};
 use crate::data::{load_coreset, Dataset, Sample, TaskKind};
 use crate::device::{describe, DeviceChoice};
+use crate::dual_pace::{DualPace, ReferenceDropout, ReferenceHead, ReferenceInit, ReferenceOptions};
 use crate::dynamic::PolicySchedule;
 use crate::metrics;
 use crate::model::{Jk, Model, ModelConfig, Pooling};
-use crate::train::{shuffled, BatchOutcome, Evaluation, Objective, TrainConfig, Trainer};
+use crate::train::{shuffled, BatchOutcome, Evaluation, Objective, SampleLoss, TrainConfig, Trainer};
 use crate::{Error, Result};
 
 pub const STAGE: &str = "finetune";
@@ -113,6 +114,33 @@ pub struct FinetuneSettings {
     pub anneal: f64,
     /// EMA rate β of the reference model ξ ← β·ξ + (1 − β)·θ (MolPeg scoring, dynamic MolPeg).
     pub ema_beta: f64,
+    /// Dropout masks of the reference model's forward pass: `independent` (its own, the official
+    /// code) or `shared` (θ's masks of the same batch). See [`crate::dual_pace`].
+    pub reference_dropout: ReferenceDropout,
+    /// Head of the reference model: `online` (θ's current head, the official code) or `ema`.
+    pub reference_head: ReferenceHead,
+    /// Start of the reference model: `random` (its own seeded initialisation, the official code) or
+    /// `online` (a copy of θ's starting weights).
+    pub reference_init: ReferenceInit,
+    /// Per-sample loss over tasks: `all-tasks` (÷ number of tasks, the official code) or
+    /// `labelled-tasks` (÷ labelled tasks). Single-task datasets are unaffected.
+    pub sample_loss: SampleLoss,
+    /// Dynamic MolPeg's rank of never-scored samples: `score-one` (they rank with score 1, the official
+    /// code's initial score) or `first` (above every scored sample).
+    pub unscored: Unscored,
+    /// Dynamic soft-random draws with replacement (the official code's `np.random.randint`).
+    pub soft_random_replacement: bool,
+}
+
+/// Where dynamic MolPeg ranks samples it has not scored yet (`[finetune] unscored`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Unscored {
+    /// As if their score were 1 (the official code initialises every score to 1).
+    #[default]
+    ScoreOne,
+    /// Above every scored sample, so the first ⌈1/r⌉ epochs cover the split exactly once.
+    First,
 }
 
 impl Default for FinetuneSettings {
@@ -140,6 +168,12 @@ impl Default for FinetuneSettings {
             keep: None,
             anneal: 0.0,
             ema_beta: 0.5,
+            reference_dropout: ReferenceDropout::default(),
+            reference_head: ReferenceHead::default(),
+            reference_init: ReferenceInit::default(),
+            sample_loss: SampleLoss::default(),
+            unscored: Unscored::default(),
+            soft_random_replacement: true,
         }
     }
 }
@@ -158,6 +192,11 @@ impl FinetuneSettings {
             prefetch: self.prefetch,
             seed: self.seed,
         }
+    }
+
+    /// MolPeg's reference-model settings.
+    pub fn reference_options(&self) -> ReferenceOptions {
+        ReferenceOptions { beta: self.ema_beta, dropout: self.reference_dropout, head: self.reference_head, init: self.reference_init }
     }
 
     /// Checks everything that does not need the data.
@@ -464,9 +503,12 @@ pub fn train(data: &Dataset, s: &FinetuneSettings, plan: Vec<Sample>, device: De
         Checkpoint::read(p)?.load_into(&model, Scope::Encoder)?;
     }
     let parameters = model.num_parameters();
-    let objective = Objective::for_task(data.task_kind, &data.store, &data.train);
+    let objective = Objective::for_task(data.task_kind, &data.store, &data.train).with_sample_loss(s.sample_loss);
     let mut trainer = Trainer::new(model, objective, s.train_config())?;
-    let mut dynamic = s.dynamic.as_deref().map(|policy| PolicySchedule::new(policy, data, &trainer.model, s)).transpose()?;
+    let mut dynamic = s.dynamic.as_deref().map(|policy| PolicySchedule::new(policy, data, s)).transpose()?;
+    if dynamic.as_ref().is_some_and(PolicySchedule::needs_reference) {
+        trainer.reference = Some(DualPace::new(&trainer.model, s.reference_options(), s.seed)?);
+    }
     let train_samples = plan.len();
     let mut fixed = StaticPlan(plan);
     let schedule: &mut dyn Schedule = match dynamic.as_mut() {

@@ -204,6 +204,12 @@ impl Model {
 
     /// Node representations after the JK combination, `[N, graph_dim]`.
     pub fn node_representations(&self, batch: &Batch, train: bool) -> Tensor {
+        self.node_representations_with(batch, train, batch.dropout.as_ref())
+    }
+
+    /// [`Model::node_representations`] with explicit dropout masks `[layers, N, width]`; `None` in
+    /// train mode draws fresh ones from libtorch's generator.
+    pub fn node_representations_with(&self, batch: &Batch, train: bool, masks: Option<&Tensor>) -> Tensor {
         // index_select rather than embedding: its backward is an index_add, where embedding's sorts.
         let h0 = self.atom_emb.index_select(0, &batch.atom_type) + self.chirality_emb.index_select(0, &batch.chirality);
         let mut h = h0.shallow_clone();
@@ -215,7 +221,7 @@ impl Model {
             Jk::Last => {}
         }
         for l in 0..self.layers.len() {
-            h = self.layer_forward(l, &h, batch, train);
+            h = self.layer_forward(l, &h, batch, train, masks);
             match self.config.jk {
                 Jk::Sum => jk = Some(jk.take().expect("set before the loop") + &h),
                 Jk::Concat => all.push(h.shallow_clone()),
@@ -229,7 +235,7 @@ impl Model {
         }
     }
 
-    fn layer_forward(&self, l: usize, h: &Tensor, batch: &Batch, train: bool) -> Tensor {
+    fn layer_forward(&self, l: usize, h: &Tensor, batch: &Batch, train: bool, masks: Option<&Tensor>) -> Tensor {
         let layer = &self.layers[l];
         let last = l + 1 == self.layers.len();
         let out = layer.conv.forward(h, batch);
@@ -247,7 +253,7 @@ impl Model {
         // Dropout before the ReLU: relu(x)·m = relu(x·m) for masks m ≥ 0, and this order lets the
         // ReLU run in place on the product (batch_norm and mul do not keep their outputs for backward).
         if train && self.config.dropout > 0.0 {
-            out = match &batch.dropout {
+            out = match masks {
                 Some(masks) => out * masks.get(l as i64),
                 None => out.dropout(self.config.dropout, true),
             };
@@ -260,7 +266,12 @@ impl Model {
 
     /// Pooled graph representations, `[B, graph_dim]`.
     pub fn graph_representations(&self, batch: &Batch, train: bool) -> Tensor {
-        let nodes = self.node_representations(batch, train);
+        self.graph_representations_with(batch, train, batch.dropout.as_ref())
+    }
+
+    /// [`Model::graph_representations`] with explicit dropout masks (see [`Model::node_representations_with`]).
+    pub fn graph_representations_with(&self, batch: &Batch, train: bool, masks: Option<&Tensor>) -> Tensor {
+        let nodes = self.node_representations_with(batch, train, masks);
         match self.config.pooling {
             Pooling::Mean => batch.pool_mean.mm(&nodes),
             Pooling::Sum => batch.pool_sum.mm(&nodes),
@@ -279,6 +290,11 @@ impl Model {
         let (w, b) = self.head.as_ref().expect("forward needs a head: build the model with num_tasks > 0");
         let h = self.graph_representations(batch, train);
         (h.linear(w, Some(b)), h)
+    }
+
+    /// The linear head's `(weight, bias)`, if the model has one.
+    pub fn head(&self) -> Option<&(Tensor, Tensor)> {
+        self.head.as_ref()
     }
 
     /// Every variable (trainable or not) by name, sorted by name.

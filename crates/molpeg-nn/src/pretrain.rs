@@ -70,7 +70,8 @@ const MASK_STREAM: u64 = 0x6d61_736b;
 const DROPOUT_STREAM: u64 = 0x6472_6f70;
 
 /// The `[pretrain]` section of a pipeline file. Defaults: GraphMAE's setting for molecules on the
-/// paper's GIN (5 × 300, no dropout, batch 256, Adam 1e-3, 100 epochs) with MolPeg's mask rate 0.15.
+/// paper's GIN (5 × 300, no dropout, batch 256, Adam 1e-3, 100 epochs, mask rate 0.25 as GraphMAE's
+/// chem `pretraining.py`; Hu et al.'s attribute masking used 0.15).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PretrainSettings {
@@ -113,7 +114,7 @@ impl Default for PretrainSettings {
             batch_size: 256,
             lr: 1e-3,
             weight_decay: 0.0,
-            mask_rate: 0.15,
+            mask_rate: 0.25,
             alpha: 1.0,
             seed: 0,
             device: DeviceChoice::Auto,

@@ -211,9 +211,9 @@ pub fn run_with(config: &FinetuneConfig, options: &ScoreOptions) -> Result<Score
     if let Some(p) = &s.pretrained {
         Checkpoint::read(p)?.load_into(&model, Scope::Encoder)?;
     }
-    let objective = Objective::for_task(data.task_kind, &data.store, &data.train);
+    let objective = Objective::for_task(data.task_kind, &data.store, &data.train).with_sample_loss(s.sample_loss);
     let mut trainer = Trainer::new(model, objective, s.train_config())?;
-    let dual = DualPace::new(&trainer.model, s.ema_beta)?;
+    trainer.reference = Some(DualPace::new(&trainer.model, s.reference_options(), s.seed)?);
 
     let plan = Sample::unweighted(&data.train);
     let store = data.store.clone();
@@ -234,8 +234,8 @@ pub fn run_with(config: &FinetuneConfig, options: &ScoreOptions) -> Result<Score
         tch::manual_seed((crate::batch::mix_seed(s.seed, epoch as u64) >> 1) as i64);
         let order = shuffled(&plan, s.seed, epoch);
         trainer.train_epoch(&store, &order, |outcome| {
-            let reference = dual.after_step(outcome.model, outcome.objective, outcome)?;
-            for ((&index, &online), &reference) in outcome.batch.samples.iter().zip(outcome.losses).zip(&reference) {
+            let reference = outcome.reference_losses.ok_or_else(|| Error::Internal("the scorer's trainer has no reference model".into()))?;
+            for ((&index, &online), &reference) in outcome.batch.samples.iter().zip(outcome.losses).zip(reference) {
                 sightings.push(Sighting { mol_id: store.mol_ids[index as usize], epoch, loss_online: online, loss_ref: reference });
             }
             bar.inc(outcome.losses.len() as u64);

@@ -11,11 +11,27 @@ use rand_chacha::ChaCha8Rng;
 use tch::nn::{self, OptimizerConfig};
 use tch::{Device, Kind, Reduction, Tensor};
 
+use serde::{Deserialize, Serialize};
+
 use crate::batch::{for_each_batch, mix_seed, Batch, DropoutSpec, LoaderOptions};
 use crate::data::{GraphStore, Sample, TaskKind};
+use crate::dual_pace::DualPace;
 use crate::metrics;
 use crate::model::Model;
 use crate::{Error, Result};
+
+/// How a sample's per-task losses become its per-sample loss (the number MolPeg scores and the
+/// dynamic policies rank). Missing labels always contribute 0; the difference is the divisor.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum SampleLoss {
+    /// Sum over labelled tasks / number of tasks (the official code: `loss_mat.mean(1)` after zeroing
+    /// missing entries).
+    #[default]
+    AllTasks,
+    /// Sum over labelled tasks / number of labelled tasks.
+    LabelledTasks,
+}
 
 /// How outputs are turned into losses. Regression targets are standardized with the train split's
 /// per-task mean and standard deviation; outputs are reported back in original units.
@@ -24,11 +40,18 @@ pub struct Objective {
     pub kind: TaskKind,
     pub target_mean: Vec<f32>,
     pub target_std: Vec<f32>,
+    pub sample_loss: SampleLoss,
 }
 
 impl Objective {
     pub fn binary(tasks: usize) -> Self {
-        Objective { kind: TaskKind::Binary, target_mean: vec![0.0; tasks], target_std: vec![1.0; tasks] }
+        Objective { kind: TaskKind::Binary, target_mean: vec![0.0; tasks], target_std: vec![1.0; tasks], sample_loss: SampleLoss::default() }
+    }
+
+    /// The same objective with another per-sample averaging.
+    pub fn with_sample_loss(mut self, sample_loss: SampleLoss) -> Self {
+        self.sample_loss = sample_loss;
+        self
     }
 
     /// Binary as-is; regression standardized with the labels of `train`.
@@ -37,7 +60,7 @@ impl Objective {
             TaskKind::Binary => Objective::binary(store.num_tasks),
             TaskKind::Regression => {
                 let (target_mean, target_std) = store.label_moments(train);
-                Objective { kind, target_mean, target_std }
+                Objective { kind, target_mean, target_std, sample_loss: SampleLoss::default() }
             }
         }
     }
@@ -59,12 +82,17 @@ impl Objective {
         raw * &batch.mask
     }
 
-    /// Per-sample losses `[B]` (mean over the sample's labelled tasks) and the training objective:
+    /// Per-sample losses `[B]` (per [`SampleLoss`]) and the training objective:
     /// `Σ w_i · loss_ij / #labelled entries`, i.e. masked BCE/MSE averaged over valid entries with
-    /// per-sample weights multiplying per-sample losses.
+    /// per-sample weights multiplying per-sample losses. (The official code divides this by the number
+    /// of tasks once more, a constant factor that Adam's update does not see.)
     pub fn losses(&self, outputs: &Tensor, batch: &Batch) -> (Tensor, Tensor) {
         let entries = self.entry_losses(outputs, batch);
-        let per_sample = entries.sum_dim_intlist(1, false, Kind::Float) / batch.mask.sum_dim_intlist(1, false, Kind::Float).clamp_min(1.0);
+        let sums = entries.sum_dim_intlist(1, false, Kind::Float);
+        let per_sample = match self.sample_loss {
+            SampleLoss::AllTasks => sums / entries.size()[1].max(1) as f64,
+            SampleLoss::LabelledTasks => sums / batch.mask.sum_dim_intlist(1, false, Kind::Float).clamp_min(1.0),
+        };
         let valid = batch.mask.sum(Kind::Float).clamp_min(1.0);
         let objective = (entries * batch.weights.unsqueeze(1)).sum(Kind::Float) / valid;
         (per_sample, objective)
@@ -80,6 +108,9 @@ impl Objective {
         }
     }
 }
+
+/// Seed stream of the reference model's CPU dropout masks (mixed with the run seed).
+const REFERENCE_DROPOUT_STREAM: u64 = 0x5245_4644_524f_5021;
 
 /// Optimization and batching settings of a [`Trainer`].
 #[derive(Debug, Clone, PartialEq)]
@@ -118,6 +149,9 @@ pub struct BatchOutcome<'a> {
     pub batch: &'a Batch,
     /// Per-sample losses of the batch, before the step, in batch order (`batch.samples`).
     pub losses: &'a [f32],
+    /// The reference model's per-sample losses on the batch (before the step), when the trainer has
+    /// one ([`Trainer::reference`]).
+    pub reference_losses: Option<&'a [f32]>,
     /// The model after the step, and the objective (for a reference model's losses on the batch).
     pub model: &'a Model,
     pub objective: &'a Objective,
@@ -162,6 +196,9 @@ pub struct Trainer {
     pub samples_seen: u64,
     /// Calls of [`Trainer::train_epoch`] so far.
     pub epochs_trained: u64,
+    /// MolPeg's EMA reference model: when set, every batch also gets ξ's losses (before the step) and
+    /// ξ follows θ after every step.
+    pub reference: Option<DualPace>,
 }
 
 impl Trainer {
@@ -172,7 +209,7 @@ impl Trainer {
         }
         crate::runtime::tune_allocator();
         let optimizer = nn::Adam { wd: config.weight_decay, ..Default::default() }.build(&model.vs, config.lr)?;
-        Ok(Trainer { model, objective, config, optimizer, samples_seen: 0, epochs_trained: 0 })
+        Ok(Trainer { model, objective, config, optimizer, samples_seen: 0, epochs_trained: 0, reference: None })
     }
 
     pub fn device(&self) -> Device {
@@ -189,25 +226,31 @@ impl Trainer {
         let start = std::time::Instant::now();
         let mut losses = Vec::with_capacity(plan.len());
         let device = self.device();
-        // On CUDA libtorch's own dropout is fast, and host masks would cost a transfer.
+        // On CUDA libtorch's own dropout is fast, and host masks would cost a transfer; only a reference
+        // model that shares θ's masks needs them there.
         let cfg = &self.model.config;
-        let dropout = (device == Device::Cpu && cfg.dropout > 0.0).then(|| DropoutSpec {
-            layers: cfg.layers,
-            width: cfg.width,
-            p: cfg.dropout,
-            seed: mix_seed(self.config.seed, self.epochs_trained),
-        });
-        let options = LoaderOptions { batch_size: self.config.batch_size, prefetch: self.prefetch(), dropout };
+        let spec = |seed| DropoutSpec { layers: cfg.layers, width: cfg.width, p: cfg.dropout, seed };
+        let on_host = device == Device::Cpu || self.reference.as_ref().is_some_and(DualPace::shares_masks);
+        let dropout = (on_host && cfg.dropout > 0.0).then(|| spec(mix_seed(self.config.seed, self.epochs_trained)));
+        let independent_reference = self.reference.as_ref().is_some_and(|r| !r.shares_masks());
+        let reference_dropout = (device == Device::Cpu && cfg.dropout > 0.0 && independent_reference)
+            .then(|| spec(mix_seed(mix_seed(self.config.seed, REFERENCE_DROPOUT_STREAM), self.epochs_trained)));
+        let options = LoaderOptions { batch_size: self.config.batch_size, prefetch: self.prefetch(), dropout, reference_dropout };
         self.epochs_trained += 1;
-        let (model, optimizer, objective) = (&self.model, &mut self.optimizer, &self.objective);
+        let (model, optimizer, objective, reference) = (&self.model, &mut self.optimizer, &self.objective, self.reference.as_ref());
         for_each_batch(store, plan, &options, device, |batch| {
             let outputs = model.forward(&batch, true);
             let (per_sample, loss) = objective.losses(&outputs, &batch);
+            // The official order: both forward passes, then θ's step, then ξ's EMA step.
+            let reference_losses = reference.map(|r| r.losses(model, objective, &batch)).transpose()?;
             optimizer.backward_step(&loss);
+            if let Some(r) = reference {
+                r.update(model)?;
+            }
             let per_sample = Vec::<f32>::try_from(per_sample.detach().to_device(Device::Cpu))?;
             let offset = losses.len();
             losses.extend(batch.samples.iter().copied().zip(per_sample.iter().copied()));
-            on_batch(&BatchOutcome { offset, batch: &batch, losses: &per_sample, model, objective })
+            on_batch(&BatchOutcome { offset, batch: &batch, losses: &per_sample, reference_losses: reference_losses.as_deref(), model, objective })
         })?;
         self.samples_seen += plan.len() as u64;
         let mean_loss = if losses.is_empty() { 0.0 } else { losses.iter().map(|&(_, l)| l as f64).sum::<f64>() / losses.len() as f64 };
@@ -285,7 +328,7 @@ fn predict_impl(
     let mut side = representations.then(|| Representations { losses: Vec::with_capacity(indices.len()), embeddings: Vec::with_capacity(indices.len() * dim), dim });
     let (mut loss_sum, mut entries) = (0f64, 0f64);
     let plan = Sample::unweighted(indices);
-    let options = LoaderOptions { batch_size, prefetch, dropout: None };
+    let options = LoaderOptions { batch_size, prefetch, dropout: None, reference_dropout: None };
     for_each_batch(store, &plan, &options, model.device(), |batch| {
         let (out, h) = model.forward_with_representations(&batch, false);
         loss_sum += objective.entry_losses(&out, &batch).sum(Kind::Double).double_value(&[]);

@@ -321,7 +321,7 @@ fn regression_reports_original_units() {
     // Recompute from the checkpoint's predictions and the raw labels.
     let (model, ckpt) = checkpoint::load_model(&summary.stage_dir.join("model.safetensors"), Device::Cpu).unwrap();
     let stats: serde_json::Value = serde_json::from_str(&ckpt.metadata["molpeg.objective"]).unwrap();
-    let objective = Objective { kind: TaskKind::Regression, target_mean: vec![stats["target_mean"][0].as_f64().unwrap() as f32], target_std: vec![stats["target_std"][0].as_f64().unwrap() as f32] };
+    let objective = Objective { kind: TaskKind::Regression, target_mean: vec![stats["target_mean"][0].as_f64().unwrap() as f32], target_std: vec![stats["target_std"][0].as_f64().unwrap() as f32], sample_loss: Default::default() };
     assert_eq!(objective, Objective::for_task(TaskKind::Regression, &data.store, &data.train));
     let pred = predict_with(&model, &objective, &data.store, &data.test, 64, true).unwrap().outputs;
     let y: Vec<f64> = data.test.iter().map(|&g| data.store.labels(g as usize)[0] as f64).collect();
@@ -546,72 +546,95 @@ fn cuda_matches_cpu_when_available() {
 
 #[test]
 fn ema_after_one_step_is_exactly_beta_mix_of_start_and_online() {
-    use molpeg_nn::dual_pace::DualPace;
+    use molpeg_nn::dual_pace::{DualPace, ReferenceInit, ReferenceOptions};
     one_thread();
     let dir = tempfile::tempdir().unwrap();
     let data = write(dir.path(), &SyntheticSpec::hiv_like(40, 4));
     tch_seed(1);
     let mut trainer = Trainer::new(Model::new(&small_model(1), Device::Cpu).unwrap(), Objective::binary(1), train_config(64, 1e-2)).unwrap();
     let beta = 0.5;
-    let dual = DualPace::new(&trainer.model, beta).unwrap();
-    let start: BTreeMap<String, Tensor> = dual.reference.snapshot().into_iter().collect();
-    // The reference starts from exactly the online weights.
-    for (name, t) in trainer.model.snapshot() {
-        assert!(t.equal(&start[&name]), "{name} differs at the start");
+    for init in [ReferenceInit::Online, ReferenceInit::Random] {
+        let dual = DualPace::new(&trainer.model, ReferenceOptions { init, ..ReferenceOptions::official(beta) }, 7).unwrap();
+        let start: BTreeMap<String, Tensor> = dual.reference.snapshot().into_iter().collect();
+        let online_start: BTreeMap<String, Tensor> = trainer.model.snapshot().into_iter().collect();
+        let same = online_start.iter().filter(|(name, t)| t.equal(&start[*name])).count();
+        match init {
+            // The reference starts from exactly the online weights ...
+            ReferenceInit::Online => assert_eq!(same, online_start.len()),
+            // ... or from its own initialisation (BatchNorm's constant-initialised tensors aside), seeded.
+            ReferenceInit::Random => {
+                assert!(same < online_start.len() / 2, "{same} of {} tensors equal θ's", online_start.len());
+                let again = DualPace::new(&trainer.model, ReferenceOptions { init, ..ReferenceOptions::official(beta) }, 7).unwrap();
+                assert!(again.reference.snapshot().iter().all(|(n, t)| t.equal(&start[n])), "random init is seeded");
+            }
+        }
+        trainer.reference = Some(dual);
+        let plan = Sample::unweighted(&data.train);
+        let mut steps = 0;
+        trainer
+            .train_epoch(&data.store, &plan, |outcome| {
+                steps += 1;
+                assert_eq!(outcome.reference_losses.map(<[f32]>::len), Some(outcome.losses.len()));
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(steps, 1, "one batch, one optimizer step");
+        let online: BTreeMap<String, Tensor> = trainer.model.snapshot().into_iter().collect();
+        let mut moved = 0;
+        let dual = trainer.reference.take().unwrap();
+        for (name, xi) in dual.reference.snapshot() {
+            let expected = &start[&name] * beta + &online[&name] * (1.0 - beta);
+            let diff = (&xi - &expected).abs().max().double_value(&[]);
+            assert!(diff <= 1e-7, "{name}: |ξ − (β·ξ₀ + (1−β)·θ₁)| = {diff}");
+            moved += (!xi.equal(&start[&name])) as usize;
+        }
+        assert!(moved > 0, "the step changed the reference");
     }
-    let plan = Sample::unweighted(&data.train);
-    let mut steps = 0;
-    trainer
-        .train_epoch(&data.store, &plan, |outcome| {
-            steps += 1;
-            dual.after_step(outcome.model, outcome.objective, outcome).map(|_| ())
-        })
-        .unwrap();
-    assert_eq!(steps, 1, "one batch, one optimizer step");
-    let online: BTreeMap<String, Tensor> = trainer.model.snapshot().into_iter().collect();
-    let mut moved = 0;
-    for (name, xi) in dual.reference.snapshot() {
-        let expected = &start[&name] * beta + &online[&name] * (1.0 - beta);
-        let diff = (&xi - &expected).abs().max().double_value(&[]);
-        assert!(diff <= 1e-7, "{name}: |ξ − (β·ξ₀ + (1−β)·θ₁)| = {diff}");
-        moved += (!xi.equal(&start[&name])) as usize;
-    }
-    assert!(moved > 0, "the step changed the reference");
 }
 
+/// The score stage's `loss_ref` is the official code's: ξ's train-mode forward through θ's head at the
+/// time of the batch, before θ's step. Replayed here by hand with the public model API and a plain Adam.
 #[test]
 fn score_stage_records_abs_loss_differences_computed_independently() {
-    use molpeg_nn::dual_pace::DualPace;
+    use molpeg_nn::dual_pace::ReferenceInit;
     use molpeg_nn::score;
+    use molpeg_nn::tch::nn::OptimizerConfig;
     one_thread();
     let dir = tempfile::tempdir().unwrap();
     let data = write(dir.path(), &SyntheticSpec { tasks: 2, missing: 0.3, ..SyntheticSpec::hiv_like(60, 5) });
-    let settings = FinetuneSettings { epochs: 2, dropout: 0.0, ..quick_settings() };
+    let settings = FinetuneSettings { epochs: 2, dropout: 0.0, reference_init: ReferenceInit::Online, ..quick_settings() };
     let config = stage_config(dir.path(), settings.clone(), "score");
     let summary = score::run(&config).unwrap();
     assert_eq!(summary.train_samples, data.train.len());
     assert_eq!(summary.sightings, 2 * data.train.len());
 
-    // Replay the same run by hand: same seed, same shuffles, the reference loss of every batch computed
-    // independently through the public API, and |online − reference| compared with the file.
     molpeg_nn::tch::manual_seed(settings.seed as i64);
-    let model = Model::new(&settings.model_config(2), Device::Cpu).unwrap();
-    let mut trainer = Trainer::new(model, Objective::for_task(TaskKind::Binary, &data.store, &data.train), settings.train_config()).unwrap();
-    let dual = DualPace::new(&trainer.model, settings.ema_beta).unwrap();
+    let online = Model::new(&settings.model_config(2), Device::Cpu).unwrap();
+    let mut reference = Model::new(&settings.model_config(2), Device::Cpu).unwrap();
+    reference.restore(&online.snapshot()).unwrap();
+    reference.track_running_stats = false;
+    let objective = Objective::for_task(TaskKind::Binary, &data.store, &data.train);
+    let mut adam = molpeg_nn::tch::nn::Adam::default().build(&online.vs, settings.lr).unwrap();
+    let (w, b) = (online.vs.variables()["graph_pred_linear.weight"].shallow_clone(), online.vs.variables()["graph_pred_linear.bias"].shallow_clone());
     let mut expected = Vec::new();
     for epoch in 1..=2u32 {
-        molpeg_nn::tch::manual_seed((molpeg_nn::batch::mix_seed(settings.seed, epoch as u64) >> 1) as i64);
         let order = shuffled(&Sample::unweighted(&data.train), settings.seed, epoch);
-        trainer
-            .train_epoch(&data.store, &order, |o| {
-                let reference = molpeg_nn::train::sample_losses(&dual.reference, o.objective, o.batch, true)?;
-                molpeg_nn::model::ema_update(&dual.reference, o.model, dual.beta)?;
-                for ((&g, &on), &re) in o.batch.samples.iter().zip(o.losses).zip(&reference) {
-                    expected.push((data.store.mol_ids[g as usize], epoch, (on - re).abs()));
-                }
-                Ok(())
-            })
-            .unwrap();
+        for chunk in order.chunks(settings.batch_size) {
+            let batch = collate(&data.store, chunk).to_device(Device::Cpu);
+            let outputs = online.forward(&batch, true);
+            let (per_sample, loss) = objective.losses(&outputs, &batch);
+            // Per-sample loss: mean over both tasks, missing entries 0 (the official `loss_mat.mean(1)`).
+            let by_hand = objective.entry_losses(&outputs, &batch).sum_dim_intlist(1, false, Kind::Float) / 2.0;
+            assert!(per_sample.allclose(&by_hand, 1e-6, 1e-7, false));
+            let ref_out = molpeg_nn::tch::no_grad(|| reference.graph_representations(&batch, true).linear(&w, Some(&b)));
+            let (ref_loss, _) = objective.losses(&ref_out, &batch);
+            let (on, re) = (Vec::<f32>::try_from(per_sample.detach()).unwrap(), Vec::<f32>::try_from(ref_loss).unwrap());
+            adam.backward_step(&loss);
+            molpeg_nn::model::ema_update(&reference, &online, settings.ema_beta).unwrap();
+            for ((s, on), re) in chunk.iter().zip(on).zip(re) {
+                expected.push((data.store.mol_ids[s.index as usize], epoch, (on - re).abs()));
+            }
+        }
     }
     let source = ParquetSource::open(dir.path().join("score/scores.parquet"), &schema::scores::schema()).unwrap();
     let mut found = Vec::new();
@@ -626,13 +649,60 @@ fn score_stage_records_abs_loss_differences_computed_independently() {
         }
     }
     assert_eq!(found.len(), expected.len());
+    let mut positive = 0;
     for (f, e) in found.iter().zip(&expected) {
         assert_eq!((f.0, f.1), (e.0, e.1));
-        assert!((f.2 - e.2).abs() <= 1e-6, "score {} vs independent {}", f.2, e.2);
+        assert!((f.2 - e.2).abs() <= 1e-5, "score {} vs independent {}", f.2, e.2);
+        positive += (f.2 > 0.0) as usize;
     }
+    assert!(positive > found.len() / 2, "after the first batch θ and ξ differ");
     assert!(dir.path().join("score/scores_hist.png").is_file());
     let per_sample = ParquetSource::open(dir.path().join("score/sample_scores.parquet"), &schema::sample_scores::schema()).unwrap();
     assert_eq!(per_sample.num_rows, data.train.len());
+}
+
+/// First-batch scores with ξ initialised as θ: exactly 0 without dropout (the two forward passes are
+/// the same computation) and with shared masks; non-zero with the reference's own masks (the official
+/// code). The same on CUDA when one is present.
+fn first_batch_scores(dir: &Path, device: DeviceChoice, dropout: f64, masks: molpeg_nn::dual_pace::ReferenceDropout) -> Vec<f32> {
+    use molpeg_nn::dual_pace::ReferenceInit;
+    let settings = FinetuneSettings {
+        epochs: 1,
+        batch_size: 4096,
+        dropout,
+        reference_dropout: masks,
+        reference_init: ReferenceInit::Online,
+        device,
+        ..quick_settings()
+    };
+    let out = format!("score-{device:?}-{dropout}-{masks:?}");
+    molpeg_nn::score::run(&FinetuneConfig { force: true, ..stage_config(dir, settings, &out) }).unwrap();
+    let source = ParquetSource::open(dir.join(out).join("scores.parquet"), &schema::scores::schema()).unwrap();
+    source.read_columns(&["score"]).unwrap().flat_map(|b| b.unwrap().column(0).as_primitive::<arrow::datatypes::Float32Type>().values().to_vec()).collect()
+}
+
+#[test]
+fn reference_forward_uses_its_own_dropout_masks_on_every_device() {
+    use molpeg_nn::dual_pace::ReferenceDropout::{Independent, Shared};
+    one_thread();
+    let dir = tempfile::tempdir().unwrap();
+    let data = write(dir.path(), &SyntheticSpec::hiv_like(200, 8));
+    let mut devices = vec![DeviceChoice::Cpu];
+    if molpeg_nn::tch::Cuda::is_available() {
+        devices.push(DeviceChoice::Cuda);
+    }
+    for device in devices {
+        let zero = first_batch_scores(dir.path(), device, 0.0, Independent);
+        assert_eq!(zero.len(), data.train.len(), "one batch holds the whole split");
+        assert!(zero.iter().all(|&s| s == 0.0), "{device:?}, dropout 0: ξ = θ gives exactly 0, got max {:?}", zero.iter().cloned().fold(0f32, f32::max));
+        let shared = first_batch_scores(dir.path(), device, 0.5, Shared);
+        assert!(shared.iter().all(|&s| s == 0.0), "{device:?}, shared masks: exactly 0");
+        let own = first_batch_scores(dir.path(), device, 0.5, Independent);
+        let nonzero = own.iter().filter(|&&s| s > 0.0).count();
+        assert!(nonzero > own.len() * 9 / 10, "{device:?}, own masks: {nonzero} of {} scores non-zero", own.len());
+        let mean = own.iter().map(|&s| s as f64).sum::<f64>() / own.len() as f64;
+        assert!(mean > 1e-3, "{device:?}: dropout noise gives a visible score, mean {mean}");
+    }
 }
 
 #[test]
@@ -641,7 +711,8 @@ fn dynamic_molpeg_trains_on_fewer_samples_and_changes_its_kept_set() {
     let dir = tempfile::tempdir().unwrap();
     let data = write(dir.path(), &SyntheticSpec::hiv_like(120, 6));
     let n = data.train.len();
-    let settings = FinetuneSettings { epochs: 4, dynamic: Some("molpeg".into()), keep: Some(0.3), ..quick_settings() };
+    // `first`: unscored samples rank above every scored one, so the first epochs are disjoint.
+    let settings = FinetuneSettings { epochs: 4, dynamic: Some("molpeg".into()), keep: Some(0.3), unscored: finetune::Unscored::First, ..quick_settings() };
     let out = settings.stage_name();
     assert_eq!(out, "finetune-dynamic-molpeg-keep0.3");
     let summary = finetune::run(&stage_config(dir.path(), settings, &out)).unwrap();

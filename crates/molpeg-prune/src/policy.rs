@@ -16,7 +16,7 @@
 //!   up-weight the rest (Qin et al. ICLR 2024).
 
 use rand::seq::SliceRandom;
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
@@ -75,9 +75,19 @@ pub struct PolicyOptions {
     /// `keep` as 1 − r (so keep 0.5 gives InfoBatch's default 0.5); `Some` fixes it and `keep` is unused.
     #[serde(default)]
     pub infobatch_prune: Option<f64>,
-    /// `infobatch`: prune only while epoch < δ·E; the full set afterwards (InfoBatch's annealing).
+    /// `infobatch`: prune in epochs e ≤ δ·E (1-based, as InfoBatch's sampler counts); the full set
+    /// afterwards (InfoBatch's annealing).
     #[serde(default = "default_infobatch_delta")]
     pub infobatch_delta: f64,
+    /// `molpeg`: the score a never-scored sample ranks with. `Some(1.0)` is the official code
+    /// (`MolPeg.__init__`: `self.scores = np.ones(N)`): unscored samples compete with scored ones at
+    /// score 1. `None` ranks every unscored sample above every scored one.
+    #[serde(default = "default_unscored_score")]
+    pub unscored_score: Option<f32>,
+    /// `soft-random`: draw each epoch's ⌊r·N⌋ samples with replacement, as the official code's
+    /// `np.random.randint(0, N, int(r·N))`; `false` draws a subset without replacement.
+    #[serde(default = "default_soft_random_replacement")]
+    pub soft_random_replacement: bool,
 }
 
 fn default_epsilon() -> f64 {
@@ -89,11 +99,18 @@ fn default_ucb_c() -> f64 {
 fn default_infobatch_delta() -> f64 {
     PolicyOptions::DEFAULT_INFOBATCH_DELTA
 }
+fn default_unscored_score() -> Option<f32> {
+    PolicyOptions::DEFAULT_UNSCORED_SCORE
+}
+fn default_soft_random_replacement() -> bool {
+    true
+}
 
 impl PolicyOptions {
     pub const DEFAULT_EPSILON: f64 = 0.1;
     pub const DEFAULT_UCB_C: f64 = 1.0;
     pub const DEFAULT_INFOBATCH_DELTA: f64 = 0.875;
+    pub const DEFAULT_UNSCORED_SCORE: Option<f32> = Some(1.0);
 
     /// The shared options, with every policy-specific one at its default.
     pub fn new(keep: KeepFraction, seed: u64, anneal: f64) -> Self {
@@ -105,6 +122,8 @@ impl PolicyOptions {
             ucb_c: Self::DEFAULT_UCB_C,
             infobatch_prune: None,
             infobatch_delta: Self::DEFAULT_INFOBATCH_DELTA,
+            unscored_score: Self::DEFAULT_UNSCORED_SCORE,
+            soft_random_replacement: true,
         }
     }
 
@@ -122,6 +141,9 @@ impl PolicyOptions {
         if !(0.0..=1.0).contains(&self.infobatch_delta) {
             return Err(format!("infobatch delta {} is outside [0, 1]", self.infobatch_delta));
         }
+        if let Some(s) = self.unscored_score.filter(|s| !s.is_finite()) {
+            return Err(format!("the unscored samples' score {s} must be finite"));
+        }
         Ok(())
     }
 
@@ -135,9 +157,11 @@ impl PolicyOptions {
 /// |loss_θ − loss_ξ|, weighted 1/r; the scores of the samples trained on are refreshed from the same
 /// forward passes.
 ///
-/// Coverage: samples never scored rank above every scored one, in one seeded random order fixed at the
-/// start, so epoch 0 trains on the first ⌊r·N⌋ of that order, epoch 1 on the next, and the first
-/// ⌈1/r⌉ epochs see every sample at least once before scores alone decide.
+/// Coverage: a never-scored sample ranks with [`PolicyOptions::unscored_score`] (1.0, the official
+/// code's initial score) or, with `None`, above every scored one; unscored samples among themselves
+/// follow one seeded random order fixed at the start. So epoch 0 trains on the first ⌊r·N⌋ of that
+/// order and epoch 1 mostly on the next (BCE loss gaps are almost always below 1); with `None` the first
+/// ⌈1/r⌉ epochs see every sample exactly once before scores alone decide.
 pub struct MolPegPolicy {
     options: PolicyOptions,
     scores: Vec<f32>,
@@ -172,15 +196,23 @@ impl DynamicPolicy for MolPegPolicy {
             return EpochPlan::full(n);
         }
         let mut ranked: Vec<usize> = (0..n).collect();
-        // Unscored first (by visit order), then by score descending, ties by index.
-        ranked.sort_by(|&a, &b| {
-            let (sa, sb) = (self.scores[a], self.scores[b]);
-            match (sa.is_nan(), sb.is_nan()) {
-                (true, true) => self.visit_order[a].cmp(&self.visit_order[b]),
-                (true, false) => std::cmp::Ordering::Less,
-                (false, true) => std::cmp::Ordering::Greater,
-                (false, false) => sb.total_cmp(&sa).then(a.cmp(&b)),
+        // By score descending (unscored at `unscored_score`, or first), ties: unscored before scored,
+        // unscored by visit order, scored by index.
+        let unscored = self.options.unscored_score;
+        let key = |i: usize| {
+            let s = self.scores[i];
+            match (s.is_nan(), unscored) {
+                (true, Some(u)) => (u, true),
+                (true, None) => (f32::INFINITY, true),
+                (false, _) => (s, false),
             }
+        };
+        ranked.sort_by(|&a, &b| {
+            let ((sa, ua), (sb, ub)) = (key(a), key(b));
+            sb.total_cmp(&sa).then(ub.cmp(&ua)).then_with(|| match (ua, ub) {
+                (true, true) => self.visit_order[a].cmp(&self.visit_order[b]),
+                _ => a.cmp(&b),
+            })
         });
         ranked.truncate(self.options.keep.count(n));
         ranked.sort_unstable();
@@ -200,7 +232,8 @@ impl DynamicPolicy for MolPegPolicy {
     }
 }
 
-/// Soft random pruning: a fresh uniform ⌊r·N⌋ every epoch, weighted 1/r.
+/// Soft random pruning: a fresh uniform ⌊r·N⌋ every epoch, weighted 1/r; drawn with replacement like
+/// the official code (`np.random.randint`), or as a subset with `soft_random_replacement = false`.
 pub struct SoftRandomPolicy {
     options: PolicyOptions,
     num_samples: usize,
@@ -222,9 +255,15 @@ impl DynamicPolicy for SoftRandomPolicy {
         if self.options.annealing(epoch, num_epochs) {
             return EpochPlan::full(self.num_samples);
         }
-        let mut samples: Vec<usize> = (0..self.num_samples).collect();
-        samples.shuffle(&mut self.rng);
-        samples.truncate(self.options.keep.count(self.num_samples));
+        let count = self.options.keep.count(self.num_samples);
+        let mut samples: Vec<usize> = if self.options.soft_random_replacement {
+            (0..count).map(|_| self.rng.random_range(0..self.num_samples)).collect()
+        } else {
+            let mut all: Vec<usize> = (0..self.num_samples).collect();
+            all.shuffle(&mut self.rng);
+            all.truncate(count);
+            all
+        };
         samples.sort_unstable();
         let weights = vec![self.options.keep.rescale_weight(); samples.len()];
         EpochPlan { samples, weights }
@@ -382,9 +421,10 @@ impl DynamicPolicy for UcbPolicy {
 /// InfoBatch (Qin et al. ICLR 2024): unbiased dynamic pruning by loss. Each epoch, among the samples
 /// whose latest online loss is below the mean latest loss (over samples with a loss), a random fraction
 /// p is pruned; the kept ones (⌊(1 − p)·|low|⌋) get weight 1/(1 − p) so the expected gradient is
-/// unchanged; every other sample, including any without a loss yet, is kept with weight 1. Epochs with
-/// epoch ≥ δ·E (δ = 0.875: the last 12.5%), and any in the shared `anneal` tail, train on the full
-/// set with weight 1.
+/// unchanged; every other sample, including any without a loss yet, is kept with weight 1. Epochs
+/// e > δ·E (1-based; δ = 0.875 and E = 100 prune epochs 1..=87 and train 88..=100 on everything, as
+/// InfoBatch's `IBSampler`, whose counter is 1 when the first epoch's plan is drawn), and any in the
+/// shared `anneal` tail, train on the full set with weight 1.
 ///
 /// How `keep` maps: InfoBatch has no fixed budget, so the number of samples per epoch is N − p·|low|,
 /// not ⌊r·N⌋. p is `infobatch_prune` when set, else 1 − r: r is applied to the low-loss samples only
@@ -410,9 +450,9 @@ impl InfoBatchPolicy {
         (1.0 / (1.0 - self.prune_ratio())) as f32
     }
 
-    /// Whether `epoch` trains on the full set: epoch ≥ δ·E, or in the shared `anneal` tail.
+    /// Whether 0-based `epoch` trains on the full set: epoch + 1 > δ·E, or in the shared `anneal` tail.
     pub fn full_epoch(&self, epoch: usize, num_epochs: usize) -> bool {
-        epoch as f64 >= self.options.infobatch_delta * num_epochs as f64 || self.options.annealing(epoch, num_epochs)
+        (epoch + 1) as f64 > self.options.infobatch_delta * num_epochs as f64 || self.options.annealing(epoch, num_epochs)
     }
 }
 
@@ -483,7 +523,7 @@ mod tests {
     #[test]
     fn molpeg_covers_every_sample_before_ranking_by_score() {
         let n = 10;
-        let mut policy = MolPegPolicy::new(n, options(0.3, 0.0));
+        let mut policy = MolPegPolicy::new(n, PolicyOptions { unscored_score: None, ..options(0.3, 0.0) });
         let mut seen = std::collections::BTreeSet::new();
         for epoch in 0..4 {
             let plan = policy.plan_epoch(epoch, 10);
@@ -500,6 +540,27 @@ mod tests {
         // Now every sample is scored: |0 − 5| = 5 and |9 − 0| = 9 are the two tails, kept first.
         let plan = policy.plan_epoch(4, 10);
         assert!(plan.samples.contains(&0) && plan.samples.contains(&9), "{:?}", plan.samples);
+    }
+
+    /// The official code starts every score at 1: a scored sample above 1 outranks the unscored ones,
+    /// one below 1 ranks after them.
+    #[test]
+    fn molpeg_unscored_samples_rank_at_score_one_by_default() {
+        let n = 6;
+        let mut policy = MolPegPolicy::new(n, options(0.5, 0.0));
+        let first = policy.plan_epoch(0, 10);
+        assert_eq!(first.samples.len(), 3);
+        let (high, low) = (first.samples[0], first.samples[1]);
+        // |online − ref|: `high` 2.5, `low` 0.5, the third 1.0 exactly (ties with unscored: unscored first).
+        observe_all(&mut policy, &first, |i| if i == high { 3.0 } else if i == low { 1.0 } else { 1.5 }, |_| 0.5);
+        let second = policy.plan_epoch(1, 10);
+        // The two unscored ones kept are the first two of the visit order.
+        let mut by_visit: Vec<usize> = (0..n).filter(|i| !first.samples.contains(i)).collect();
+        by_visit.sort_by_key(|&i| policy.visit_order[i]);
+        let mut expected = vec![high, by_visit[0], by_visit[1]];
+        expected.sort_unstable();
+        assert_eq!(second.samples, expected);
+        assert!(!second.samples.contains(&low));
     }
 
     #[test]
@@ -522,6 +583,13 @@ mod tests {
         assert_ne!(a.samples, b.samples);
         let mut again = SoftRandomPolicy::new(100, options(0.1, 0.0));
         assert_eq!(again.plan_epoch(0, 5), a);
+        // With replacement (the official default) half of N drawn from N repeats samples; without, never.
+        let distinct = |p: &EpochPlan| p.samples.iter().collect::<std::collections::BTreeSet<_>>().len();
+        let with = SoftRandomPolicy::new(100, options(0.5, 0.0)).plan_epoch(0, 5);
+        assert_eq!(with.samples.len(), 50);
+        assert!(distinct(&with) < 50, "50 draws from 100 with replacement repeat (p ≈ 1 − 1e-6)");
+        let without = SoftRandomPolicy::new(100, PolicyOptions { soft_random_replacement: false, ..options(0.5, 0.0) }).plan_epoch(0, 5);
+        assert_eq!(distinct(&without), 50);
     }
 
     fn observe_online(policy: &mut dyn DynamicPolicy, samples: &[usize], loss: impl Fn(usize) -> f32) {
@@ -567,7 +635,9 @@ mod tests {
                     let mut distinct = plan.samples.clone();
                     distinct.sort_unstable();
                     distinct.dedup();
-                    assert_eq!(distinct.len(), plan.samples.len(), "{name} repeats a sample");
+                    if *name != "soft-random" {
+                        assert_eq!(distinct.len(), plan.samples.len(), "{name} repeats a sample");
+                    }
                     assert_eq!(plan.weights.len(), plan.samples.len());
                     if *name != "infobatch" {
                         assert_eq!(plan.samples.len(), KeepFraction::new(keep).unwrap().count(n), "{name} at keep {keep}");
@@ -600,10 +670,11 @@ mod tests {
         let _ = twin.plan_epoch(0, 8);
         observe_online(&mut twin, &first.samples, |i| if i < 6 { 0.1 } else { 1.0 });
         assert_eq!(twin.plan_epoch(1, 8), plan, "seeded");
-        // δ = 0.875: of 8 epochs, only epoch 7 is full; of 100, epochs 88..100 (the last 12.5%, rounded down).
+        // δ = 0.875: of 8 epochs, only epoch 7 (0-based) is full; of 100, InfoBatch's IBSampler prunes
+        // 1-based epochs 1..=87 (its counter ≤ 87.5), so 0-based 87..100 are full.
         assert_ne!(policy.plan_epoch(6, 8), EpochPlan::full(n));
         assert_eq!(policy.plan_epoch(7, 8), EpochPlan::full(n));
-        assert_eq!((0..100).filter(|&e| policy.full_epoch(e, 100)).collect::<Vec<_>>(), (88..100).collect::<Vec<_>>());
+        assert_eq!((0..100).filter(|&e| policy.full_epoch(e, 100)).collect::<Vec<_>>(), (87..100).collect::<Vec<_>>());
 
         // Samples without a loss yet are kept, weight 1; an explicit prune ratio overrides keep.
         let mut fixed = InfoBatchPolicy::new(n, PolicyOptions { infobatch_prune: Some(0.75), ..options(0.9, 0.0) });

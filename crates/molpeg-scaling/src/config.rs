@@ -96,7 +96,7 @@ fn has_duplicates<T: Ord + Clone>(items: &[T]) -> bool {
 /// A split method by its `[split] method` name.
 pub fn parse_split(s: &str) -> Result<SplitMethod> {
     <SplitMethod as clap::ValueEnum>::from_str(s, false)
-        .map_err(|_| Error::Config(format!("[scaling] unknown split `{s}`: expected random, scaffold or imbalanced-scaffold")))
+        .map_err(|_| Error::Config(format!("[scaling] unknown split `{s}`: expected random, python-random, scaffold or imbalanced-scaffold")))
 }
 
 /// The name of a split method as written in results (`imbalanced-scaffold`).
@@ -198,7 +198,7 @@ mod tests {
         assert!("0x64".parse::<Capacity>().is_err() && "64".parse::<Capacity>().is_err());
         assert_eq!(parse_split("imbalanced-scaffold").unwrap(), SplitMethod::ImbalancedScaffold);
         assert_eq!(split_name(SplitMethod::ImbalancedScaffold), "imbalanced-scaffold");
-        assert!(parse_split("stratified").unwrap_err().to_string().contains("expected random, scaffold"));
+        assert!(parse_split("stratified").unwrap_err().to_string().contains("expected random, python-random, scaffold"));
     }
 
     #[test]

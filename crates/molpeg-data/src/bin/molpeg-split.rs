@@ -13,13 +13,15 @@ use molpeg_data::split::{self, SplitConfig, SplitMethod};
 struct Args {
     #[command(flatten)]
     stage: StageArgs,
-    /// random (seeded), scaffold (Hu et al./DeepChem, deterministic) or imbalanced-scaffold (MolScaling).
+    /// random (seeded ChaCha shuffle), python-random (pretrain-gnns/MolPeg `random_split`: Python's
+    /// `random.seed(SEED)` + `random.shuffle`, index for index; the paper's split is seed 42), scaffold
+    /// (Hu et al./DeepChem, deterministic) or imbalanced-scaffold (MolScaling).
     #[arg(long, value_enum)]
     method: Option<SplitMethod>,
     /// Train, valid, test fractions, e.g. 0.8,0.1,0.1.
     #[arg(long, value_delimiter = ',', num_args = 3)]
     fractions: Option<Vec<f64>>,
-    /// Seed for random and imbalanced-scaffold.
+    /// Seed for random, python-random and imbalanced-scaffold.
     #[arg(long)]
     seed: Option<u64>,
 }
