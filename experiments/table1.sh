@@ -2,14 +2,16 @@
 # MolPeg's Table 1 protocol on HIV (issue 12): the paper's split (pretrain-gnns random_split, seed 42),
 # a pretrained source model, batch 256, Adam 1e-3, 100 epochs, test ROC-AUC at the best-validation
 # epoch; per seed: full data, and at each keep r dynamic MolPeg, InfoBatch, hard random (a static
-# random subset) — all from the pretrained encoder — and dynamic MolPeg from scratch.
+# random subset) — all from the pretrained encoder — and dynamic MolPeg from scratch; full data from
+# scratch too (the baseline of the scratch row, and molpeg's side of the PyG cross-check,
+# bench/molpeg_crosscheck.sh).
 #
 # Usage: experiments/table1.sh PIPELINE ENCODER [SEEDS...]        (default seeds: 0 1 2)
 #   experiments/table1.sh hiv-table1 runs/pretrain-moses/pretrain/encoder.safetensors   (CPU, 3 × 64)
 #   experiments/table1.sh hiv-paper  ENCODER_5x300.safetensors                          (GPU, paper size)
 # `just table1 PIPELINE ENCODER [SEEDS]` runs it; experiments/table1_summary.py tabulates.
 #
-# Runs land in runs/exp-table1/seed<S>/<pipeline>/finetune-<tag>/ (tags: full, molpeg-<r>,
+# Runs land in runs/exp-table1/seed<S>/<pipeline>/finetune-<tag>/ (tags: full, full-scratch, molpeg-<r>,
 # molpeg-scratch-<r>, infobatch-<r>, random-<r>). Every run is a cached stage, so rerunning resumes;
 # each job holds a lock while it runs, so two invocations share the job list (one libtorch thread
 # each). Order: the headline keeps (0.3, 0.4: the paper's 60–70% pruning) and full data for every seed
@@ -43,6 +45,7 @@ job() { # kind seed keep
   local pre=(--pretrained "$ENCODER")
   case $kind in
     full) finetune "$seed" full "${pre[@]}" ;;
+    full-scratch) finetune "$seed" full-scratch ;;
     molpeg) finetune "$seed" "molpeg-$keep" "${pre[@]}" --dynamic molpeg --keep "$keep" ;;
     molpeg-scratch) finetune "$seed" "molpeg-scratch-$keep" --dynamic molpeg --keep "$keep" ;;
     # InfoBatch's knob is the pruned fraction p of the below-mean-loss samples: p = 1 − r. Its samples
@@ -71,7 +74,7 @@ encoder_ready() {
 JOBS=()
 for keeps in "$KEEPS_FIRST" "$KEEPS_LATER"; do
   for seed in $SEEDS; do
-    [[ $keeps == "$KEEPS_FIRST" ]] && JOBS+=("full $seed 1")
+    [[ $keeps == "$KEEPS_FIRST" ]] && JOBS+=("full $seed 1" "full-scratch $seed 1")
     for keep in $keeps; do
       for kind in molpeg random infobatch molpeg-scratch; do JOBS+=("$kind $seed $keep"); done
     done
@@ -83,9 +86,9 @@ while :; do
   deferred=0
   for entry in "${JOBS[@]}"; do
     read -r kind seed keep <<<"$entry"
-    done_file=$ROOT/seed$seed/$NAME/finetune-$( [[ $kind == full ]] && echo full || echo "$kind-$keep" )/manifest.json
+    done_file=$ROOT/seed$seed/$NAME/finetune-$( [[ $kind == full* ]] && echo "$kind" || echo "$kind-$keep" )/manifest.json
     [ -f "$done_file" ] && continue
-    if [[ $kind != molpeg-scratch ]] && ! encoder_ready; then
+    if [[ $kind != *scratch ]] && ! encoder_ready; then
       deferred=1
       continue
     fi

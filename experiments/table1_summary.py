@@ -30,6 +30,7 @@ STRATEGIES = [
     ("infobatch@budget", "InfoBatch (pretrained), at MolPeg's samples seen"),
     ("random", "hard random (pretrained)"),
     ("molpeg-scratch", "dynamic MolPeg from scratch"),
+    ("full-scratch", "full data from scratch"),
 ]
 KEEPS = [0.1, 0.2, 0.3, 0.4, 0.6, 0.8]
 # MolPeg (NeurIPS 2024) Table 1, HIV ROC-AUC (%) at 90/80/70/60/40/20% pruned, i.e. keep 0.1 … 0.8.
@@ -42,8 +43,8 @@ PAPER = {
 
 
 def split_tag(tag):
-    if tag == "full":
-        return "full", 1.0
+    if tag in ("full", "full-scratch"):
+        return tag, 1.0
     strategy, _, keep = tag.rpartition("-")
     return strategy, float(keep)
 
@@ -125,7 +126,7 @@ def main():
                              seconds=used["seconds"] if used else 0.0, reach=None))
 
     def cell(strategy, keep, field):
-        return [x[field] for x in rows if x["strategy"] == strategy and (strategy == "full" or x["keep"] == keep)]
+        return [x[field] for x in rows if x["strategy"] == strategy and (strategy.startswith("full") or x["keep"] == keep)]
 
     seeds = sorted({x["seed"] for x in rows})
     print(f"Pipeline `{pipeline}`, seeds with results: {seeds}. Test ROC-AUC (%) at the best-validation epoch, mean ± std (seeds).\n")
@@ -133,8 +134,8 @@ def main():
     print(header)
     print("|---|" + "---|" * len(KEEPS))
     for key, label in STRATEGIES:
-        if key == "full":
-            print(f"| {label} | " + fmt(mean_std(cell("full", None, "test"))) + " (every keep) |" + " |" * (len(KEEPS) - 1))
+        if key.startswith("full"):
+            print(f"| {label} | " + fmt(mean_std(cell(key, None, "test"))) + " (every keep) |" + " |" * (len(KEEPS) - 1))
             continue
         print(f"| {label} | " + " | ".join(fmt(mean_std(cell(key, k, "test"))) for k in KEEPS) + " |")
     print("\nThe paper's Table 1 (HIV, %): full data " + PAPER["full"] + "; MolPeg " + " / ".join(f"{v}" for v in PAPER["molpeg"])
@@ -147,7 +148,7 @@ def main():
         def one(k):
             sam, sec = cell(key, k, "samples"), cell(key, k, "seconds")
             return "–" if not sam else f"{statistics.mean(sam) / 1000:,.0f}k / {statistics.mean(sec) / 60:.1f}"
-        if key == "full":
+        if key.startswith("full"):
             print(f"| {label} | {one(None)} (every keep) |" + " |" * (len(KEEPS) - 1))
         else:
             print(f"| {label} | " + " | ".join(one(k) for k in KEEPS) + " |")
@@ -165,7 +166,7 @@ def main():
                 return "–"
             hit = [v for v in reach if v not in (None, "never")]
             return (f"{statistics.median(hit) / 60:.1f} " if hit else "never ") + f"({len(hit)}/{len(reach)})"
-        if key == "full":
+        if key.startswith("full"):
             print(f"| {label} | {one(None)} |" + " |" * (len(KEEPS) - 1))
         else:
             print(f"| {label} | " + " | ".join(one(k) for k in KEEPS) + " |")
