@@ -13,6 +13,9 @@ molpeg-scratch-<r>, infobatch-<r>, random-<r>) and prints
    cumulative samples seen stay within the MolPeg run's total at the same keep and seed (best-valid
    epoch among those, its test ROC-AUC) — "matched samples seen".
 --csv writes one row per run (seed, strategy, keep, valid/test, samples, seconds, time to accuracy).
+--pyg RESULTS.jsonl adds the cross-check against bench/molpeg_pyg.py (an independent PyTorch Geometric
+implementation of the same protocol): full data and dynamic MolPeg at keep 0.3, both from scratch, at
+the same layers/width/epochs; the means agree when |Δ| ≤ max(0.015, 1.5 × pooled std).
 """
 import csv
 import glob
@@ -170,12 +173,40 @@ def main():
             print(f"| {label} | {one(None)} |" + " |" * (len(KEEPS) - 1))
         else:
             print(f"| {label} | " + " | ".join(one(k) for k in KEEPS) + " |")
+    if "--pyg" in sys.argv:
+        crosscheck(rows, sys.argv[sys.argv.index("--pyg") + 1])
     if csv_path:
         with open(csv_path, "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=list(rows[0].keys()) if rows else ["seed"])
             w.writeheader()
             for x in sorted(rows, key=lambda x: (x["strategy"], x["keep"] or 0, x["seed"])):
                 w.writerow(x)
+
+
+def crosscheck(rows, pyg_path):
+    pyg = [json.loads(line) for line in open(pyg_path) if line.strip()]
+    print("\nCross-check against the independent PyG implementation (both from scratch; test ROC-AUC at the best-valid epoch):\n")
+    print("| run | molpeg (seeds) | PyG (seeds) | Δ | pooled std | tolerance max(0.015, 1.5·std) | agree |")
+    print("|---|---|---|---|---|---|---|")
+    for label, mine, theirs in [
+        ("full data", "full-scratch", lambda r: r["strategy"] == "full"),
+        ("dynamic MolPeg keep 0.3", ("molpeg-scratch", 0.3), lambda r: r["strategy"] == "molpeg" and abs(r["keep"] - 0.3) < 1e-9),
+    ]:
+        if isinstance(mine, tuple):
+            a = [x["test"] for x in rows if x["strategy"] == mine[0] and x["keep"] == mine[1]]
+        else:
+            a = [x["test"] for x in rows if x["strategy"] == mine]
+        b = [r["test_auc"] for r in pyg if theirs(r) and r.get("epochs") == 100 and not r.get("limit") and not r.get("pretrained")]
+        if not a or not b:
+            print(f"| {label} | {len(a)} runs | {len(b)} runs | – | – | – | not yet |")
+            continue
+        ma, mb = statistics.mean(a), statistics.mean(b)
+        va = statistics.variance(a) if len(a) > 1 else 0.0
+        vb = statistics.variance(b) if len(b) > 1 else 0.0
+        pooled = (((len(a) - 1) * va + (len(b) - 1) * vb) / max(len(a) + len(b) - 2, 1)) ** 0.5
+        tol = max(0.015, 1.5 * pooled)
+        print(f"| {label} | {ma:.4f} ({len(a)}) | {mb:.4f} ({len(b)}) | {ma - mb:+.4f} | {pooled:.4f} | {tol:.4f} | "
+              f"{'yes' if abs(ma - mb) <= tol else 'NO'}{'' if min(len(a), len(b)) >= 3 else ' (fewer than 3 seeds)'} |")
 
 
 if __name__ == "__main__":
