@@ -112,6 +112,26 @@ fn random_split_is_deterministic_per_seed() {
     assert_eq!(rows.as_array().unwrap().iter().filter(|r| r["split"] == "train").count(), 40);
 }
 
+/// The paper's split through the binary: the same parts as Python's `random_split(seed=42)` computed
+/// by the venv's Python, with the method, seed and fractions in the file's metadata.
+#[test]
+fn python_random_split_stage_matches_python_and_records_method_and_seed() {
+    let refs = vec!["x"; 97];
+    let dir = project(&refs, "method = \"python-random\"\nseed = 42");
+    let out = run(SPLIT, dir.path(), &["-p", "demo.toml"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let dump = pyarrow_dump(&dir.path().join("runs/demo/split/split.parquet"));
+    assert_eq!(dump["metadata"]["molpeg.split_method"], "\"python-random\"");
+    assert_eq!(dump["metadata"]["molpeg.split_seed"], "42");
+    assert_eq!(dump["metadata"]["molpeg.split_fractions"], "[0.8,0.1,0.1]");
+    let script = "import random, json\nn = 97\nrandom.seed(42); idx = list(range(n)); random.shuffle(idx)\nparts = ['test'] * n\nfor i in idx[:int(0.8 * n)]: parts[i] = 'train'\nfor i in idx[int(0.8 * n):int(0.1 * n) + int(0.8 * n)]: parts[i] = 'valid'\nprint(json.dumps(parts))";
+    let py = Command::new(python()).args(["-c", script]).output().expect("python runs");
+    assert!(py.status.success(), "{}", String::from_utf8_lossy(&py.stderr));
+    let expected: Vec<String> = serde_json::from_slice(&py.stdout).unwrap();
+    let found: Vec<String> = dump["rows"].as_array().unwrap().iter().map(|r| r["split"].as_str().unwrap().to_string()).collect();
+    assert_eq!(found, expected);
+}
+
 #[test]
 fn split_without_featurize_output_says_what_to_run() {
     let dir = tempfile::tempdir().unwrap();
