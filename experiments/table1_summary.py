@@ -13,6 +13,9 @@ molpeg-scratch-<r>, infobatch-<r>, random-<r>) and prints
    cumulative samples seen stay within the MolPeg run's total at the same keep and seed (best-valid
    epoch among those, its test ROC-AUC) — "matched samples seen".
 --csv writes one row per run (seed, strategy, keep, valid/test, samples, seconds, time to accuracy).
+--figure PATH.png draws time to accuracy: test ROC-AUC against wall time for every run of one seed
+(the lowest with the most runs) at keep 0.3 and 0.4 and full data, with the full-data run's test
+ROC-AUC as a dashed line (needs matplotlib).
 --pyg RESULTS.jsonl adds the cross-check against bench/molpeg_pyg.py (an independent PyTorch Geometric
 implementation of the same protocol): full data and dynamic MolPeg at keep 0.3, both from scratch, at
 the same layers/width/epochs; the means agree when |Δ| ≤ max(0.015, 1.5 × pooled std).
@@ -173,6 +176,8 @@ def main():
             print(f"| {label} | {one(None)} |" + " |" * (len(KEEPS) - 1))
         else:
             print(f"| {label} | " + " | ".join(one(k) for k in KEEPS) + " |")
+    if "--figure" in sys.argv:
+        figure(runs, full_test, sys.argv[sys.argv.index("--figure") + 1])
     if "--pyg" in sys.argv:
         crosscheck(rows, sys.argv[sys.argv.index("--pyg") + 1])
     if csv_path:
@@ -181,6 +186,38 @@ def main():
             w.writeheader()
             for x in sorted(rows, key=lambda x: (x["strategy"], x["keep"] or 0, x["seed"])):
                 w.writerow(x)
+
+
+def figure(runs, full_test, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    by_seed = {}
+    for r in runs:
+        by_seed.setdefault(r["seed"], []).append(r)
+    if not by_seed:
+        return
+    seed = max(sorted(by_seed), key=lambda k: len(by_seed[k]))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
+    colors = {"full": "black", "full-scratch": "grey", "molpeg": "tab:red", "infobatch": "tab:blue", "random": "tab:green", "molpeg-scratch": "tab:orange"}
+    for ax, keep in zip(axes, (0.3, 0.4)):
+        for r in sorted(by_seed[seed], key=lambda r: r["strategy"]):
+            if not (r["strategy"].startswith("full") or r["keep"] == keep):
+                continue
+            pts = [(e["seconds"] / 60, e["test"]) for e in r["epochs"] if e.get("test") is not None]
+            label = r["strategy"] if r["strategy"].startswith("full") else f"{r['strategy']} {keep}"
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], color=colors.get(r["strategy"]), lw=1.2, label=label)
+        if full_test.get(seed) is not None:
+            ax.axhline(full_test[seed], color="black", ls="--", lw=0.8, label="full data, test at best valid")
+        ax.set_title(f"HIV, keep {keep} ({round((1 - keep) * 100)}% pruned), seed {seed}")
+        ax.set_xlabel("wall time (min, 1 CPU thread)")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("test ROC-AUC (per epoch)")
+    axes[1].legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    print(f"\nwrote {path}")
 
 
 def crosscheck(rows, pyg_path):
