@@ -7,7 +7,8 @@ molpeg-scratch-<r>, infobatch-<r>, random-<r>) and prints
 1. test ROC-AUC at the best-validation epoch, strategy × keep, mean ± std over seeds (n seeds);
 2. samples seen (training forward/backward passes) and wall time (training + evaluation) per cell;
 3. time to accuracy: per run, the wall time at which its test ROC-AUC first reaches the full-data run's
-   test ROC-AUC (at that run's best-validation epoch) of the same seed, or "never";
+   test ROC-AUC (at that run's best-validation epoch) of the same seed, or "never"; and the same in
+   samples seen (training passes), which does not depend on how loaded the machine was;
 4. InfoBatch at MolPeg's budget: InfoBatch's knob (the pruned share of below-mean-loss samples) cannot
    reach small keep ratios, so besides the run as it is we report it restricted to the epochs whose
    cumulative samples seen stay within the MolPeg run's total at the same keep and seed (best-valid
@@ -117,19 +118,22 @@ def main():
     for r in runs:
         s = r["summary"]
         target = full_test.get(r["seed"])
-        reach = None
+        reach = reach_samples = None
         if target is not None:
-            reach = next((e["seconds"] for e in r["epochs"] if e.get("test") is not None and e["test"] >= target), "never")
+            hit = next((e for e in r["epochs"] if e.get("test") is not None and e["test"] >= target), None)
+            reach = hit["seconds"] if hit else "never"
+            reach_samples = hit["samples"] if hit else "never"
         rows.append(dict(seed=r["seed"], strategy=r["strategy"], keep=r["keep"], valid=s["best_valid"].get("roc_auc"),
                          test=s["test_at_best"].get("roc_auc"), best_epoch=s["best_epoch"], samples=s["samples_seen"],
-                         seconds=r["epochs"][-1]["seconds"] if r["epochs"] else s["train_seconds"], reach=reach))
+                         seconds=r["epochs"][-1]["seconds"] if r["epochs"] else s["train_seconds"], reach=reach,
+                         reach_samples=reach_samples))
         if r["strategy"] == "infobatch" and (r["seed"], r["keep"]) in molpeg_budget:
             budget = molpeg_budget[(r["seed"], r["keep"])]
             b = best_within(r["epochs"], budget)
             used = max((e for e in r["epochs"] if e["samples"] <= budget), key=lambda e: e["epoch"], default=None)
             rows.append(dict(seed=r["seed"], strategy="infobatch@budget", keep=r["keep"], valid=b and b[0], test=b and b[1],
                              best_epoch=b and b[2], samples=used["samples"] if used else 0,
-                             seconds=used["seconds"] if used else 0.0, reach=None))
+                             seconds=used["seconds"] if used else 0.0, reach=None, reach_samples=None))
 
     def cell(strategy, keep, field):
         return [x[field] for x in rows if x["strategy"] == strategy and (strategy.startswith("full") or x["keep"] == keep)]
@@ -159,19 +163,22 @@ def main():
         else:
             print(f"| {label} | " + " | ".join(one(k) for k in KEEPS) + " |")
 
-    print("\nTime to accuracy: wall time (min) at which a run's test ROC-AUC first reaches the same seed's full-data"
-          " test ROC-AUC; runs that never do are counted as never (runs reaching / runs):\n")
+    print("\nTime to accuracy: wall time (median, min) / samples seen (median, thousands) at which a run's test ROC-AUC"
+          " first reaches the same seed's full-data test ROC-AUC (runs reaching / runs):\n")
     print("| strategy | " + " | ".join(f"keep {k}" for k in KEEPS) + " |")
     print("|---|" + "---|" * len(KEEPS))
     for key, label in STRATEGIES:
         if key == "infobatch@budget":
             continue
         def one(k):
-            reach = cell(key, k, "reach")
+            reach = [v for v in cell(key, k, "reach") if v is not None]
             if not reach:
                 return "–"
             hit = [v for v in reach if v not in (None, "never")]
-            return (f"{statistics.median(hit) / 60:.1f} " if hit else "never ") + f"({len(hit)}/{len(reach)})"
+            hit_samples = [v for v in cell(key, k, "reach_samples") if v not in (None, "never")]
+            if not hit:
+                return f"never (0/{len(reach)})"
+            return f"{statistics.median(hit) / 60:.1f} min / {statistics.median(hit_samples) / 1000:,.0f}k ({len(hit)}/{len(reach)})"
         if key.startswith("full"):
             print(f"| {label} | {one(None)} |" + " |" * (len(KEEPS) - 1))
         else:
