@@ -75,6 +75,10 @@ pipeline name: (featurize name) (split name) (score name) (select name) (finetun
 pretrain name *flags: build
     {{bin}}/molpeg-pretrain --pipeline pipelines/{{name}}.toml {{flags}}
 
+# Convert GIN checkpoints of Hu et al.'s pretrain-gnns (GraphMAE, MolPeg): `just checkpoint import IN.pth OUT.safetensors` (Hu → molpeg), `just checkpoint export IN.safetensors OUT.pth` (molpeg → Hu); `--help` explains the mapping.
+checkpoint direction in out *flags: build
+    {{bin}}/molpeg-checkpoint {{direction}} {{in}} {{out}} {{flags}}
+
 # Run the test suite (unit, integration and end-to-end tests with real RDKit, libtorch and pyarrow).
 test: setup
     cargo test --workspace --no-fail-fast
