@@ -121,18 +121,8 @@ impl Checkpoint {
                 Some(_) => {}
             }
         }
-        let unexpected: Vec<&String> = self.tensors.keys().filter(|n| in_scope(n) && !wanted.contains_key(*n)).collect();
-        if !(missing.is_empty() && misshapen.is_empty() && unexpected.is_empty()) {
-            let mut problems = Vec::new();
-            if !missing.is_empty() {
-                problems.push(format!("missing tensors: {}", missing.join(", ")));
-            }
-            if !misshapen.is_empty() {
-                problems.push(format!("shape mismatches: {}", misshapen.join("; ")));
-            }
-            if !unexpected.is_empty() {
-                problems.push(format!("tensors the model does not have: {}", unexpected.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")));
-            }
+        let unexpected: Vec<String> = self.tensors.keys().filter(|n| in_scope(n) && !wanted.contains_key(*n)).cloned().collect();
+        if let Some(problems) = tensor_problems(&missing, &misshapen, &unexpected, "tensors the model does not have") {
             let hint = match self.model_config() {
                 Ok(c) => format!(
                     "the file was written for layers={} width={} jk={:?} num_tasks={}; the model has layers={} width={} jk={:?} num_tasks={}",
@@ -140,11 +130,22 @@ impl Checkpoint {
                 ),
                 Err(_) => "check the model flags (layers, width, jk)".into(),
             };
-            return Err(Error::checkpoint(&self.path, format!("does not fit the model: {}. {hint}", problems.join("; "))));
+            return Err(Error::checkpoint(&self.path, format!("does not fit the model: {problems}. {hint}")));
         }
         let pairs: Vec<(String, Tensor)> = wanted.keys().map(|n| (n.clone(), self.tensors[n].shallow_clone())).collect();
         model.restore(&pairs)
     }
+}
+
+/// One description of every missing, misshapen and unexpected tensor (`unexpected_label` names the
+/// last kind), or `None` when all three lists are empty.
+pub(crate) fn tensor_problems(missing: &[String], misshapen: &[String], unexpected: &[String], unexpected_label: &str) -> Option<String> {
+    let parts: Vec<String> = [("missing tensors", missing, ", "), ("shape mismatches", misshapen, "; "), (unexpected_label, unexpected, ", ")]
+        .into_iter()
+        .filter(|(_, list, _)| !list.is_empty())
+        .map(|(label, list, sep)| format!("{label}: {}", list.join(sep)))
+        .collect();
+    (!parts.is_empty()).then(|| parts.join("; "))
 }
 
 /// Reads any safetensors file: its metadata and every tensor (CPU) of a floating-point or integer

@@ -235,18 +235,8 @@ pub fn import(source: &Path, tensors: &BTreeMap<String, Tensor>, options: &Impor
     } else {
         ignored.extend(head.keys().map(|p| format!("{head_prefix}{p}")));
     }
-    if !(missing.is_empty() && misshapen.is_empty() && unknown.is_empty()) {
-        let mut problems = Vec::new();
-        if !missing.is_empty() {
-            problems.push(format!("missing tensors: {}", missing.join(", ")));
-        }
-        if !misshapen.is_empty() {
-            problems.push(format!("shape mismatches: {}", misshapen.join("; ")));
-        }
-        if !unknown.is_empty() {
-            problems.push(format!("unknown tensors (not part of a Hu et al. GIN with a linear head): {}", unknown.join(", ")));
-        }
-        return Err(err(format!("cannot import as a {layers}-layer GIN of width {width}: {}", problems.join("; "))));
+    if let Some(problems) = checkpoint::tensor_problems(&missing, &misshapen, &unknown, "unknown tensors (not part of a Hu et al. GIN with a linear head)") {
+        return Err(err(format!("cannot import as a {layers}-layer GIN of width {width}: {problems}")));
     }
 
     let config = ModelConfig { layers, width, dropout: options.dropout, pooling: options.pooling, jk, num_tasks };

@@ -116,7 +116,12 @@ fn import(args: &ImportArgs) -> anyhow::Result<String> {
     let c = &imported.config;
     let layout = if imported.prefix.is_empty() { "GNN layout, no prefix" } else { "GNN_graphpred layout, prefix `gnn.`" };
     let head = if c.num_tasks > 0 { format!("head of {} task(s), jk {:?}, pooling {:?}", c.num_tasks, c.jk, c.pooling).to_lowercase() } else { "encoder only".into() };
-    let ignored = if imported.ignored.is_empty() { String::new() } else { format!("; not imported: {}", imported.ignored.join(", ")) };
+    let counters = imported.ignored.iter().filter(|n| n.ends_with(".num_batches_tracked")).count();
+    let mut ignored: Vec<String> = imported.ignored.iter().filter(|n| !n.ends_with(".num_batches_tracked")).cloned().collect();
+    if counters > 0 {
+        ignored.insert(0, format!("{counters} num_batches_tracked"));
+    }
+    let ignored = if ignored.is_empty() { String::new() } else { format!("; not imported: {}", ignored.join(", ")) };
     Ok(format!("imported {} ({layout}): {} layers x {}, {head} -> {}{ignored}", args.input.display(), c.layers, c.width, args.output.display()))
 }
 
