@@ -80,6 +80,10 @@ table1 name encoder *seeds: build
     bash experiments/table1.sh {{name}} {{encoder}} {{seeds}}
     {{venv}}/bin/python experiments/table1_summary.py runs/exp-table1 {{name}}
 
+# Convert GIN checkpoints of Hu et al.'s pretrain-gnns (GraphMAE, MolPeg): `just checkpoint import IN.pth OUT.safetensors` (Hu → molpeg), `just checkpoint export IN.safetensors OUT.pth` (molpeg → Hu); `--help` explains the mapping.
+checkpoint direction in out *flags: build
+    {{bin}}/molpeg-checkpoint {{direction}} {{in}} {{out}} {{flags}}
+
 # Run the test suite (unit, integration and end-to-end tests with real RDKit, libtorch and pyarrow).
 test: setup
     cargo test --workspace --no-fail-fast

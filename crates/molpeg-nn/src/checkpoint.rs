@@ -42,7 +42,14 @@ pub fn save(path: &Path, vars: &[(String, Tensor)], config: &ModelConfig, extra:
     let mut metadata = extra.clone();
     metadata.insert("format".into(), "pt".into());
     metadata.insert(META_MODEL.into(), serde_json::to_string(config).expect("model config serializes"));
-    let buffer = tch::no_grad(|| encode(vars, &metadata))?;
+    write_tensors(path, vars, &metadata)
+}
+
+/// Writes `vars` and `metadata` as a safetensors file, atomically: f32 tensors, except that int64
+/// tensors stay int64 (the `num_batches_tracked` counters of a PyTorch state dict,
+/// [`crate::interop`]). Every other kind is converted to f32.
+pub fn write_tensors(path: &Path, vars: &[(String, Tensor)], metadata: &BTreeMap<String, String>) -> Result<()> {
+    let buffer = tch::no_grad(|| encode(vars, metadata))?;
     molpeg_core::atomic::write_atomic(path, &buffer)?;
     Ok(())
 }
@@ -57,12 +64,18 @@ fn encode(vars: &[(String, Tensor)], metadata: &BTreeMap<String, String>) -> Res
     header.insert("__metadata__".into(), serde_json::to_value(metadata).expect("strings serialize"));
     let mut data = Vec::new();
     for (name, t) in sorted {
-        let t = t.f_to_device(Device::Cpu)?.f_to_kind(Kind::Float)?.f_contiguous()?;
+        let kind = if t.kind() == Kind::Int64 { Kind::Int64 } else { Kind::Float };
+        let t = t.f_to_device(Device::Cpu)?.f_to_kind(kind)?.f_contiguous()?;
         let start = data.len();
-        for v in Vec::<f32>::try_from(&t.f_flatten(0, -1)?)? {
-            data.extend_from_slice(&v.to_le_bytes());
-        }
-        header.insert(name.clone(), serde_json::json!({ "dtype": "F32", "shape": t.size(), "data_offsets": [start, data.len()] }));
+        let flat = t.f_flatten(0, -1)?;
+        let dtype = if kind == Kind::Int64 {
+            Vec::<i64>::try_from(&flat)?.iter().for_each(|v| data.extend_from_slice(&v.to_le_bytes()));
+            "I64"
+        } else {
+            Vec::<f32>::try_from(&flat)?.iter().for_each(|v| data.extend_from_slice(&v.to_le_bytes()));
+            "F32"
+        };
+        header.insert(name.clone(), serde_json::json!({ "dtype": dtype, "shape": t.size(), "data_offsets": [start, data.len()] }));
     }
     let mut header = serde_json::to_vec(&header).expect("header serializes");
     header.resize(header.len().div_ceil(8) * 8, b' ');
@@ -80,18 +93,9 @@ pub fn save_model(path: &Path, model: &Model, extra: &BTreeMap<String, String>) 
 
 impl Checkpoint {
     pub fn read(path: &Path) -> Result<Checkpoint> {
-        let buffer = std::fs::read(path).map_err(|e| Error::Io { path: path.to_path_buf(), source: e })?;
-        let bad = |e: safetensors::SafeTensorError| Error::checkpoint(path, format!("not a readable safetensors file: {e}"));
-        let (_, header) = SafeTensors::read_metadata(&buffer).map_err(bad)?;
-        let metadata = header.metadata().clone().unwrap_or_default();
-        let st = SafeTensors::deserialize(&buffer).map_err(bad)?;
-        let mut tensors = BTreeMap::new();
-        for (name, view) in st.tensors() {
-            if view.dtype() != Dtype::F32 {
-                return Err(Error::checkpoint(path, format!("tensor `{name}` has dtype {:?}; molpeg checkpoints hold F32 only", view.dtype())));
-            }
-            let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
-            tensors.insert(name, Tensor::f_from_data_size(view.data(), &shape, Kind::Float)?);
+        let (metadata, tensors) = read_tensors(path)?;
+        if let Some((name, t)) = tensors.iter().find(|(_, t)| t.kind() != Kind::Float) {
+            return Err(Error::checkpoint(path, format!("tensor `{name}` has dtype {:?}; molpeg checkpoints hold F32 only", t.kind())));
         }
         Ok(Checkpoint { path: path.to_path_buf(), metadata, tensors })
     }
@@ -117,18 +121,8 @@ impl Checkpoint {
                 Some(_) => {}
             }
         }
-        let unexpected: Vec<&String> = self.tensors.keys().filter(|n| in_scope(n) && !wanted.contains_key(*n)).collect();
-        if !(missing.is_empty() && misshapen.is_empty() && unexpected.is_empty()) {
-            let mut problems = Vec::new();
-            if !missing.is_empty() {
-                problems.push(format!("missing tensors: {}", missing.join(", ")));
-            }
-            if !misshapen.is_empty() {
-                problems.push(format!("shape mismatches: {}", misshapen.join("; ")));
-            }
-            if !unexpected.is_empty() {
-                problems.push(format!("tensors the model does not have: {}", unexpected.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")));
-            }
+        let unexpected: Vec<String> = self.tensors.keys().filter(|n| in_scope(n) && !wanted.contains_key(*n)).cloned().collect();
+        if let Some(problems) = tensor_problems(&missing, &misshapen, &unexpected, "tensors the model does not have") {
             let hint = match self.model_config() {
                 Ok(c) => format!(
                     "the file was written for layers={} width={} jk={:?} num_tasks={}; the model has layers={} width={} jk={:?} num_tasks={}",
@@ -136,11 +130,51 @@ impl Checkpoint {
                 ),
                 Err(_) => "check the model flags (layers, width, jk)".into(),
             };
-            return Err(Error::checkpoint(&self.path, format!("does not fit the model: {}. {hint}", problems.join("; "))));
+            return Err(Error::checkpoint(&self.path, format!("does not fit the model: {problems}. {hint}")));
         }
         let pairs: Vec<(String, Tensor)> = wanted.keys().map(|n| (n.clone(), self.tensors[n].shallow_clone())).collect();
         model.restore(&pairs)
     }
+}
+
+/// One description of every missing, misshapen and unexpected tensor (`unexpected_label` names the
+/// last kind), or `None` when all three lists are empty.
+pub(crate) fn tensor_problems(missing: &[String], misshapen: &[String], unexpected: &[String], unexpected_label: &str) -> Option<String> {
+    let parts: Vec<String> = [("missing tensors", missing, ", "), ("shape mismatches", misshapen, "; "), (unexpected_label, unexpected, ", ")]
+        .into_iter()
+        .filter(|(_, list, _)| !list.is_empty())
+        .map(|(label, list, sep)| format!("{label}: {}", list.join(sep)))
+        .collect();
+    (!parts.is_empty()).then(|| parts.join("; "))
+}
+
+/// Reads any safetensors file: its metadata and every tensor (CPU) of a floating-point or integer
+/// dtype libtorch has (F64, F32, F16, BF16, I64, I32, I16, I8, U8, BOOL), with its dtype kept.
+pub fn read_tensors(path: &Path) -> Result<(HashMap<String, String>, BTreeMap<String, Tensor>)> {
+    let buffer = std::fs::read(path).map_err(|e| Error::Io { path: path.to_path_buf(), source: e })?;
+    let bad = |e: safetensors::SafeTensorError| Error::checkpoint(path, format!("not a readable safetensors file: {e}"));
+    let (_, header) = SafeTensors::read_metadata(&buffer).map_err(bad)?;
+    let metadata = header.metadata().clone().unwrap_or_default();
+    let st = SafeTensors::deserialize(&buffer).map_err(bad)?;
+    let mut tensors = BTreeMap::new();
+    for (name, view) in st.tensors() {
+        let kind = match view.dtype() {
+            Dtype::F64 => Kind::Double,
+            Dtype::F32 => Kind::Float,
+            Dtype::F16 => Kind::Half,
+            Dtype::BF16 => Kind::BFloat16,
+            Dtype::I64 => Kind::Int64,
+            Dtype::I32 => Kind::Int,
+            Dtype::I16 => Kind::Int16,
+            Dtype::I8 => Kind::Int8,
+            Dtype::U8 => Kind::Uint8,
+            Dtype::BOOL => Kind::Bool,
+            other => return Err(Error::checkpoint(path, format!("tensor `{name}` has dtype {other:?}, which molpeg cannot read"))),
+        };
+        let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
+        tensors.insert(name, Tensor::f_from_data_size(view.data(), &shape, kind)?);
+    }
+    Ok((metadata, tensors))
 }
 
 /// Builds the model a checkpoint describes and loads all of its weights.

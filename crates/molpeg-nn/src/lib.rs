@@ -8,6 +8,7 @@
 //! (sample, weight), per-sample losses out), and [`finetune`] (the stage: [`finetune::run`]).
 //! [`pretrain`] is the GraphMAE pretraining stage (streamed input, resumable, with its own
 //! [`adam::Adam`] whose state can be saved).
+//! [`interop`] imports and exports Hu et al. (pretrain-gnns) state dicts (`molpeg-checkpoint`).
 //! [`synthetic`] writes fake datasets for tests and benchmarks.
 //!
 //! **Boundary:** no RDKit here; the binaries of this crate can run on a machine with libtorch only.
@@ -22,6 +23,7 @@ pub mod dual_pace;
 pub mod dynamic;
 pub mod error;
 pub mod finetune;
+pub mod interop;
 pub mod metrics;
 pub mod model;
 pub mod pretrain;

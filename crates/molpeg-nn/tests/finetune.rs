@@ -1081,3 +1081,155 @@ fn score_signals_feed_every_selection_rule() {
     let err = select::run(&pipeline, &runs, &config, Some(&d.join("sel/missing")), false).err().unwrap().to_string();
     assert!(err.contains("score-c/embeddings.parquet") && err.contains("not found") && err.contains("molpeg-score --signals"), "{err}");
 }
+
+// ---- Checkpoint interop: Hu et al.'s pretrain-gnns GIN (molpeg-checkpoint import / export) ----
+
+/// `[n, k]` rows of a JSON array of arrays, flattened.
+fn json_matrix(v: &serde_json::Value) -> Vec<f32> {
+    v.as_array().unwrap().iter().flat_map(|row| row.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32)).collect()
+}
+
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+/// Eval-mode head outputs and pooled embeddings of `model` on `indices`, flattened.
+fn eval_outputs(model: &Model, store: &molpeg_nn::data::GraphStore, indices: &[u32]) -> (Vec<f32>, Vec<f32>) {
+    let batch = collate(store, &Sample::unweighted(indices)).to_device(Device::Cpu);
+    let (out, h) = molpeg_nn::tch::no_grad(|| model.forward_with_representations(&batch, false));
+    (Vec::<f32>::try_from(out.flatten(0, -1)).unwrap(), Vec::<f32>::try_from(h.flatten(0, -1)).unwrap())
+}
+
+/// Runs molpeg-checkpoint; panics with its stderr on failure, returns stdout.
+fn checkpoint_cli(args: &[&std::ffi::OsStr]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_molpeg-checkpoint")).args(args).output().unwrap();
+    assert!(out.status.success(), "molpeg-checkpoint {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A reference PyTorch GIN with pretrain-gnns' architecture and names (tests/support/hu_gin.py, random
+/// weights and BatchNorm statistics) saved with `torch.save(state_dict())` → `molpeg-checkpoint import`
+/// → molpeg's eval outputs on the 300 HIV molecules of tests/fixtures/hiv-300.csv (featurized by the
+/// real featurize stage) equal PyTorch's; then a briefly trained molpeg model → `export` → the
+/// reference loads it with `load_state_dict(strict=True)` and computes molpeg's outputs. Needs
+/// molpeg-featurize (`cargo build --workspace`) and a Python with torch and pyarrow ($MOLPEG_PYTHON);
+/// skipped with a notice otherwise.
+#[test]
+fn hu_checkpoints_import_and_export_match_a_pytorch_gin_on_hiv() {
+    use molpeg_nn::interop;
+    one_thread();
+    let python = std::env::var("MOLPEG_PYTHON").unwrap_or_else(|_| "python3".into());
+    let Some(featurize) = workspace_bin("molpeg-featurize") else {
+        eprintln!("skipping the interop test: build molpeg-featurize first (cargo build --workspace)");
+        return;
+    };
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let reference = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/hu_gin.py");
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let fixture = root.join("tests/fixtures/hiv-300.csv").canonicalize().unwrap();
+    let pipeline = format!(
+        "name = \"hivfx\"\n[dataset]\nname = \"hivfx\"\nfile = \"hiv-300.csv\"\npath = {:?}\nsmiles_column = \"smiles\"\n\
+         label_columns = [\"HIV_active\"]\nignore_columns = [\"activity\"]\ntask_type = \"binary\"\nmissing = [\"\"]\n",
+        fixture.display().to_string()
+    );
+    std::fs::write(d.join("hivfx.toml"), pipeline).unwrap();
+    let out = Command::new(&featurize)
+        .current_dir(d)
+        .args(["--pipeline", "hivfx.toml", "--runs-dir", "runs"])
+        .env("MOLPEG_DATA_DIR", d.join("data"))
+        .env_remove("MOLPEG_DATA_MIRROR")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let graphs = d.join("runs/hivfx/featurize/graphs.parquet");
+    let (store, _, _) = molpeg_nn::data::read_graphs(&graphs).unwrap();
+    let index: std::collections::HashMap<u32, u32> = store.mol_ids.iter().enumerate().map(|(i, &m)| (m, i as u32)).collect();
+    // Each Python start costs seconds (importing torch), so there are four: the reference (make +
+    // eval), the .pth reader of import, the .pth writer of export, and the reference's eval.
+    let py = |args: &[&std::ffi::OsStr]| -> Result<(), String> {
+        let out = Command::new(&python).arg(&reference).args(args).output().map_err(|e| format!("cannot run {python}: {e}"))?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if !out.status.success() && stderr.contains("No module named") {
+            return Err(stderr.lines().last().unwrap_or("").to_string());
+        }
+        assert!(out.status.success(), "hu_gin.py {args:?}: {stderr}");
+        Ok(())
+    };
+    let read_json = |p: &Path| -> serde_json::Value { serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap() };
+    let os = |s: &str| std::ffi::OsString::from(s);
+
+    // Import: PyTorch reference → .pth → molpeg.
+    let hu_pth = d.join("hu.pth");
+    let ref_json = d.join("reference.json");
+    let args = ["make", "--layers", "3", "--width", "32", "--tasks", "1", "--seed", "7"].map(os);
+    let tail = [hu_pth.clone().into_os_string(), os("--eval"), graphs.clone().into_os_string(), ref_json.clone().into_os_string()];
+    if let Err(why) = py(&args.iter().chain(&tail).map(|s| s.as_os_str()).collect::<Vec<_>>()) {
+        eprintln!("skipping the interop test: {python} lacks torch or pyarrow: {why}");
+        return;
+    }
+    let imported = d.join("imported.safetensors");
+    let summary = checkpoint_cli(&[os("import").as_os_str(), hu_pth.as_os_str(), imported.as_os_str()]);
+    assert!(summary.contains("3 layers x 32") && summary.contains("GNN_graphpred") && summary.contains("num_batches_tracked"), "{summary}");
+    let reference_out = read_json(&ref_json);
+    let ids: Vec<u32> = reference_out["mol_ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+    assert!(ids.len() >= 200, "only {} molecules without an \"other\" value", ids.len());
+    assert_eq!(ids.len() + reference_out["skipped"].as_u64().unwrap() as usize, store.len());
+    let indices: Vec<u32> = ids.iter().map(|m| index[m]).collect();
+    let (model, ckpt) = checkpoint::load_model(&imported, Device::Cpu).unwrap();
+    assert_eq!(ckpt.metadata[interop::META_IMPORTED_FROM], "hu.pth");
+    assert_eq!((model.config.layers, model.config.width, model.config.jk, model.config.num_tasks), (3, 32, Jk::Last, 1));
+    let (outputs, embeddings) = eval_outputs(&model, &store, &indices);
+    let import_out = max_abs_diff(&outputs, &json_matrix(&reference_out["outputs"]));
+    let import_emb = max_abs_diff(&embeddings, &json_matrix(&reference_out["embeddings"]));
+    let emb_scale = embeddings.iter().map(|v| v.abs()).fold(0.0, f32::max);
+    eprintln!("import: {} molecules, max |Δ| outputs {import_out:.2e}, embeddings {import_emb:.2e} (|h| up to {emb_scale:.2})", ids.len());
+    assert!(import_out < 1e-5 && import_emb < 1e-5, "import: outputs differ by {import_out}, embeddings by {import_emb}");
+
+    // Export: a briefly trained molpeg model → .pth → the reference, strict.
+    tch_seed(3);
+    let config = ModelConfig { layers: 3, width: 32, dropout: 0.1, pooling: Pooling::Mean, jk: Jk::Last, num_tasks: 1 };
+    let mut trainer = Trainer::new(Model::new(&config, Device::Cpu).unwrap(), Objective::binary(1), train_config(32, 1e-3)).unwrap();
+    let all: Vec<u32> = (0..store.len() as u32).collect();
+    for epoch in 0..2 {
+        trainer.train_epoch(&store, &shuffled(&Sample::unweighted(&all), 1, epoch), |_| Ok(())).unwrap();
+    }
+    let trained = d.join("model.safetensors");
+    checkpoint::save_model(&trained, &trainer.model, &BTreeMap::new()).unwrap();
+    let (exported_pth, exported_st) = (d.join("exported.pth"), d.join("exported.safetensors"));
+    for out in [&exported_pth, &exported_st] {
+        let summary = checkpoint_cli(&[os("export").as_os_str(), trained.as_os_str(), out.as_os_str()]);
+        assert!(summary.contains("GNN_graphpred(3, 32, 1, JK='last', graph_pooling='mean')"), "{summary}");
+    }
+    let export_json = d.join("exported.json");
+    py(&[os("eval").as_os_str(), exported_pth.as_os_str(), graphs.as_os_str(), export_json.as_os_str()]).unwrap();
+    let exported_out = read_json(&export_json);
+    assert_eq!(exported_out["mol_ids"], reference_out["mol_ids"]);
+    let (outputs, embeddings) = eval_outputs(&trainer.model, &store, &indices);
+    let export_out = max_abs_diff(&outputs, &json_matrix(&exported_out["outputs"]));
+    let export_emb = max_abs_diff(&embeddings, &json_matrix(&exported_out["embeddings"]));
+    eprintln!("export: {} molecules, max |Δ| outputs {export_out:.2e}, embeddings {export_emb:.2e}", ids.len());
+    assert!(export_out < 1e-5 && export_emb < 1e-5, "export: outputs differ by {export_out}, embeddings by {export_emb}");
+
+    // The .safetensors export, imported again, is the same model on these molecules (only the unused
+    // "other" rows are reset).
+    let reimported = d.join("reimported.safetensors");
+    checkpoint_cli(&[os("import").as_os_str(), exported_st.as_os_str(), reimported.as_os_str()]);
+    let (again, _) = checkpoint::load_model(&reimported, Device::Cpu).unwrap();
+    let (again_out, _) = eval_outputs(&again, &store, &indices);
+    assert!(max_abs_diff(&again_out, &outputs) <= 1e-6);
+
+    // No torch: a clear error naming the remedy.
+    let out = Command::new(env!("CARGO_BIN_EXE_molpeg-checkpoint"))
+        .args([os("import").as_os_str(), hu_pth.as_os_str(), d.join("x.safetensors").as_os_str()])
+        .env("MOLPEG_PYTHON", d.join("no-python"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("hu.pth") && stderr.contains("needs PyTorch") && stderr.contains("MOLPEG_PYTHON"), "{stderr}");
+    let help = checkpoint_cli(&[os("--help").as_os_str()]);
+    for part in ["import:", "export:", "other (4) <- SINGLE (0)", "Examples:"] {
+        assert!(help.contains(part), "--help lacks {part}");
+    }
+}
