@@ -346,7 +346,7 @@ mod tests {
         let python = std::env::var("MOLPEG_PYTHON").unwrap_or_else(|_| "python3".into());
         let cases = [(41_127usize, 42u64), (41_127, 0), (2_039, 42), (10, 1), (1, 5), (100_000, 123_456_789_012)];
         let script = "import random, sys, json\nout = []\nfor n, seed in json.loads(sys.argv[1]):\n    random.seed(seed); idx = list(range(n)); random.shuffle(idx)\n    out.append([idx[:int(0.8 * n)], idx[int(0.8 * n):int(0.1 * n) + int(0.8 * n)]])\nprint(json.dumps(out))";
-        let arg = serde_json::to_string(&cases.iter().map(|&(n, s)| (n, s)).collect::<Vec<_>>()).unwrap();
+        let arg = serde_json::to_string(&cases).unwrap();
         let out = std::process::Command::new(&python).args(["-c", script, &arg]).output().expect("python runs");
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let expected: Vec<(Vec<usize>, Vec<usize>)> = serde_json::from_slice(&out.stdout).unwrap();

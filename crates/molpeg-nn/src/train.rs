@@ -344,13 +344,6 @@ fn predict_impl(
     Ok((Predictions { outputs, loss_sum, labelled: entries }, side))
 }
 
-/// Per-sample losses of any model (e.g. MolPeg's EMA reference) on a batch, without gradient.
-pub fn sample_losses(model: &Model, objective: &Objective, batch: &Batch, train: bool) -> Result<Vec<f32>> {
-    let _guard = tch::no_grad_guard();
-    let (per_sample, _) = objective.losses(&model.forward(batch, train), batch);
-    Ok(Vec::<f32>::try_from(per_sample.to_device(Device::Cpu))?)
-}
-
 /// `plan` in a random order that depends only on `(seed, epoch)`.
 pub fn shuffled(plan: &[Sample], seed: u64, epoch: u32) -> Vec<Sample> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
