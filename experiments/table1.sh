@@ -17,6 +17,12 @@
 # each). Order: the headline keeps (0.3, 0.4: the paper's 60–70% pruning) and full data for every seed
 # first, then the other keeps. Jobs that need the encoder wait (the script polls) until it exists, so
 # the scratch jobs can start while the source model is still pretraining.
+# ARCHIVE (default experiments/results/table1-hiv/cells for hiv-table1, empty = off): each finished run's
+# summary.json, metrics.parquet and manifest.json are copied there in the same layout, and a cell found
+# there counts as done, so a fresh checkout (runs/ is not committed) resumes the grid instead of
+# rerunning it. PRIOR (default experiments/results/table1-hiv/session11_runs.csv for hiv-table1): a CSV
+# of cells finished before the archive existed (seed,strategy,keep,...), also counted as done.
+# table1_summary.py reads runs/exp-table1, the archive and the prior CSV together.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 [ $# -ge 2 ] || { sed -n '2,17p' "$0"; exit 2; }
@@ -31,6 +37,8 @@ THREADS=${THREADS:-1}
 KEEPS_FIRST=${KEEPS_FIRST:-0.3 0.4}
 KEEPS_LATER=${KEEPS_LATER:-0.1 0.2 0.6 0.8}
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
+ARCHIVE=${ARCHIVE-$( [[ $NAME == hiv-table1 ]] && echo experiments/results/table1-hiv/cells )}
+PRIOR=${PRIOR-$( [[ $NAME == hiv-table1 ]] && echo experiments/results/table1-hiv/session11_runs.csv )}
 mkdir -p "$LOCKS"
 [ -f "$P" ] || { echo "table1: no pipeline $P" >&2; exit 2; }
 
@@ -71,10 +79,16 @@ encoder_ready() {
   [ -f "$ENCODER" ] && { [ ! -f "$d/resume.safetensors" ] || [ -f "$d/manifest.json" ]; }
 }
 
+archive() { # run_dir: copy a finished run's results (small files only) into the committed archive
+  [ -n "$ARCHIVE" ] || return 0
+  mkdir -p "$ARCHIVE/$1"
+  cp "$ROOT/$1"/{summary.json,metrics.parquet} "$ARCHIVE/$1/" && cp "$ROOT/$1/manifest.json" "$ARCHIVE/$1/"
+}
+
 JOBS=()
 for keeps in "$KEEPS_FIRST" "$KEEPS_LATER"; do
   for seed in $SEEDS; do
-    [[ $keeps == "$KEEPS_FIRST" ]] && JOBS+=("full $seed 1" "full-scratch $seed 1")
+    [[ $keeps == "$KEEPS_FIRST" ]] && JOBS+=("full $seed 1.0" "full-scratch $seed 1.0")
     for keep in $keeps; do
       for kind in molpeg random infobatch molpeg-scratch; do JOBS+=("$kind $seed $keep"); done
     done
@@ -86,8 +100,14 @@ while :; do
   deferred=0
   for entry in "${JOBS[@]}"; do
     read -r kind seed keep <<<"$entry"
-    done_file=$ROOT/seed$seed/$NAME/finetune-$( [[ $kind == full* ]] && echo "$kind" || echo "$kind-$keep" )/manifest.json
-    [ -f "$done_file" ] && continue
+    run_dir=seed$seed/$NAME/finetune-$( [[ $kind == full* ]] && echo "$kind" || echo "$kind-$keep" )
+    if [ -n "$ARCHIVE" ] && [ -f "$ARCHIVE/$run_dir/manifest.json" ]; then continue; fi
+    # Cells finished before the archive existed (their run directories are gone): kept as CSV rows.
+    if [ -n "$PRIOR" ] && grep -q "^$seed,$kind,$keep," "$PRIOR" 2>/dev/null; then continue; fi
+    if [ -f "$ROOT/$run_dir/manifest.json" ]; then
+      archive "$run_dir"
+      continue
+    fi
     if [[ $kind != *scratch ]] && ! encoder_ready; then
       deferred=1
       continue
@@ -96,6 +116,7 @@ while :; do
     flock -n -E 75 "$LOCKS/$kind-$seed-$keep" bash -c \
       "$(declare -f finetune job); BIN=$BIN P=$P ROOT=$ROOT NAME=$NAME ENCODER=$ENCODER THREADS=$THREADS; job $kind $seed $keep"
     rc=$?
+    [[ $rc -eq 0 && -f "$ROOT/$run_dir/manifest.json" ]] && archive "$run_dir"
     if [[ $rc -ne 0 && $rc -ne 75 ]]; then
       echo "table1: $kind seed $seed keep $keep failed (exit $rc); continuing" >&2
       failed=1

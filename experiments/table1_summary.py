@@ -1,6 +1,6 @@
 """Tables of experiments/table1.sh: MolPeg's Table 1 protocol on HIV, as Markdown.
 
-Usage: python experiments/table1_summary.py runs/exp-table1 PIPELINE [--csv FILE]
+Usage: python experiments/table1_summary.py runs/exp-table1 PIPELINE [--csv FILE] [--archive DIR] [--prior CSV]
 
 Reads <root>/seed*/<pipeline>/finetune-<tag>/{summary.json,metrics.parquet} (tags: full, molpeg-<r>,
 molpeg-scratch-<r>, infobatch-<r>, random-<r>) and prints
@@ -13,6 +13,11 @@ molpeg-scratch-<r>, infobatch-<r>, random-<r>) and prints
    reach small keep ratios, so besides the run as it is we report it restricted to the epochs whose
    cumulative samples seen stay within the MolPeg run's total at the same keep and seed (best-valid
    epoch among those, its test ROC-AUC) — "matched samples seen".
+--archive DIR (repeatable) reads the same layout under DIR too (experiments/table1.sh copies every
+finished run to experiments/results/table1-hiv/cells, which is committed); a run found in several
+places counts once. --prior CSV adds rows of a CSV this script wrote earlier (--csv) for cells whose run
+directories are gone (experiments/results/table1-hiv/session11_runs.csv); those rows have no per-epoch
+curve, so they are in every table but not in the figure.
 --csv writes one row per run (seed, strategy, keep, valid/test, samples, seconds, time to accuracy).
 --figure PATH.png draws time to accuracy: test ROC-AUC against wall time for every run of one seed
 (the lowest with the most runs) at keep 0.3 and 0.4 and full data, with the full-data run's test
@@ -80,14 +85,18 @@ def best_within(epochs, budget=None):
     return best
 
 
-def load(root, pipeline):
-    runs = []
-    for path in sorted(glob.glob(f"{root}/seed*/{pipeline}/finetune-*/summary.json")):
+def load(roots, pipeline):
+    runs, seen = [], set()
+    paths = [p for root in roots for p in sorted(glob.glob(f"{root}/seed*/{pipeline}/finetune-*/summary.json"))]
+    for path in paths:
         d = os.path.dirname(path)
         if not os.path.exists(os.path.join(d, "manifest.json")):
             continue  # unfinished
-        seed = int(d.split("/seed")[1].split("/")[0])
+        seed = int(d.split("/seed")[-1].split("/")[0])
         strategy, keep = split_tag(os.path.basename(d)[len("finetune-"):])
+        if (seed, strategy, keep) in seen:
+            continue
+        seen.add((seed, strategy, keep))
         s = json.load(open(path))
         runs.append(dict(seed=seed, strategy=strategy, keep=keep, summary=s, epochs=metric_rows(os.path.join(d, "metrics.parquet"))))
     return runs
@@ -107,12 +116,32 @@ def fmt(ms, scale=100.0, digits=1):
     return f"{m * scale:.{digits}f} ± {s * scale:.{digits}f} ({n})"
 
 
+def option_values(name):
+    return [sys.argv[i + 1] for i, a in enumerate(sys.argv[:-1]) if a == name]
+
+
+def read_prior(path):
+    def num(v):
+        if v in ("", "None"):
+            return None
+        if v == "never":
+            return v
+        return float(v) if any(c in v for c in ".e") else int(v)
+    with open(path, newline="") as f:
+        return [{k: (num(v) if k != "strategy" else v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
 def main():
-    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    valued = {"--csv", "--archive", "--prior", "--figure", "--pyg"}
+    args = [a for i, a in enumerate(sys.argv[1:], 1) if not a.startswith("--") and sys.argv[i - 1] not in valued]
     root, pipeline = args[0], args[1]
     csv_path = sys.argv[sys.argv.index("--csv") + 1] if "--csv" in sys.argv else None
-    runs = load(root, pipeline)
+    runs = load([root] + option_values("--archive"), pipeline)
+    have = {(r["seed"], r["strategy"], r["keep"]) for r in runs}
+    prior = [x for p in option_values("--prior") for x in read_prior(p)
+             if (x["seed"], x["strategy"].replace("infobatch@budget", "infobatch"), float(x["keep"])) not in have]
     full_test = {r["seed"]: r["summary"]["test_at_best"].get("roc_auc") for r in runs if r["strategy"] == "full"}
+    full_test.update({x["seed"]: x["test"] for x in prior if x["strategy"] == "full"})
     molpeg_budget = {(r["seed"], r["keep"]): r["summary"]["samples_seen"] for r in runs if r["strategy"] == "molpeg"}
     rows = []
     for r in runs:
@@ -134,6 +163,7 @@ def main():
             rows.append(dict(seed=r["seed"], strategy="infobatch@budget", keep=r["keep"], valid=b and b[0], test=b and b[1],
                              best_epoch=b and b[2], samples=used["samples"] if used else 0,
                              seconds=used["seconds"] if used else 0.0, reach=None, reach_samples=None))
+    rows += prior
 
     def cell(strategy, keep, field):
         return [x[field] for x in rows if x["strategy"] == strategy and (strategy.startswith("full") or x["keep"] == keep)]
