@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::features::OtherCounts;
 use crate::fingerprint::MorganSpec;
-use crate::graph::{rdkit_version, Featurizer, MolGraph, Reject};
+use crate::graph::{rdkit_version, Featurizer, MolGraph, Reject, SizeLimits};
 use crate::FEATURIZER_VERSION;
 
 pub const STAGE: &str = "featurize";
@@ -60,12 +60,31 @@ pub struct FeaturizeConfig {
     pub fingerprint_radius: u32,
     /// Bits of each fingerprint (a multiple of 8).
     pub fingerprint_bits: u32,
+    /// Size guards checked on the SMILES text before parsing ([`SizeLimits`]): a row over one is a
+    /// reject with the reason, so one giant or hostile row cannot stall or crash a library run.
+    /// Characters of a SMILES (default 10,000).
+    pub max_characters: usize,
+    /// Heavy-atom tokens of a SMILES (default 1,000).
+    pub max_atoms: usize,
+    /// Dot-separated fragments of a SMILES (default 64).
+    pub max_fragments: usize,
 }
 
 impl Default for FeaturizeConfig {
     fn default() -> Self {
         let morgan = MorganSpec::default();
-        FeaturizeConfig { chunk_rows: 2048, threads: 0, limit: None, fingerprints: false, fingerprint_radius: morgan.radius, fingerprint_bits: morgan.bits }
+        let limits = SizeLimits::default();
+        FeaturizeConfig {
+            chunk_rows: 2048,
+            threads: 0,
+            limit: None,
+            fingerprints: false,
+            fingerprint_radius: morgan.radius,
+            fingerprint_bits: morgan.bits,
+            max_characters: limits.characters,
+            max_atoms: limits.atoms,
+            max_fragments: limits.fragments,
+        }
     }
 }
 
@@ -74,7 +93,17 @@ impl FeaturizeConfig {
     pub fn morgan(&self) -> Option<MorganSpec> {
         self.fingerprints.then_some(MorganSpec { radius: self.fingerprint_radius, bits: self.fingerprint_bits })
     }
+
+    pub fn limits(&self) -> SizeLimits {
+        SizeLimits { characters: self.max_characters, atoms: self.max_atoms, fragments: self.max_fragments }
+    }
 }
+
+/// Stack of each featurize worker. RDKit recurses over the molecule graph (canonical ranking, ring
+/// perception); rayon's default 2 MiB overflowed on a 3,000-atom ring and aborted the whole run. The
+/// size guards keep rows far below that, and this leaves a wide margin; the memory is reserved, not
+/// used, until a deep recursion touches it.
+pub const WORKER_STACK_BYTES: usize = 256 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FeaturizeError {
@@ -141,6 +170,7 @@ pub fn run(
         "limit": config.limit,
         "featurizer_version": FEATURIZER_VERSION,
         "rdkit_version": rdkit,
+        "limits": config.limits(),
     });
     if let Some(spec) = morgan {
         params["fingerprints"] = serde_json::json!({"kind": "morgan", "radius": spec.radius, "bits": spec.bits});
@@ -170,13 +200,14 @@ pub fn run(
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(config.threads)
         .thread_name(|i| format!("featurize-{i}"))
+        .stack_size(WORKER_STACK_BYTES)
         .build()
         .map_err(|e| FeaturizeError::Internal(format!("cannot start the worker threads: {e}")))?;
     let bar = molpeg_core::progress::bar(0, "mol");
     bar.set_message(STAGE);
 
     let limit = config.limit.map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX));
-    let streamed = stream(reader.take(limit), config.chunk_rows, morgan, &pool, sinks, &bar);
+    let streamed = stream(reader.take(limit), config.chunk_rows, morgan, config.limits(), &pool, sinks, &bar);
     bar.finish_and_clear();
     let (tally, sinks) = streamed?;
 
@@ -298,6 +329,7 @@ fn stream(
     rows: impl Iterator<Item = Result<LabeledRow, FetchError>> + Send,
     chunk_rows: usize,
     morgan: Option<MorganSpec>,
+    limits: SizeLimits,
     pool: &rayon::ThreadPool,
     sinks: Sinks,
     bar: &ProgressBar,
@@ -320,7 +352,7 @@ fn stream(
             };
             let featurized: Vec<Featurized> = pool.install(|| {
                 rows.into_par_iter()
-                    .map_init(|| Featurizer::with_fingerprint(morgan), |featurizer, row| {
+                    .map_init(|| Featurizer::with_fingerprint(morgan).with_limits(limits), |featurizer, row| {
                         let result = featurizer.featurize(&row.smiles);
                         (row, result)
                     })
@@ -545,10 +577,10 @@ mod tests {
 
     #[test]
     fn config_defaults_and_typos() {
-        let pipeline = Pipeline::parse(Path::new("p.toml"), "[featurize]\nlimit = 10\n[typo]\nchunk_row = 1\n").unwrap();
+        let pipeline = Pipeline::parse(Path::new("p.toml"), "[featurize]\nlimit = 10\n[split]\nchunk_row = 1\n").unwrap();
         let config: FeaturizeConfig = pipeline.section("featurize").unwrap();
         assert_eq!(config, FeaturizeConfig { limit: Some(10), ..FeaturizeConfig::default() });
-        assert!(pipeline.section::<FeaturizeConfig>("typo").is_err());
+        assert!(pipeline.section::<FeaturizeConfig>("split").is_err(), "`chunk_row` is a typo");
         assert_eq!(config.morgan(), None, "fingerprints are off by default");
         let pipeline = Pipeline::parse(Path::new("p.toml"), "[featurize]\nfingerprints = true\nfingerprint_bits = 1024\n").unwrap();
         let config: FeaturizeConfig = pipeline.section("featurize").unwrap();

@@ -64,6 +64,11 @@ pub enum Reject {
     Featurization(String),
     TooManyAtoms(usize),
     TooManyBonds(usize),
+    /// The SMILES cell holds whitespace, a control character or a non-ASCII character inside it:
+    /// RDKit would stop there and read the rest as a name (`CC O` → ethane), so it is never parsed.
+    NotOneSmiles { position: usize, found: char },
+    /// Over a [`SizeLimits`] bound, checked before parsing: (what, found, limit).
+    TooLarge(&'static str, usize, usize),
 }
 
 impl Reject {
@@ -76,6 +81,8 @@ impl Reject {
             Reject::Featurization(_) => "RDKit failed while featurizing",
             Reject::TooManyAtoms(_) => "molecule has more than 65535 atoms",
             Reject::TooManyBonds(_) => "molecule has more than 65535 bonds",
+            Reject::NotOneSmiles { .. } => "SMILES cell holds whitespace, a control or a non-ASCII character",
+            Reject::TooLarge(..) => "SMILES over a size limit (checked before parsing)",
         }
     }
 }
@@ -86,9 +93,72 @@ impl fmt::Display for Reject {
             Reject::Sanitization(detail) | Reject::Featurization(detail) => write!(f, "{}: {detail}", self.kind()),
             Reject::TooManyAtoms(n) => write!(f, "{} ({n})", self.kind()),
             Reject::TooManyBonds(n) => write!(f, "{} ({n})", self.kind()),
+            Reject::NotOneSmiles { position, found } => write!(f, "{}: {found:?} at character {position}; a cell must hold exactly one SMILES", self.kind()),
+            Reject::TooLarge(what, found, limit) => write!(f, "{}: {found} {what} > {limit} (raise [featurize] max_{} if intended)", self.kind(), what.replace(' ', "_")),
             Reject::EmptySmiles | Reject::Unparsable => f.write_str(self.kind()),
         }
     }
+}
+
+/// Bounds checked on the SMILES text before RDKit sees it. RDKit's parse and canonicalisation time
+/// grows steeply with size (a 1,000-atom chain 0.8 s, 2,000 atoms 7 s, 70,000 atoms minutes) and its
+/// recursion can overflow a stack on rings of thousands of atoms, so one giant row could stall or kill
+/// a whole library run. The defaults are far above drug-like molecules (MoleculeNet's largest have
+/// ~250 heavy atoms; ChEMBL's peptides < 1,000) and keep a worst-case row near a second.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SizeLimits {
+    /// Characters of the SMILES.
+    pub characters: usize,
+    /// Atom tokens (bracket atoms, organic-subset and aromatic atoms, `*`): the heavy-atom count.
+    pub atoms: usize,
+    /// Dot-separated fragments (salts, mixtures).
+    pub fragments: usize,
+}
+
+impl Default for SizeLimits {
+    fn default() -> Self {
+        SizeLimits { characters: 10_000, atoms: 1_000, fragments: 64 }
+    }
+}
+
+impl SizeLimits {
+    /// The first problem of `smiles` (already trimmed), without parsing it.
+    pub fn check(&self, smiles: &str) -> Result<(), Reject> {
+        if let Some((position, found)) = smiles.chars().enumerate().find(|(_, c)| c.is_whitespace() || c.is_control() || !c.is_ascii()) {
+            return Err(Reject::NotOneSmiles { position, found });
+        }
+        if smiles.len() > self.characters {
+            return Err(Reject::TooLarge("characters", smiles.len(), self.characters));
+        }
+        let fragments = smiles.bytes().filter(|&b| b == b'.').count() + 1;
+        if fragments > self.fragments {
+            return Err(Reject::TooLarge("fragments", fragments, self.fragments));
+        }
+        let atoms = count_atom_tokens(smiles);
+        if atoms > self.atoms {
+            return Err(Reject::TooLarge("atoms", atoms, self.atoms));
+        }
+        Ok(())
+    }
+}
+
+/// Heavy-atom tokens of a SMILES string (a cheap over-estimate is fine: it is a guard): one per
+/// bracket atom, per organic-subset symbol (`Cl`, `Br` as one) and aromatic symbol, and per `*`.
+pub fn count_atom_tokens(smiles: &str) -> usize {
+    let bytes = smiles.as_bytes();
+    let (mut atoms, mut i) = (0, 0);
+    while i < bytes.len() {
+        match bytes[i] {
+            b'[' => {
+                atoms += 1;
+                i += bytes[i..].iter().position(|&b| b == b']').unwrap_or(bytes.len() - i);
+            }
+            b'B' | b'C' | b'N' | b'O' | b'P' | b'S' | b'F' | b'I' | b'b' | b'c' | b'n' | b'o' | b'p' | b's' | b'*' => atoms += 1,
+            _ => {}
+        }
+        i += 1;
+    }
+    atoms
 }
 
 /// Featurizes molecules one after the other, reusing its buffers; one per worker thread.
@@ -97,6 +167,7 @@ pub struct Featurizer {
     record: MolRecord,
     morgan: Option<MorganSpec>,
     on_bits: Vec<u32>,
+    limits: SizeLimits,
 }
 
 impl Featurizer {
@@ -109,10 +180,19 @@ impl Featurizer {
         Featurizer { morgan, ..Self::default() }
     }
 
+    /// Replaces the default [`SizeLimits`].
+    pub fn with_limits(mut self, limits: SizeLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Surrounding whitespace is ignored; anything else that is not one SMILES is a reject.
     pub fn featurize(&mut self, smiles: &str) -> Result<MolGraph, Reject> {
-        if smiles.trim().is_empty() {
+        let smiles = smiles.trim();
+        if smiles.is_empty() {
             return Err(Reject::EmptySmiles);
         }
+        self.limits.check(smiles)?;
         let_cxx_string!(cxx_smiles = smiles);
         let mol = smiles_to_mol(&cxx_smiles).map_err(|e| Reject::Sanitization(e.what().to_string()))?;
         if mol.is_null() {
@@ -307,6 +387,35 @@ mod tests {
         assert_eq!(ones, 6);
         assert!(featurizer.featurize("xyz").is_err());
         assert_ne!(featurizer.featurize("c1ccccc1").unwrap().fingerprint, b.fingerprint);
+    }
+
+    #[test]
+    fn a_cell_is_one_whole_smiles() {
+        // RDKit would read these as ethane/methane/ethanol plus a name.
+        for (smiles, position) in [("CC O", 2), ("C\u{d6}C", 1), ("CCO\tC", 3), ("CC\0O", 2), ("CC\nO", 2)] {
+            match featurize_smiles(smiles) {
+                Err(Reject::NotOneSmiles { position: p, .. }) => assert_eq!(p, position, "{smiles:?}"),
+                other => panic!("{smiles:?}: {other:?}"),
+            }
+        }
+        assert_eq!(graph(" CCO \t").num_atoms(), 3, "surrounding whitespace is trimmed");
+    }
+
+    #[test]
+    fn size_limits_reject_before_parsing() {
+        assert_eq!(count_atom_tokens("Cl[C@H](/C=C/C)Br"), 6);
+        assert_eq!(count_atom_tokens("c1ccccc1.[Na+]"), 7);
+        let limits = SizeLimits { characters: 50, atoms: 10, fragments: 2 };
+        let mut f = Featurizer::new().with_limits(limits);
+        assert!(f.featurize("CCCCCCCCCC").is_ok());
+        assert_eq!(f.featurize("CCCCCCCCCCC"), Err(Reject::TooLarge("atoms", 11, 10)));
+        assert_eq!(f.featurize("C.C.C"), Err(Reject::TooLarge("fragments", 3, 2)));
+        assert!(matches!(f.featurize(&"C".repeat(60)), Err(Reject::TooLarge("characters", 60, 50))));
+        let message = f.featurize("C.C.C").unwrap_err().to_string();
+        assert!(message.contains("max_fragments"), "{message}");
+        // The default limits keep a 3,000-atom ring (a stack overflow in RDKit) from being parsed.
+        let ring = format!("C1{}1", "C".repeat(2999));
+        assert!(matches!(featurize_smiles(&ring), Err(Reject::TooLarge("atoms", 3000, 1000))));
     }
 
     #[test]

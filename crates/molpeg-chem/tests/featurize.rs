@@ -46,7 +46,8 @@ chunk_rows = 4  # several chunks even for a dozen rows
 
     fn featurize(&self, extra: &[&str]) -> Output {
         let output = Command::new(env!("CARGO_BIN_EXE_molpeg-featurize"))
-            .args(["--pipeline", "pipeline.toml", "--runs-dir", "runs"])
+            .args(["--pipeline", "pipeline.toml"])
+            .args(if extra.contains(&"--runs-dir") { &[][..] } else { &["--runs-dir", "runs"][..] })
             .args(extra)
             .current_dir(self.dir.path())
             .env("MOLPEG_DATA_DIR", self.dir.path().join("data"))
@@ -272,4 +273,104 @@ fn fingerprints_are_opt_in_and_leave_the_graphs_unchanged() {
     // Off again: the run without fingerprints removes the file the manifest no longer lists.
     project.featurize_ok(&[]);
     assert!(!fingerprints.exists(), "a stale fingerprints.parquet outlived the run that turned them off");
+}
+
+/// Expected outcome of every row of tests/fixtures/hostile.csv (see make_hostile.py): `None` =
+/// accepted, else the start of the reject reason.
+const HOSTILE_EXPECTED: [(u32, Option<&str>); 19] = [
+    (0, None),
+    (1, Some("SMILES over a size limit (checked before parsing): 3000 atoms > 1000")),
+    (2, Some("SMILES over a size limit (checked before parsing): 5000 atoms > 1000")),
+    (3, Some("SMILES over a size limit (checked before parsing): 70000 characters > 10000")),
+    (4, Some("SMILES over a size limit (checked before parsing): 500 fragments > 64")),
+    (5, Some("SMILES cell holds whitespace, a control or a non-ASCII character: ' ' at character 2")),
+    (6, Some("SMILES cell holds whitespace, a control or a non-ASCII character: 'Ö' at character 1")),
+    (7, Some("SMILES cell holds whitespace, a control or a non-ASCII character: '\\t' at character 3")),
+    (8, None),
+    (9, Some("RDKit could not parse SMILES")),
+    (10, Some("RDKit rejected the molecule: ")),
+    (11, Some("empty SMILES")),
+    (12, None),
+    (13, None),
+    (14, None),
+    (15, Some("SMILES cell holds whitespace, a control or a non-ASCII character: '\\0' at character 2")),
+    (16, None),
+    (17, None),
+    (18, Some("SMILES cell holds whitespace, a control or a non-ASCII character: '\\n' at character 2")),
+];
+
+/// The adversarial corpus: rows that used to abort the run (stack overflow), stall it for minutes or
+/// be read as another molecule all end as rejects with their reason, and every other row survives.
+#[test]
+fn hostile_rows_are_rejects_and_the_rest_featurizes() {
+    let project = Project::new("hostile.csv");
+    let stdout = project.featurize_ok(&["--threads", "2"]);
+    let accepted = HOSTILE_EXPECTED.iter().filter(|(_, r)| r.is_none()).count();
+    assert!(stdout.contains(&format!("19 rows -> {accepted} molecules, {} rejected", 19 - accepted)), "{stdout}");
+    let tables = read_with_pyarrow(&project.stage_dir());
+    let ids: Vec<u64> = tables["graphs"]["columns"]["mol_id"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+    assert_eq!(ids, HOSTILE_EXPECTED.iter().filter(|(_, r)| r.is_none()).map(|(i, _)| *i as u64).collect::<Vec<_>>());
+    assert_eq!(tables["graphs"]["columns"]["num_atoms"][3], 999, "the 999-atom ring parsed on the worker's deep stack");
+    let rejects = &tables["rejects"]["columns"];
+    let rows: Vec<u64> = rejects["row"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+    let expected: Vec<(u32, &str)> = HOSTILE_EXPECTED.iter().filter_map(|(i, r)| r.map(|r| (*i, r))).collect();
+    assert_eq!(rows, expected.iter().map(|(i, _)| *i as u64).collect::<Vec<_>>());
+    for (k, (row, reason)) in expected.iter().enumerate() {
+        let found = rejects["reason"][k].as_str().unwrap();
+        assert!(found.starts_with(reason), "row {row}: {found:?} does not start with {reason:?}");
+    }
+    // A limit is a setting (and part of the cache key): lowered, ethanol is over it.
+    let stdout = project.featurize_ok(&["--max-atoms", "2", "--limit", "1"]);
+    assert!(stdout.contains("1 rows -> 0 molecules, 1 rejected"), "{stdout}");
+}
+
+/// (algorithm version, digest of the outputs on tests/fixtures/featurize.csv), oldest first. If this
+/// test fails because the output changed on purpose, bump `molpeg_core::versions::FEATURIZE` and append
+/// the new pair (the failure message gives it); never edit an old entry.
+const FEATURIZE_GOLDEN: &[(u32, &str)] = &[(1, "111f9de28ca05996c55a386e7726f86b0d4f9ad7dd493dae34340227c9ac7c2b")];
+
+#[test]
+fn featurize_output_is_pinned_to_its_algorithm_version() {
+    let project = Project::new("featurize.csv");
+    project.featurize_ok(&[]);
+    let tables = read_with_pyarrow(&project.stage_dir());
+    let text = serde_json::to_string(&json!([tables["graphs"]["columns"], tables["rejects"]["columns"]])).unwrap();
+    let digest = molpeg_core::versions::digest(&text);
+    if let Err(message) = molpeg_core::versions::check_golden("featurize", FEATURIZE_GOLDEN, &digest) {
+        panic!("{message}");
+    }
+}
+
+/// A same-size corruption of an output is not "up to date": the stage reruns and restores it; a
+/// copied runs directory checks its own files.
+#[test]
+fn corrupted_or_copied_outputs_are_checked_byte_for_byte() {
+    let project = Project::new("featurize.csv");
+    project.featurize_ok(&[]);
+    let graphs = project.stage_dir().join("graphs.parquet");
+    let good = std::fs::read(&graphs).unwrap();
+    let mut bad = good.clone();
+    let middle = bad.len() / 2;
+    bad[middle] ^= 0xff;
+    std::fs::write(&graphs, &bad).unwrap();
+    let stdout = project.featurize_ok(&[]);
+    assert!(stdout.contains("13 rows -> 9 molecules"), "a corrupted output must rerun the stage: {stdout}");
+    assert_eq!(std::fs::read(&graphs).unwrap(), good);
+
+    // cp -r runs runs2, then truncate a file in the copy only.
+    let copy = project.dir.path().join("runs2/fixture/featurize");
+    std::fs::create_dir_all(&copy).unwrap();
+    for entry in std::fs::read_dir(project.stage_dir()).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), copy.join(entry.file_name())).unwrap();
+    }
+    let run_copy = |extra: &[&str]| {
+        let mut args = vec!["--runs-dir", "runs2"];
+        args.extend_from_slice(extra);
+        project.featurize_ok(&args)
+    };
+    assert!(run_copy(&[]).contains("up to date"), "an intact copy is up to date");
+    std::fs::write(copy.join("graphs.parquet"), &good[..good.len() - 10]).unwrap();
+    assert!(run_copy(&[]).contains("13 rows -> 9 molecules"), "a truncated file in the copy reruns the copy");
+    assert!(project.featurize_ok(&[]).contains("up to date"), "the original is untouched");
 }

@@ -93,6 +93,23 @@ impl Drop for PendingRename {
 }
 
 /// Writes `bytes` to `path` atomically.
+/// Removes temp files (`.NAME.PID.tmp`) that a killed process left in `dir`: those whose process is
+/// gone (a live one may still be writing). Returns how many were removed.
+pub fn remove_stale_temps(dir: &Path) -> Result<usize> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Ok(0) };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(stem) = name.strip_prefix('.').and_then(|n| n.strip_suffix(".tmp")) else { continue };
+        let Some(pid) = stem.rsplit('.').next().and_then(|p| p.parse::<u32>().ok()) else { continue };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            std::fs::remove_file(entry.path()).map_err(|e| Error::io(entry.path(), e))?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
 pub fn write_atomic(path: impl AsRef<Path>, bytes: &[u8]) -> Result<PathBuf> {
     let mut file = AtomicFile::create(path)?;
     let tmp = file.tmp_path.clone();

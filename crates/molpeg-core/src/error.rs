@@ -45,8 +45,16 @@ impl Error {
     pub fn parquet(path: impl Into<PathBuf>, source: parquet::errors::ParquetError) -> Self {
         Error::Parquet { path: path.into(), cause: source }
     }
+    /// An Arrow error while handling `path`. A molpeg error carried inside (a corrupted-file error
+    /// from [`crate::parquet_io::Batches`]) comes back out whole, so its message is not wrapped twice.
     pub fn arrow(path: impl Into<PathBuf>, source: arrow::error::ArrowError) -> Self {
-        Error::Arrow { path: path.into(), cause: source }
+        match source {
+            arrow::error::ArrowError::ExternalError(inner) => match inner.downcast::<Error>() {
+                Ok(mine) => *mine,
+                Err(other) => Error::Arrow { path: path.into(), cause: arrow::error::ArrowError::ExternalError(other) },
+            },
+            other => Error::Arrow { path: path.into(), cause: other },
+        }
     }
     pub fn invalid(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
         Error::Invalid { path: path.into(), message: message.into() }

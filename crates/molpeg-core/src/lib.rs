@@ -3,7 +3,8 @@
 //! Main pieces: [`schema`] (the single source of truth for every Parquet column name and type),
 //! [`parquet_io`] (reading with schema checks, atomic writing), [`atomic`] (temp file + rename),
 //! [`manifest`] (stage cache keys in the spirit of DVC's lock files), [`pipeline`] (the pipeline TOML)
-//! and [`cli`] (flags every stage binary shares).
+//! [`versions`] (per-stage algorithm versions in every cache key) and [`cli`] (flags every stage binary
+//! shares).
 //!
 //! **Boundary:** this crate links neither RDKit nor libtorch.
 
@@ -16,6 +17,7 @@ pub mod parquet_io;
 pub mod pipeline;
 pub mod progress;
 pub mod schema;
+pub mod versions;
 
 pub use error::{Error, Result};
 

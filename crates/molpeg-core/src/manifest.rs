@@ -1,6 +1,13 @@
-//! Stage manifests: the cache key of a stage run (stage name, tool version, resolved parameters,
-//! input hashes) written next to its outputs, last. An unchanged rerun finds a matching manifest and is
-//! skipped; a run that was interrupted left no manifest, so it reruns.
+//! Stage manifests: the cache key of a stage run (stage name, the stage's algorithm version, resolved
+//! parameters, input hashes) written next to its outputs, last. An unchanged rerun finds a matching
+//! manifest and is skipped; a run that was interrupted left no manifest, so it reruns.
+//!
+//! What a skip trusts, and why it may: every recorded output is re-hashed (sha256, the same hash the
+//! manifest records) and must match byte for byte, so a corrupted, truncated or replaced output reruns
+//! the stage. Hashing costs about 1 s per GB (MOSES' graphs.parquet, the largest output, in well under a
+//! second), small against any stage it saves. Output paths are stored relative to the stage directory,
+//! so a copied runs directory checks its own files, never the original's. Inputs are compared by content
+//! (sha256 and size), not by path: the same bytes under another path are the same input.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -35,9 +42,29 @@ pub struct FileRecord {
 }
 
 impl FileRecord {
+    /// `path` as given (inputs: informative only).
     pub fn of(path: &Path) -> Result<Self> {
         let bytes = std::fs::metadata(path).map_err(|e| Error::io(path, e))?.len();
         Ok(FileRecord { path: path.display().to_string(), sha256: sha256_file(path)?, bytes })
+    }
+
+    /// An output, its path recorded relative to the stage directory `dir` when it lies inside it.
+    fn output(dir: &Path, path: &Path) -> Result<Self> {
+        let mut record = FileRecord::of(path)?;
+        if let Ok(relative) = path.strip_prefix(dir) {
+            record.path = relative.display().to_string();
+        }
+        Ok(record)
+    }
+
+    fn same_content(&self, other: &FileRecord) -> bool {
+        self.sha256 == other.sha256 && self.bytes == other.bytes
+    }
+
+    /// Whether the output this record describes is still there, byte for byte.
+    fn intact_in(&self, dir: &Path) -> bool {
+        let path = dir.join(&self.path); // an absolute path (old manifests) stays absolute
+        std::fs::metadata(&path).map(|m| m.len() == self.bytes).unwrap_or(false) && sha256_file(&path).map(|h| h == self.sha256).unwrap_or(false)
     }
 }
 
@@ -46,12 +73,50 @@ impl FileRecord {
 pub struct Manifest {
     pub stage: String,
     pub tool_version: String,
+    /// [`crate::versions`]: bumped whenever the stage's output for the same inputs changes. Manifests
+    /// written before versions existed read as 0, so they rerun.
+    #[serde(default)]
+    pub algorithm_version: u32,
     pub params: serde_json::Value,
     pub inputs: Vec<FileRecord>,
     pub outputs: Vec<FileRecord>,
     /// Stage summary (counts, timings); informative, not part of the cache key.
     #[serde(default)]
     pub summary: serde_json::Value,
+}
+
+/// An input written by an upstream stage (a manifest beside it lists it) must still be the file that
+/// stage recorded: a file changed or damaged after its stage finished would otherwise be used as is.
+fn check_against_producer(path: &Path, record: &FileRecord) -> Result<()> {
+    let Some(dir) = path.parent() else { return Ok(()) };
+    let Ok(text) = std::fs::read_to_string(dir.join(MANIFEST_FILE)) else { return Ok(()) };
+    let Ok(producer) = serde_json::from_str::<Manifest>(&text) else { return Ok(()) };
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let Some(recorded) = producer.outputs.iter().find(|o| Path::new(&o.path).file_name().map(|n| n.to_string_lossy() == name.as_str()).unwrap_or(false)) else {
+        return Ok(());
+    };
+    if recorded.same_content(record) {
+        return Ok(());
+    }
+    Err(Error::invalid(
+        path,
+        format!(
+            "this file is not the one the `{stage}` stage wrote (its manifest records {} bytes, sha256 {}; the file has {} bytes, sha256 {}): it changed or was damaged afterwards. \
+             Rerun the `{stage}` stage (e.g. `just {stage} NAME`; an unchanged rerun detects the change and rewrites it)",
+            recorded.bytes,
+            &recorded.sha256[..12.min(recorded.sha256.len())],
+            record.bytes,
+            &record.sha256[..12.min(record.sha256.len())],
+            stage = producer.stage
+        ),
+    ))
+}
+
+fn remove_if_present(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(path, e)),
+        _ => Ok(()),
+    }
 }
 
 /// What a stage invocation did.
@@ -65,16 +130,22 @@ pub enum Outcome<S> {
 pub struct StageRun {
     pub stage: String,
     pub dir: PathBuf,
+    algorithm_version: u32,
     params: serde_json::Value,
     inputs: Vec<FileRecord>,
 }
 
 impl StageRun {
-    /// Hashes the inputs and resolves the key. `params` must hold every setting that changes outputs.
+    /// Hashes the inputs and resolves the key. `params` must hold every setting that changes outputs;
+    /// `stage` must have an entry in [`crate::versions::STAGES`].
     pub fn new(stage: &str, dir: impl Into<PathBuf>, params: &impl Serialize, inputs: &[&Path]) -> Result<Self> {
+        let algorithm_version = crate::versions::of(stage).ok_or_else(|| Error::Other(format!("internal: stage `{stage}` has no entry in molpeg_core::versions::STAGES")))?;
         let params = serde_json::to_value(params).map_err(|e| Error::Other(format!("cannot serialize {stage} parameters: {e}")))?;
-        let inputs = inputs.iter().map(|p| FileRecord::of(p)).collect::<Result<_>>()?;
-        Ok(StageRun { stage: stage.to_string(), dir: dir.into(), params, inputs })
+        let inputs: Vec<FileRecord> = inputs.iter().map(|p| FileRecord::of(p)).collect::<Result<_>>()?;
+        for record in &inputs {
+            check_against_producer(Path::new(&record.path), record)?;
+        }
+        Ok(StageRun { stage: stage.to_string(), dir: dir.into(), algorithm_version, params, inputs })
     }
 
     pub fn manifest_path(&self) -> PathBuf {
@@ -85,27 +156,51 @@ impl StageRun {
     pub fn cached(&self) -> Option<Manifest> {
         let text = std::fs::read_to_string(self.manifest_path()).ok()?;
         let old: Manifest = serde_json::from_str(&text).ok()?;
-        let same_key = old.stage == self.stage && old.tool_version == crate::TOOL_VERSION && old.params == self.params && old.inputs == self.inputs;
-        let outputs_intact = old.outputs.iter().all(|o| std::fs::metadata(&o.path).map(|m| m.len() == o.bytes).unwrap_or(false));
-        (same_key && outputs_intact).then_some(old)
+        let same_inputs = old.inputs.len() == self.inputs.len() && old.inputs.iter().zip(&self.inputs).all(|(a, b)| a.same_content(b));
+        let same_key = old.stage == self.stage
+            && old.tool_version == crate::TOOL_VERSION
+            && old.algorithm_version == self.algorithm_version
+            && old.params == self.params
+            && same_inputs;
+        // Hashing is the expensive part: only when the key matches.
+        (same_key && old.outputs.iter().all(|o| o.intact_in(&self.dir))).then_some(old)
     }
 
-    /// Removes an old manifest so that a run interrupted from here on is never mistaken for complete.
+    /// Removes the old manifest and the outputs it lists, so that a run interrupted from here on is
+    /// never mistaken for complete and leaves no earlier run's summary or model looking current; also
+    /// removes temp files of killed runs.
     pub fn begin(&self) -> Result<()> {
         std::fs::create_dir_all(&self.dir).map_err(|e| Error::io(&self.dir, e))?;
-        match std::fs::remove_file(self.manifest_path()) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(self.manifest_path(), e)),
-            _ => Ok(()),
+        if let Some(old) = std::fs::read_to_string(self.manifest_path()).ok().and_then(|t| serde_json::from_str::<Manifest>(&t).ok()) {
+            for output in &old.outputs {
+                let path = self.dir.join(&output.path);
+                // Only files inside the stage directory: an absolute path of an old manifest may
+                // point into another copy of the runs directory.
+                if path.starts_with(&self.dir) {
+                    remove_if_present(&path)?;
+                }
+            }
         }
+        self.begin_resumable()
+    }
+
+    /// Like [`StageRun::begin`] but keeps the previous outputs, for a stage that resumes from them
+    /// (the scaling sweep reuses finished cells of its results file and checks each row itself).
+    pub fn begin_resumable(&self) -> Result<()> {
+        std::fs::create_dir_all(&self.dir).map_err(|e| Error::io(&self.dir, e))?;
+        remove_if_present(&self.manifest_path())?;
+        atomic::remove_stale_temps(&self.dir)?;
+        Ok(())
     }
 
     /// Records the outputs and writes the manifest, last.
     pub fn finish(self, outputs: &[&Path], summary: &impl Serialize) -> Result<Manifest> {
         let manifest = Manifest {
-            outputs: outputs.iter().map(|p| FileRecord::of(p)).collect::<Result<_>>()?,
+            outputs: outputs.iter().map(|p| FileRecord::output(&self.dir, p)).collect::<Result<_>>()?,
             summary: serde_json::to_value(summary).unwrap_or(serde_json::Value::Null),
             stage: self.stage,
             tool_version: crate::TOOL_VERSION.to_string(),
+            algorithm_version: self.algorithm_version,
             params: self.params,
             inputs: self.inputs,
         };
@@ -127,18 +222,104 @@ mod tests {
         let out_dir = dir.path().join("stage");
         let output = out_dir.join("out.txt");
 
-        let run = StageRun::new("demo", &out_dir, &serde_json::json!({"k": 1}), &[&input]).unwrap();
+        let run = StageRun::new("split", &out_dir, &serde_json::json!({"k": 1}), &[&input]).unwrap();
         assert!(run.cached().is_none());
         run.begin().unwrap();
         std::fs::write(&output, "result").unwrap();
         run.finish(&[&output], &()).unwrap();
 
-        assert!(StageRun::new("demo", &out_dir, &serde_json::json!({"k": 1}), &[&input]).unwrap().cached().is_some());
-        assert!(StageRun::new("demo", &out_dir, &serde_json::json!({"k": 2}), &[&input]).unwrap().cached().is_none());
+        assert!(StageRun::new("split", &out_dir, &serde_json::json!({"k": 1}), &[&input]).unwrap().cached().is_some());
+        assert!(StageRun::new("split", &out_dir, &serde_json::json!({"k": 2}), &[&input]).unwrap().cached().is_none());
         std::fs::write(&input, "b").unwrap();
-        assert!(StageRun::new("demo", &out_dir, &serde_json::json!({"k": 1}), &[&input]).unwrap().cached().is_none());
+        assert!(StageRun::new("split", &out_dir, &serde_json::json!({"k": 1}), &[&input]).unwrap().cached().is_none());
         std::fs::write(&input, "a").unwrap();
         std::fs::write(&output, "truncated").unwrap();
-        assert!(StageRun::new("demo", &out_dir, &serde_json::json!({"k": 1}), &[&input]).unwrap().cached().is_none());
+        assert!(StageRun::new("split", &out_dir, &serde_json::json!({"k": 1}), &[&input]).unwrap().cached().is_none());
+    }
+
+    fn finished(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+        let input = dir.join("in.txt");
+        std::fs::write(&input, "a").unwrap();
+        let out_dir = dir.join("runs/p/stage");
+        let output = out_dir.join("out.txt");
+        let run = StageRun::new("split", &out_dir, &serde_json::json!({}), &[&input]).unwrap();
+        run.begin().unwrap();
+        std::fs::write(&output, "result").unwrap();
+        run.finish(&[&output], &()).unwrap();
+        (input, out_dir, output)
+    }
+
+    #[test]
+    fn a_rerun_removes_the_previous_outputs_and_dead_temp_files_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let (input, out_dir, output) = finished(dir.path());
+        let dead_temp = out_dir.join(".out.txt.999999999.tmp"); // no such pid
+        let live_temp = out_dir.join(format!(".out.txt.{}.tmp", std::process::id()));
+        std::fs::write(&dead_temp, "partial").unwrap();
+        std::fs::write(&live_temp, "being written").unwrap();
+        let run = StageRun::new("split", &out_dir, &serde_json::json!({"k": 2}), &[&input]).unwrap();
+        run.begin().unwrap();
+        assert!(!output.exists(), "the old output must not look current while the new run works");
+        assert!(!out_dir.join(MANIFEST_FILE).exists() && !dead_temp.exists());
+        assert!(live_temp.exists(), "a live process's temp file stays");
+    }
+
+    #[test]
+    fn same_size_corruption_is_not_up_to_date() {
+        let dir = tempfile::tempdir().unwrap();
+        let (input, out_dir, output) = finished(dir.path());
+        std::fs::write(&output, "resulT").unwrap(); // same size, other bytes
+        assert!(StageRun::new("split", &out_dir, &serde_json::json!({}), &[&input]).unwrap().cached().is_none());
+    }
+
+    #[test]
+    fn a_copied_runs_directory_checks_its_own_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let (input, out_dir, _) = finished(dir.path());
+        let manifest = std::fs::read_to_string(out_dir.join(MANIFEST_FILE)).unwrap();
+        assert!(manifest.contains("\"path\": \"out.txt\""), "output path stored relative: {manifest}");
+        let copy = dir.path().join("runs2/p/stage");
+        std::fs::create_dir_all(&copy).unwrap();
+        for f in ["out.txt", MANIFEST_FILE] {
+            std::fs::copy(out_dir.join(f), copy.join(f)).unwrap();
+        }
+        assert!(StageRun::new("split", &copy, &serde_json::json!({}), &[&input]).unwrap().cached().is_some(), "an intact copy is up to date");
+        std::fs::write(copy.join("out.txt"), "res").unwrap(); // truncated in the copy only
+        assert!(StageRun::new("split", &copy, &serde_json::json!({}), &[&input]).unwrap().cached().is_none());
+        assert!(StageRun::new("split", &out_dir, &serde_json::json!({}), &[&input]).unwrap().cached().is_some(), "the original is untouched");
+        // The same input bytes under another path are the same input.
+        let moved = dir.path().join("moved.txt");
+        std::fs::copy(&input, &moved).unwrap();
+        assert!(StageRun::new("split", &out_dir, &serde_json::json!({}), &[&moved]).unwrap().cached().is_some());
+    }
+
+    #[test]
+    fn another_algorithm_version_reruns() {
+        let dir = tempfile::tempdir().unwrap();
+        let (input, out_dir, _) = finished(dir.path());
+        let path = out_dir.join(MANIFEST_FILE);
+        let mut manifest: Manifest = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(manifest.algorithm_version, crate::versions::of("split").unwrap());
+        manifest.algorithm_version -= 1;
+        std::fs::write(&path, serde_json::to_string(&manifest).unwrap()).unwrap();
+        assert!(StageRun::new("split", &out_dir, &serde_json::json!({}), &[&input]).unwrap().cached().is_none());
+        // A manifest from before versions existed has none: it reruns too.
+        let mut old: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        old.as_object_mut().unwrap().remove("algorithm_version");
+        std::fs::write(&path, old.to_string()).unwrap();
+        assert!(StageRun::new("split", &out_dir, &serde_json::json!({}), &[&input]).unwrap().cached().is_none());
+        assert!(StageRun::new("no-such-stage", &out_dir, &serde_json::json!({}), &[&input]).is_err());
+    }
+
+    #[test]
+    fn a_downstream_stage_refuses_an_input_changed_after_its_stage_wrote_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, out_dir, output) = finished(dir.path());
+        let next = dir.path().join("runs/p/next");
+        assert!(StageRun::new("select", &next, &serde_json::json!({}), &[&output]).is_ok());
+        std::fs::write(&output, "resulT").unwrap();
+        let err = StageRun::new("select", &next, &serde_json::json!({}), &[&output]).err().unwrap().to_string();
+        assert!(err.contains("out.txt") && err.contains("not the one the `split` stage wrote") && err.contains("just split NAME"), "{err}");
+        assert!(StageRun::new("split", &out_dir, &serde_json::json!({}), &[&dir.path().join("in.txt")]).unwrap().cached().is_none());
     }
 }

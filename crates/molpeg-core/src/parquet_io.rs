@@ -14,6 +14,8 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 
+use arrow::error::ArrowError;
+
 use crate::atomic::{AtomicFile, PendingRename};
 use crate::schema::{self, meta};
 use crate::{Error, Result};
@@ -78,6 +80,76 @@ pub fn write_batches(path: impl AsRef<Path>, schema: SchemaRef, kind: &str, extr
     Ok(sink.finish()?.0)
 }
 
+thread_local! {
+    /// Set while this thread decodes Parquet under [`guarded`], whose panics become errors.
+    static DECODING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f`, turning a panic into `Err(message)`. The parquet crate panics on some corrupted files
+/// (out-of-range offsets in a damaged page); a corrupted file must be an error naming it, never a
+/// crash. The panic hook stays quiet for these panics so the user sees our message only.
+fn guarded<T>(f: impl FnOnce() -> T) -> std::result::Result<T, String> {
+    static QUIET_HOOK: std::sync::Once = std::sync::Once::new();
+    QUIET_HOOK.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !DECODING.with(|d| d.get()) {
+                default(info);
+            }
+        }));
+    });
+    let was = DECODING.with(|d| d.replace(true));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    DECODING.with(|d| d.set(was));
+    result.map_err(|payload| {
+        payload
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "decoder panicked".into())
+    })
+}
+
+/// The error for a file the decoder cannot read.
+pub fn corrupted(path: &Path, detail: impl std::fmt::Display) -> Error {
+    Error::invalid(
+        path,
+        format!("cannot decode this Parquet file ({detail}): it is corrupted or truncated. Delete it and rerun the stage that wrote it (its stage directory's manifest is then stale and the stage reruns), or pass --force to that stage"),
+    )
+}
+
+/// Record batches of one Parquet file, in file order; a decoder failure or panic is an error that
+/// names the file.
+pub struct Batches {
+    path: PathBuf,
+    inner: ParquetRecordBatchReader,
+    failed: bool,
+}
+
+impl Batches {
+    pub fn schema(&self) -> SchemaRef {
+        arrow::record_batch::RecordBatchReader::schema(&self.inner)
+    }
+}
+
+impl Iterator for Batches {
+    type Item = std::result::Result<RecordBatch, ArrowError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed {
+            return None;
+        }
+        let inner = &mut self.inner;
+        let item = match guarded(|| inner.next()) {
+            Ok(Some(Err(e))) => Some(Err(ArrowError::ExternalError(Box::new(corrupted(&self.path, e))))),
+            Ok(item) => item,
+            Err(panic) => Some(Err(ArrowError::ExternalError(Box::new(corrupted(&self.path, format!("decoder panic: {panic}")))))),
+        };
+        self.failed = matches!(item, Some(Err(_)));
+        item
+    }
+}
+
 /// An opened Parquet file whose schema was checked against the expected one.
 pub struct ParquetSource {
     pub path: PathBuf,
@@ -91,7 +163,9 @@ impl ParquetSource {
     pub fn open(path: impl AsRef<Path>, expected: &SchemaRef) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
         let file = File::open(&path).map_err(|e| Error::io(&path, e))?;
-        let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| Error::parquet(&path, e))?;
+        let builder = guarded(|| ParquetRecordBatchReaderBuilder::try_new(file))
+            .map_err(|panic| corrupted(&path, format!("decoder panic: {panic}")))?
+            .map_err(|e| corrupted(&path, e))?;
         schema::check(&path, expected, builder.schema())?;
         let file_meta = builder.metadata().file_metadata();
         let metadata = file_meta
@@ -112,7 +186,7 @@ impl ParquetSource {
     }
 
     /// Streams record batches holding only the named columns, in file order.
-    pub fn read_columns(self, columns: &[&str]) -> Result<ParquetRecordBatchReader> {
+    pub fn read_columns(self, columns: &[&str]) -> Result<Batches> {
         self.read(columns, None)
     }
 
@@ -122,11 +196,11 @@ impl ParquetSource {
     }
 
     /// Like [`ParquetSource::read_columns`], but only the given row groups (ascending indices).
-    pub fn read_row_groups(self, columns: &[&str], groups: Vec<usize>) -> Result<ParquetRecordBatchReader> {
+    pub fn read_row_groups(self, columns: &[&str], groups: Vec<usize>) -> Result<Batches> {
         self.read(columns, Some(groups))
     }
 
-    fn read(self, columns: &[&str], groups: Option<Vec<usize>>) -> Result<ParquetRecordBatchReader> {
+    fn read(self, columns: &[&str], groups: Option<Vec<usize>>) -> Result<Batches> {
         let schema = self.builder.parquet_schema();
         let arrow_schema = self.builder.schema().clone();
         let roots: Vec<usize> = columns
@@ -138,7 +212,8 @@ impl ParquetSource {
         if let Some(groups) = groups {
             builder = builder.with_row_groups(groups);
         }
-        builder.build().map_err(|e| Error::parquet(&self.path, e))
+        let inner = builder.build().map_err(|e| corrupted(&self.path, e))?;
+        Ok(Batches { path: self.path, inner, failed: false })
     }
 
     /// Reads the named columns fully into memory.
@@ -173,5 +248,44 @@ mod tests {
         assert_eq!(batches[0].num_columns(), 1);
         let err = ParquetSource::open(&path, &schema::coreset::schema()).err().unwrap().to_string();
         assert!(err.contains("column `rank` is missing"), "{err}");
+    }
+
+    /// Every single-byte corruption and every truncation of a small file is an error naming the file,
+    /// never a panic (the parquet crate panics on some of them).
+    #[test]
+    fn corrupted_and_truncated_files_are_errors_not_panics() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("split.parquet");
+        let schema = schema::split::schema();
+        let n = 3000u32;
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![Arc::new(UInt32Array::from((0..n).collect::<Vec<_>>())), Arc::new(StringArray::from((0..n).map(|i| ["train", "valid", "test"][i as usize % 3]).collect::<Vec<_>>()))],
+        )
+        .unwrap();
+        write_batches(&path, schema.clone(), schema::split::KIND, &BTreeMap::new(), &[batch]).unwrap();
+        let good = std::fs::read(&path).unwrap();
+        let bad = dir.path().join("bad.parquet");
+        let mut errors = 0;
+        let mut read_back_equal = 0;
+        let read = |p: &Path| -> Result<usize> {
+            let source = ParquetSource::open(p, &schema)?;
+            let batches = source.collect_columns(&["mol_id", "split"])?;
+            Ok(batches.iter().map(|b| b.num_rows()).sum())
+        };
+        let mut cases: Vec<Vec<u8>> = (0..good.len()).step_by(7).map(|i| { let mut b = good.clone(); b[i] ^= 0x5a; b }).collect();
+        cases.extend((0..good.len()).step_by(97).map(|len| good[..len].to_vec()));
+        for bytes in cases {
+            std::fs::write(&bad, &bytes).unwrap();
+            match read(&bad) {
+                Err(e) => {
+                    let msg = e.to_string();
+                    assert!(msg.contains("bad.parquet"), "{msg}");
+                    errors += 1;
+                }
+                Ok(_) => read_back_equal += 1, // a flipped bit in a value or padding decodes
+            }
+        }
+        assert!(errors > 10, "{errors} errors, {read_back_equal} decoded");
     }
 }

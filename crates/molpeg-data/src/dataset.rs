@@ -43,7 +43,9 @@ pub struct DatasetSpec {
     /// Canonical download location.
     #[serde(default)]
     pub url: Option<String>,
-    /// File name in the cache (`data/raw/`).
+    /// File name in the cache (`data/raw/`). Optional: defaults to the file name of `path`, else of
+    /// the URL, else `<name>.csv`.
+    #[serde(default)]
     pub file: String,
     /// Names to look for in the offline mirror directory, in order (default: `file`, then the URL's last segment).
     #[serde(default)]
@@ -72,14 +74,25 @@ fn default_missing() -> Vec<String> {
 }
 
 impl DatasetSpec {
+    /// `file`, or the name it defaults to.
+    pub fn file_name(&self) -> String {
+        if !self.file.is_empty() {
+            return self.file.clone();
+        }
+        let from_path = self.path.as_deref().and_then(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned());
+        let from_url = self.url.as_deref().and_then(|u| u.rsplit('/').next()).filter(|s| !s.is_empty()).map(str::to_string);
+        from_path.or(from_url).unwrap_or_else(|| format!("{}.csv", self.name))
+    }
+
     /// Mirror file names to try, in order.
     pub fn mirror_candidates(&self) -> Vec<String> {
         if !self.mirror_names.is_empty() {
             return self.mirror_names.clone();
         }
-        let mut names = vec![self.file.clone()];
+        let file = self.file_name();
+        let mut names = vec![file.clone()];
         if let Some(last) = self.url.as_deref().and_then(|u| u.rsplit('/').next()).filter(|s| !s.is_empty()) {
-            if last != self.file {
+            if last != file {
                 names.push(last.to_string());
             }
         }

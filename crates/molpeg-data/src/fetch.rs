@@ -19,8 +19,8 @@ pub enum FetchError {
     Core(#[from] molpeg_core::Error),
     #[error(
         "{path}: sha256 {found} is not an accepted checksum of dataset `{dataset}` (accepted: {accepted}).\n  \
-         If you trust this file, accept it explicitly: pass --accept-sha256 {found} or add \"{found}\" to `sha256` in the \
-         pipeline's [dataset] section.{cleanup}"
+         If you trust this file, accept it explicitly: run `molpeg-fetch --pipeline PIPELINE.toml --accept-sha256 {found}` \
+         (later stages then accept the cached copy too) or add \"{found}\" to `sha256` in the pipeline's [dataset] section.{cleanup}"
     )]
     Checksum { dataset: String, path: PathBuf, found: String, accepted: String, cleanup: String },
     #[error(
@@ -72,7 +72,7 @@ impl FetchOptions {
     }
 
     pub fn cache_path(&self, spec: &DatasetSpec) -> PathBuf {
-        self.data_dir.join("raw").join(&spec.file)
+        self.data_dir.join("raw").join(spec.file_name())
     }
 }
 
@@ -118,7 +118,15 @@ pub fn is_gzip(path: &Path) -> Result<bool, FetchError> {
 }
 
 fn verify(spec: &DatasetSpec, opts: &FetchOptions, path: &Path, shown_path: &Path, cleanup: &str) -> Result<String, FetchError> {
-    let d = digests(path)?;
+    // A damaged gzip fails while hashing its content: name the file the user has (the mirror copy,
+    // the download), not the temp file it was being copied to, which is removed on this error.
+    let d = digests(path).map_err(|e| match e {
+        FetchError::Core(molpeg_core::Error::Io { cause, .. }) => FetchError::Core(molpeg_core::Error::invalid(
+            shown_path,
+            format!("the gzip data is truncated or corrupt ({cause}); replace this copy (fetch it again, or fix the mirror){cleanup}"),
+        )),
+        other => other,
+    })?;
     let accepted: Vec<&String> = spec.sha256.iter().chain(&opts.accept_sha256).collect();
     let ok = accepted.iter().any(|a| a.eq_ignore_ascii_case(&d.file) || d.content.as_deref().is_some_and(|c| a.eq_ignore_ascii_case(c)));
     if ok {

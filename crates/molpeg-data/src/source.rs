@@ -2,6 +2,8 @@
 
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::Arc;
 
 use crate::dataset::{DatasetSpec, LabelColumns, TaskType};
 use crate::fetch::{is_gzip, FetchError};
@@ -16,9 +18,43 @@ pub struct LabeledRow {
     pub labels: Vec<Option<f32>>,
 }
 
+/// Counts the bytes read from the file (the compressed offset of a gzip error) and keeps the last
+/// decoded byte (a file cut mid-row ends without a newline).
+struct Tracked<R> {
+    inner: R,
+    bytes: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for Tracked<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.bytes.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+struct LastByte<R> {
+    inner: R,
+    last: Arc<AtomicU8>,
+}
+
+impl<R: Read> Read for LastByte<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n > 0 {
+            self.last.store(buf[n - 1], Ordering::Relaxed);
+        }
+        Ok(n)
+    }
+}
+
 /// Reads a dataset CSV row by row; the header is checked on open.
 pub struct RowReader {
     path: PathBuf,
+    gzip: bool,
+    compressed_bytes: Arc<AtomicU64>,
+    last_byte: Arc<AtomicU8>,
+    finished: bool,
     records: csv::StringRecordsIntoIter<Box<dyn Read + Send>>,
     smiles_index: usize,
     label_indices: Vec<usize>,
@@ -31,15 +67,20 @@ pub struct RowReader {
 impl RowReader {
     pub fn open(path: &Path, spec: &DatasetSpec) -> Result<Self, FetchError> {
         let file = std::fs::File::open(path).map_err(|e| molpeg_core::Error::io(path, e))?;
-        let inner: Box<dyn Read + Send> =
-            if is_gzip(path)? { Box::new(flate2::read::MultiGzDecoder::new(BufReader::new(file))) } else { Box::new(BufReader::new(file)) };
+        let gzip = is_gzip(path)?;
+        let compressed_bytes = Arc::new(AtomicU64::new(0));
+        let last_byte = Arc::new(AtomicU8::new(b'\n'));
+        let tracked = BufReader::new(Tracked { inner: file, bytes: compressed_bytes.clone() });
+        let decoded: Box<dyn Read + Send> = if gzip { Box::new(flate2::read::MultiGzDecoder::new(tracked)) } else { Box::new(tracked) };
+        let inner: Box<dyn Read + Send> = Box::new(LastByte { inner: decoded, last: last_byte.clone() });
         let mut reader = csv::ReaderBuilder::new().flexible(false).from_reader(inner);
-        let headers: Vec<String> = reader
-            .headers()
-            .map_err(|e| molpeg_core::Error::invalid(path, format!("cannot read the CSV header: {e}")))?
-            .iter()
-            .map(|h| h.trim().to_string())
-            .collect();
+        let headers: Vec<String> = match reader.headers() {
+            Ok(h) => h.iter().map(|h| h.trim().to_string()).collect(),
+            Err(e) => return Err(read_error(path, gzip, compressed_bytes.load(Ordering::Relaxed), None, &e).into()),
+        };
+        if let Some(duplicate) = headers.iter().enumerate().find_map(|(i, h)| headers[..i].contains(h).then_some(h)) {
+            return Err(molpeg_core::Error::invalid(path, format!("the CSV header names column `{duplicate}` twice; rename one so every column is unambiguous")).into());
+        }
         let column_error = |what: &str| {
             molpeg_core::Error::invalid(
                 path,
@@ -58,12 +99,19 @@ impl RowReader {
                 .collect(),
             LabelColumns::All(other) => return Err(column_error(&format!("label_columns must be a list or \"*\", not \"{other}\"")).into()),
         };
+        if task_names.is_empty() {
+            return Err(column_error("no label columns: `label_columns = \"*\"` found no column besides the SMILES and ignored columns").into());
+        }
         let label_indices = task_names
             .iter()
             .map(|name| find(name).ok_or_else(|| column_error(&format!("label column `{name}` not found"))))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(RowReader {
             path: path.to_path_buf(),
+            gzip,
+            compressed_bytes,
+            last_byte,
+            finished: false,
             records: reader.into_records(),
             smiles_index,
             label_indices,
@@ -92,6 +140,12 @@ impl RowReader {
                 self.task_names[column]
             ))
         })?;
+        if !value.is_finite() {
+            return Err(fail(format!(
+                "label column `{}`: {cell:?} is not a finite number (labels are 32-bit floats, |x| < 3.4e38); fix or remove the row",
+                self.task_names[column]
+            )));
+        }
         if self.task_type == TaskType::Binary && value != 0.0 && value != 1.0 {
             return Err(fail(format!(
                 "label column `{}`: {cell:?} is not 0 or 1, but the task type is binary; set task_type = \"regression\" if intended",
@@ -106,13 +160,31 @@ impl Iterator for RowReader {
     type Item = Result<LabeledRow, FetchError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let record = self.records.next()?;
+        if self.finished {
+            return None;
+        }
         let row = self.next_row;
+        let Some(record) = self.records.next() else {
+            self.finished = true;
+            // A file cut mid-row ends without a newline; its last row would be read with a truncated
+            // label or SMILES. (A gzip member cut short is caught by the decoder instead.)
+            let last = self.last_byte.load(Ordering::Relaxed);
+            if row > 0 && last != b'\n' && last != b'\r' {
+                return Some(Err(molpeg_core::Error::Row {
+                    path: self.path.clone(),
+                    row: row as usize - 1,
+                    message: "the file ends in the middle of this row (no newline after it): it looks truncated. Fetch it again, or end the file with a newline if it is complete".into(),
+                }
+                .into()));
+            }
+            return None;
+        };
         self.next_row += 1;
         let record = match record {
             Ok(r) => r,
             Err(e) => {
-                return Some(Err(molpeg_core::Error::Row { path: self.path.clone(), row: row as usize, message: format!("malformed CSV: {e}") }.into()))
+                self.finished = true;
+                return Some(Err(read_error(&self.path, self.gzip, self.compressed_bytes.load(Ordering::Relaxed), Some(row), &e).into()));
             }
         };
         let smiles = record.get(self.smiles_index).unwrap_or("").trim().to_string();
@@ -123,6 +195,23 @@ impl Iterator for RowReader {
             .map(|(column, &i)| self.parse_label(row, column, record.get(i).unwrap_or("")))
             .collect::<Result<Vec<_>, _>>();
         Some(labels.map(|labels| LabeledRow { row, smiles, labels }))
+    }
+}
+
+/// A CSV read failure: a damaged gzip stream is named as such (with the compressed offset reached),
+/// other failures as malformed CSV at the row.
+fn read_error(path: &Path, gzip: bool, offset: u64, row: Option<u32>, e: &csv::Error) -> molpeg_core::Error {
+    let message = match e.kind() {
+        csv::ErrorKind::Io(io) if gzip => format!(
+            "the gzip stream is truncated or corrupt (decoder: {io}) near compressed byte {offset}; fetch the file again (`molpeg-fetch --force`)"
+        ),
+        csv::ErrorKind::Io(io) => format!("read error: {io}"),
+        csv::ErrorKind::Utf8 { .. } => format!("malformed CSV: {e} (is the file text? a gzip file must end in .gz or start with the gzip magic bytes)"),
+        _ => format!("malformed CSV: {e}"),
+    };
+    match row {
+        Some(row) => molpeg_core::Error::Row { path: path.to_path_buf(), row: row as usize, message },
+        None => molpeg_core::Error::invalid(path, format!("cannot read the CSV header: {message}")),
     }
 }
 
@@ -166,6 +255,57 @@ mod tests {
         let (_d, path) = write("SMILES_x,y\nC,1\n");
         let err = RowReader::open(&path, &spec(LabelColumns::Named(vec!["y".into()]))).err().unwrap().to_string();
         assert!(err.contains("SMILES column `smiles` not found") && err.contains("columns: SMILES_x, y"), "{err}");
+    }
+
+    #[test]
+    fn non_finite_labels_are_errors() {
+        let mut regression = spec(LabelColumns::Named(vec!["y".into()]));
+        regression.task_type = TaskType::Regression;
+        for bad in ["inf", "-inf", "NaN", "1e39", "1e300"] {
+            let (_d, path) = write(&format!("smiles,y\nC,1.5\nCC,{bad}\n"));
+            let results: Vec<_> = RowReader::open(&path, &regression).unwrap().collect();
+            let err = results[1].as_ref().unwrap_err().to_string();
+            assert!(err.contains("row 1") && err.contains("not a finite number"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_file_cut_mid_row_is_an_error() {
+        let (_d, path) = write("smiles,y\nC,1\nCC,1");
+        let results: Vec<_> = RowReader::open(&path, &spec(LabelColumns::Named(vec!["y".into()]))).unwrap().collect();
+        assert_eq!(results.len(), 3);
+        let err = results[2].as_ref().unwrap_err().to_string();
+        assert!(err.contains("row 1") && err.contains("truncated"), "{err}");
+        let (_d, path) = write("smiles,y\r\nC,1\r\n");
+        assert!(RowReader::open(&path, &spec(LabelColumns::Named(vec!["y".into()]))).unwrap().all(|r| r.is_ok()));
+    }
+
+    #[test]
+    fn truncated_gzip_is_named_as_such() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.csv.gz");
+        let mut text = String::from("smiles,y\n");
+        for i in 0..5000 {
+            text.push_str(&format!("{},{}\n", "C".repeat(1 + i % 7), i % 2));
+        }
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(text.as_bytes()).unwrap();
+        let bytes = gz.finish().unwrap();
+        std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+        let results: Vec<_> = RowReader::open(&path, &spec(LabelColumns::Named(vec!["y".into()]))).unwrap().collect();
+        let err = results.last().unwrap().as_ref().unwrap_err().to_string();
+        assert!(err.contains("t.csv.gz") && err.contains("gzip stream is truncated or corrupt") && err.contains("compressed byte"), "{err}");
+    }
+
+    #[test]
+    fn duplicate_and_missing_columns_are_errors() {
+        let (_d, path) = write("smiles,y,y\nC,1,0\n");
+        let err = RowReader::open(&path, &spec(LabelColumns::Named(vec!["y".into()]))).err().unwrap().to_string();
+        assert!(err.contains("column `y` twice"), "{err}");
+        let (_d, path) = write("smiles\nC\n");
+        let err = RowReader::open(&path, &spec(LabelColumns::All("*".into()))).err().unwrap().to_string();
+        assert!(err.contains("no label columns"), "{err}");
     }
 
     #[test]

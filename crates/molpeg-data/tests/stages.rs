@@ -164,3 +164,45 @@ fn fetch_refuses_a_file_with_an_unlisted_checksum() {
     assert!(msg.contains("demo.csv") && msg.contains("0000") && msg.contains("--accept-sha256"), "{msg}");
     assert!(!dir.path().join("data/raw/demo.csv").exists());
 }
+
+/// (algorithm version, digest of split.parquet's columns for scaffold, random and python-random
+/// splits of a fixed table), oldest first. If the output changed on purpose, bump
+/// `molpeg_core::versions::SPLIT` and append the pair the failure prints; never edit an old entry.
+const SPLIT_GOLDEN: &[(u32, &str)] = &[(1, "e65664286a7bd78034a7b08d85eea5448d2bd12f69427425409431d722697c2b")];
+
+#[test]
+fn split_output_is_pinned_to_its_algorithm_version() {
+    let scaffolds: Vec<String> = (0..60).map(|i| if i % 9 == 0 { String::new() } else { format!("s{}", i % 11) }).collect();
+    let refs: Vec<&str> = scaffolds.iter().map(|s| s.as_str()).collect();
+    let mut columns = Vec::new();
+    for method in ["method = \"scaffold\"", "method = \"random\"\nseed = 3", "method = \"python-random\"\nseed = 42"] {
+        let dir = project(&refs, method);
+        let out = run(SPLIT, dir.path(), &["-p", "demo.toml"]);
+        assert!(out.status.success(), "{}", text(&out));
+        columns.push(pyarrow_dump(&dir.path().join("runs/demo/split/split.parquet"))["rows"].clone());
+    }
+    let digest = molpeg_core::versions::digest(&serde_json::to_string(&columns).unwrap());
+    if let Err(message) = molpeg_core::versions::check_golden("split", SPLIT_GOLDEN, &digest) {
+        panic!("{message}");
+    }
+}
+
+/// A split.parquet damaged after the split stage wrote it is refused by the next stage's input
+/// check rather than used: here the split stage itself reruns it, and its own manifest check (sha256)
+/// catches a same-size change.
+#[test]
+fn a_same_size_corruption_of_split_parquet_reruns_the_split() {
+    let scaffolds: Vec<String> = (0..40).map(|i| format!("s{}", i % 7)).collect();
+    let refs: Vec<&str> = scaffolds.iter().map(|s| s.as_str()).collect();
+    let dir = project(&refs, "method = \"scaffold\"");
+    assert!(run(SPLIT, dir.path(), &["-p", "demo.toml"]).status.success());
+    let path = dir.path().join("runs/demo/split/split.parquet");
+    let good = std::fs::read(&path).unwrap();
+    let mut bad = good.clone();
+    let middle = bad.len() / 2;
+    bad[middle] ^= 0x01;
+    std::fs::write(&path, &bad).unwrap();
+    let out = run(SPLIT, dir.path(), &["-p", "demo.toml"]);
+    assert!(out.status.success() && !text(&out).contains("up to date"), "{}", text(&out));
+    assert_eq!(std::fs::read(&path).unwrap(), good);
+}

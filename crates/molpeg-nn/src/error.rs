@@ -28,6 +28,9 @@ pub enum Error {
     Config(String),
     #[error("device: {0}")]
     Device(String),
+    /// The loss became NaN or infinite.
+    #[error("{0}")]
+    Diverged(String),
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,

@@ -309,6 +309,28 @@ pub struct FinetuneSummary {
     pub graphs_per_second: f64,
     pub device: String,
     pub parameters: i64,
+    /// What makes the result weaker than it looks: an empty valid or test split, a monitored metric
+    /// that was never defined (so "best epoch" is just the last one). Printed loudly.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+/// The warnings of [`FinetuneSummary::warnings`].
+fn evaluation_warnings(valid: usize, test: usize, monitor: &str, best_valid: &BTreeMap<String, Option<f64>>, test_at_best: &BTreeMap<String, Option<f64>>) -> Vec<String> {
+    let mut warnings = Vec::new();
+    if valid == 0 {
+        warnings.push(format!("the valid split is empty: nothing selects the best epoch, so the last epoch is reported; valid {monitor} is n/a"));
+    } else if best_valid.get(monitor).copied().flatten().is_none() {
+        warnings.push(format!(
+            "valid {monitor} was undefined in every epoch (e.g. every task has one class, or no labels, in the valid split): the last epoch is reported as best"
+        ));
+    }
+    if test == 0 {
+        warnings.push("the test split is empty: there is no test metric".into());
+    } else if test_at_best.get(monitor).copied().flatten().is_none() {
+        warnings.push(format!("test {monitor} is undefined (every task has one class, or no labels, in the test split)"));
+    }
+    warnings
 }
 
 impl fmt::Display for FinetuneSummary {
@@ -332,6 +354,9 @@ impl fmt::Display for FinetuneSummary {
         )?;
         writeln!(f, "best epoch {} by valid {}: valid {}", self.best_epoch, self.monitor, show(&self.best_valid))?;
         writeln!(f, "test at best epoch: {}", show(&self.test_at_best))?;
+        for warning in &self.warnings {
+            writeln!(f, "WARNING: {warning}")?;
+        }
         write!(f, "trained {} graphs in {:.1} s ({:.0} graphs/s); outputs in {}", self.samples_seen, self.train_seconds, self.graphs_per_second, self.stage_dir.display())
     }
 }
@@ -422,6 +447,13 @@ pub fn fit(trainer: &mut Trainer, data: &Dataset, schedule: &mut dyn Schedule, o
         })?;
         train_seconds += stats.seconds;
         final_train_loss = stats.mean_loss;
+        if !stats.mean_loss.is_finite() {
+            return Err(Error::Diverged(format!(
+                "training diverged in epoch {epoch}: the mean train loss is {} (not finite), so every later epoch and the metrics would be meaningless. \
+                 Lower the learning rate (now {}), check the labels (regression targets of very large magnitude), or try another --seed",
+                stats.mean_loss, trainer.config.lr
+            )));
+        }
         let seen = trainer.samples_seen;
         rows.push(MetricRow {
             epoch,
@@ -631,7 +663,11 @@ pub fn run(config: &FinetuneConfig) -> Result<FinetuneSummary> {
         graphs_per_second: trainer.samples_seen as f64 / fit.train_seconds.max(1e-9),
         device: describe(device),
         parameters,
+        warnings: evaluation_warnings(data.valid.len(), data.test.len(), monitor, &as_map(&fit.best_valid), &as_map(&fit.best_test)),
     };
+    for warning in &summary.warnings {
+        eprintln!("finetune: WARNING: {warning}");
+    }
     let text = serde_json::to_string_pretty(&summary).expect("summary serializes");
     molpeg_core::atomic::write_atomic(&summary_path, text.as_bytes())?;
     let mut outputs = vec![metrics_path, model_path, summary_path];

@@ -665,6 +665,12 @@ pub fn run(config: &PretrainConfig) -> Result<PretrainSummary> {
             pos.batch = 0;
         }
         log_row(&mut pos, &mut interval_loss, &mut log, start.seconds + started.elapsed().as_secs_f64());
+        if let Some(row) = log.last().filter(|r| !r.loss.is_finite()) {
+            return Err(Error::Diverged(format!(
+                "pretraining diverged: the mean loss up to step {} (epoch {}) is {} (not finite). Lower the learning rate (now {}) and rerun with --force",
+                row.step, row.epoch, row.loss, s.lr
+            )));
+        }
         if config.verbose {
             let loss = log.last().map_or("n/a".into(), |r| format!("{:.4}", r.loss));
             let rate = chunks.rows as f64 / epoch_started.elapsed().as_secs_f64().max(1e-9);

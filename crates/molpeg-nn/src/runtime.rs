@@ -51,3 +51,31 @@ pub fn silence_sparse_csr_notice() {
         make();
     });
 }
+
+/// Environment variable that OpenMP (libtorch's CPU thread pool, libgomp) reads once, when the
+/// library loads.
+pub const OMP_WAIT_POLICY: &str = "OMP_WAIT_POLICY";
+
+/// Makes libtorch's OpenMP threads wait passively unless the user chose a policy. With the default
+/// (active) policy an idle OpenMP thread spins for a while before sleeping, and on a machine shared
+/// with any other busy process the spinning threads fight it and each other: a 3 × 64 HIV fine-tune
+/// took > 11 min instead of 3 under one competing process. libgomp reads the variable when it is
+/// loaded, before `main`, so setting it here needs a re-exec of this binary with the variable set
+/// (about the cost of loading libtorch once more, ~0.3 s). `OMP_WAIT_POLICY=ACTIVE` (or any value)
+/// keeps the user's choice: spinning is a few percent faster on a dedicated machine.
+/// Call first thing in `main` of every binary that links libtorch.
+pub fn passive_openmp_by_default() {
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt;
+        if std::env::var_os(OMP_WAIT_POLICY).is_some() {
+            return;
+        }
+        let Ok(exe) = std::env::current_exe() else { return };
+        let mut args = std::env::args_os();
+        let arg0 = args.next().unwrap_or_else(|| exe.clone().into_os_string());
+        // Only returns on failure; then run on with the default policy.
+        let err = std::process::Command::new(&exe).arg0(arg0).args(args).env(OMP_WAIT_POLICY, "PASSIVE").exec();
+        eprintln!("warning: could not restart {} with {OMP_WAIT_POLICY}=PASSIVE ({err}); OpenMP threads may spin under load", exe.display());
+    }
+}

@@ -1233,3 +1233,183 @@ fn hu_checkpoints_import_and_export_match_a_pytorch_gin_on_hiv() {
         assert!(help.contains(part), "--help lacks {part}");
     }
 }
+
+/// A loss that becomes non-finite stops the run with an error that says so (it used to report NaN
+/// every epoch and exit 0).
+#[test]
+fn a_diverging_run_stops_with_an_error() {
+    one_thread();
+    let dir = tempfile::tempdir().unwrap();
+    synthetic::write_dataset(dir.path(), &SyntheticSpec { tasks: 1, ..SyntheticSpec::hiv_like(80, 4) }).unwrap();
+    let settings = FinetuneSettings { lr: 1e35, epochs: 4, ..quick_settings() };
+    let err = finetune::run(&stage_config(dir.path(), settings, "diverge")).err().expect("must fail").to_string();
+    assert!(err.contains("training diverged in epoch") && err.contains("not finite") && err.contains("learning rate"), "{err}");
+    assert!(!dir.path().join("diverge/manifest.json").exists() && !dir.path().join("diverge/model.safetensors").exists());
+}
+
+/// An empty valid split is said loudly and recorded, not reported as a "best epoch".
+#[test]
+fn nothing_to_evaluate_is_a_recorded_warning() {
+    one_thread();
+    let dir = tempfile::tempdir().unwrap();
+    let rows = synthetic::generate(&SyntheticSpec { tasks: 1, ..SyntheticSpec::hiv_like(60, 6) });
+    synthetic::write_graphs(&dir.path().join("graphs.parquet"), &rows, &["y".into()], TaskKind::Binary).unwrap();
+    let parts: Vec<(u32, &str)> = rows.iter().map(|r| (r.mol_id, if r.mol_id % 5 == 0 { "test" } else { "train" })).collect();
+    synthetic::write_split(&dir.path().join("split.parquet"), &parts).unwrap();
+    let summary = finetune::run(&stage_config(dir.path(), FinetuneSettings { epochs: 2, ..quick_settings() }, "ft")).unwrap();
+    assert!(summary.warnings.iter().any(|w| w.contains("valid split is empty")), "{:?}", summary.warnings);
+    assert!(summary.to_string().contains("WARNING: the valid split is empty"), "{summary}");
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.path().join("ft/summary.json")).unwrap()).unwrap();
+    assert!(json["warnings"][0].as_str().unwrap().contains("valid split is empty"), "{json}");
+}
+
+/// The tiny real pipeline (tests/fixtures/hiv-300.csv through every stage) of the kill and golden
+/// tests: its TOML and the stages in order (name, binary, main output under runs/kill/). None when the
+/// other crates' binaries are not built.
+fn tiny_pipeline() -> Option<(String, Vec<(&'static str, PathBuf, &'static str)>)> {
+    let (Some(featurize), Some(split), Some(select)) = (workspace_bin("molpeg-featurize"), workspace_bin("molpeg-split"), workspace_bin("molpeg-select")) else {
+        eprintln!("skipping: build the workspace binaries first (cargo test --workspace does)");
+        return None;
+    };
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/hiv-300.csv").canonicalize().unwrap();
+    let pipeline = format!(
+        "name = \"kill\"\n[dataset]\nname = \"hiv300\"\npath = {:?}\nsmiles_column = \"smiles\"\nlabel_columns = [\"HIV_active\"]\n\
+         [featurize]\nchunk_rows = 16\nthreads = 1\n[split]\nmethod = \"scaffold\"\n[score]\nepochs = 2\n[select]\nrule = \"molpeg\"\nkeep = 0.5\n\
+         [finetune]\nlayers = 2\nwidth = 16\nepochs = 8\nbatch_size = 16\nthreads = 1\ndevice = \"cpu\"\n\
+         [pretrain]\nlayers = 2\nwidth = 16\nepochs = 3\nbatch_size = 16\nthreads = 1\ndevice = \"cpu\"\ncheckpoint_every = 5\nlog_every = 5\nprefetch = false\n",
+        fixture.display().to_string()
+    );
+    let stages = vec![
+        ("featurize", featurize, "featurize/graphs.parquet"),
+        ("split", split, "split/split.parquet"),
+        ("score", PathBuf::from(env!("CARGO_BIN_EXE_molpeg-score")), "score/scores.parquet"),
+        ("select", select, "select/coreset.parquet"),
+        ("finetune", bin(), "finetune/model.safetensors"),
+        ("pretrain", PathBuf::from(env!("CARGO_BIN_EXE_molpeg-pretrain")), "pretrain/encoder.safetensors"),
+    ];
+    Some((pipeline, stages))
+}
+
+fn stage_command(dir: &Path, binary: &Path) -> Command {
+    let mut c = Command::new(binary);
+    c.current_dir(dir).args(["--pipeline", "kill.toml", "--runs-dir", "runs"]).env_remove("MOLPEG_RUNS_DIR").env("OMP_NUM_THREADS", "1");
+    c
+}
+
+fn stage_ok(dir: &Path, name: &str, binary: &Path) -> String {
+    let out = stage_command(dir, binary).output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{name}: {text}");
+    text
+}
+
+/// A Parquet file's values as text, floats rounded to 4 decimals (so a golden digest does not
+/// hinge on the last bits of a libtorch kernel), timing columns left out.
+fn parquet_digest(path: &Path) -> String {
+    use arrow::util::display::{ArrayFormatter, FormatOptions};
+    let source = ParquetSource::open(path, &std::sync::Arc::new(arrow::datatypes::Schema::empty())).unwrap();
+    let names: Vec<String> = source.schema().fields().iter().map(|f| f.name().clone()).collect();
+    let mut text = String::new();
+    for batch in source.collect_columns(&names.iter().map(String::as_str).collect::<Vec<_>>()).unwrap() {
+        for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
+            if field.name().contains("second") {
+                continue;
+            }
+            text.push_str(field.name());
+            let column = match column.data_type() {
+                arrow::datatypes::DataType::Float32 | arrow::datatypes::DataType::Float64 => {
+                    let values = arrow::compute::cast(column, &arrow::datatypes::DataType::Float64).unwrap();
+                    let values = values.as_primitive::<Float64Type>();
+                    text.extend(values.iter().map(|v| v.map_or("null,".to_string(), |v| format!("{:.4},", v + 0.0))));
+                    continue;
+                }
+                _ => column,
+            };
+            let formatter = ArrayFormatter::try_new(column.as_ref(), &FormatOptions::default()).unwrap();
+            for i in 0..column.len() {
+                text.push_str(&formatter.value(i).to_string());
+                text.push(',');
+            }
+        }
+    }
+    molpeg_core::versions::digest(&text)
+}
+
+/// (algorithm version, digest) histories of the stages trained here, on the tiny pipeline. If one
+/// fails because the output changed on purpose, bump that stage in `molpeg_core::versions` and
+/// append the pair the failure prints; never edit an old entry.
+const SCORE_GOLDEN: &[(u32, &str)] = &[(1, "ca2d73cb1ff9c6c02a9559044de34174b1f1a6d7ca61c69ef2e8963d64ab0b0f")];
+const SELECT_GOLDEN: &[(u32, &str)] = &[(1, "68ad7edd61be02d143db849bfe4f8dad78f90e780021a865429512c673fa3c89")];
+const FINETUNE_GOLDEN: &[(u32, &str)] = &[(1, "eb176b3e9b66e8fb213da2be0485015dc7bf4c540a27f4bf4c802ac21bed0f96")];
+const PRETRAIN_GOLDEN: &[(u32, &str)] = &[(1, "4e43ab216a4b0af2f9198db583cb74f9be76978e6474e280d555651db56ef6d3")];
+
+#[test]
+fn stage_outputs_are_pinned_to_their_algorithm_versions() {
+    let Some((pipeline, stages)) = tiny_pipeline() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("kill.toml"), &pipeline).unwrap();
+    for (name, binary, _) in &stages {
+        stage_ok(dir.path(), name, binary);
+    }
+    let runs = dir.path().join("runs/kill");
+    let mut failures = Vec::new();
+    for (stage, history, file) in [
+        ("score", SCORE_GOLDEN, "score/scores.parquet"),
+        ("select", SELECT_GOLDEN, "select/coreset.parquet"),
+        ("finetune", FINETUNE_GOLDEN, "finetune/metrics.parquet"),
+        ("pretrain", PRETRAIN_GOLDEN, "pretrain/pretrain_log.parquet"),
+    ] {
+        if let Err(message) = molpeg_core::versions::check_golden(stage, history, &parquet_digest(&runs.join(file))) {
+            failures.push(message);
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// kill -9 of every stage at two points of its run: the next plain run recovers (no partial output
+/// accepted, no temp files left) and ends with the outputs of an uninterrupted run.
+#[test]
+fn every_stage_recovers_from_kill_9() {
+    let Some((pipeline, stages)) = tiny_pipeline() else { return };
+    let setup = || {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("kill.toml"), &pipeline).unwrap();
+        dir
+    };
+    // The uninterrupted reference, timing each stage.
+    let reference = setup();
+    let mut durations = Vec::new();
+    for (name, binary, _) in &stages {
+        let started = std::time::Instant::now();
+        stage_ok(reference.path(), name, binary);
+        durations.push(started.elapsed());
+    }
+    for fraction in [0.3, 0.7] {
+        let dir = setup();
+        for ((name, binary, output), duration) in stages.iter().zip(&durations) {
+            let mut child = stage_command(dir.path(), binary).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+            std::thread::sleep(duration.mul_f64(fraction));
+            let _ = child.kill(); // SIGKILL
+            let _ = child.wait();
+            let stage_dir = dir.path().join("runs/kill").join(Path::new(output).parent().unwrap());
+            let text = stage_ok(dir.path(), name, binary);
+            let leftovers: Vec<String> = std::fs::read_dir(&stage_dir)
+                .unwrap()
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.ends_with(".tmp"))
+                .collect();
+            assert!(leftovers.is_empty(), "{name} killed at {fraction}: temp files left after the rerun: {leftovers:?}");
+            assert!(stage_dir.join("manifest.json").is_file(), "{name}: {text}");
+            if *name != "pretrain" {
+                // Deterministic given the seed: the same bytes as the uninterrupted run.
+                let a = std::fs::read(reference.path().join("runs/kill").join(output)).unwrap();
+                let b = std::fs::read(dir.path().join("runs/kill").join(output)).unwrap();
+                assert!(a == b, "{name} killed at {fraction} of its run: {output} differs from the uninterrupted run's");
+            }
+            // And the stage is now up to date.
+            let again = stage_ok(dir.path(), name, binary);
+            assert!(again.contains("up to date"), "{name}: {again}");
+        }
+    }
+}

@@ -456,7 +456,7 @@ pub fn run(config: &SweepConfig) -> Result<SweepSummary> {
             report: None,
         });
     }
-    stage.begin()?;
+    stage.begin_resumable()?;
 
     let mut context = Context::new(config, split_methods.is_empty())?;
     let split_labels: Vec<String> = match &context.stage_label {

@@ -42,6 +42,16 @@ struct Args {
     /// Bits per fingerprint, a multiple of 8 (default 2048).
     #[arg(long, value_name = "BITS")]
     fingerprint_bits: Option<u32>,
+    /// Reject (before parsing) SMILES longer than N characters (default 10000).
+    #[arg(long, value_name = "N")]
+    max_characters: Option<usize>,
+    /// Reject (before parsing) SMILES with more than N heavy-atom tokens (default 1000; RDKit's time
+    /// grows steeply with size: ~0.8 s for 1,000 chain atoms, minutes beyond 10,000).
+    #[arg(long, value_name = "N")]
+    max_atoms: Option<usize>,
+    /// Reject (before parsing) SMILES with more than N dot-separated fragments (default 64).
+    #[arg(long, value_name = "N")]
+    max_fragments: Option<usize>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -70,6 +80,9 @@ fn run(args: &Args) -> anyhow::Result<()> {
     config.fingerprints |= args.fingerprints;
     config.fingerprint_radius = args.fingerprint_radius.unwrap_or(config.fingerprint_radius);
     config.fingerprint_bits = args.fingerprint_bits.unwrap_or(config.fingerprint_bits);
+    config.max_characters = args.max_characters.unwrap_or(config.max_characters);
+    config.max_atoms = args.max_atoms.unwrap_or(config.max_atoms);
+    config.max_fragments = args.max_fragments.unwrap_or(config.max_fragments);
     match featurize::run(&pipeline, &args.stage.runs_dir, &config, &FetchOptions::from_env(), args.stage.force)? {
         Outcome::UpToDate(dir) => println!("featurize: up to date ({}), use --force to rerun", dir.display()),
         Outcome::Ran(summary) => print_summary(&summary),

@@ -45,6 +45,7 @@ struct Args {
 }
 
 fn main() -> anyhow::Result<()> {
+    molpeg_nn::runtime::passive_openmp_by_default();
     let a = Args::parse();
     tch::set_num_threads(a.threads);
     let device: Device = a.device.resolve()?;

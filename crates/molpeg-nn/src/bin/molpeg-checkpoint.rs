@@ -97,6 +97,7 @@ struct ExportArgs {
 }
 
 fn main() -> ExitCode {
+    molpeg_nn::runtime::passive_openmp_by_default();
     molpeg_nn::cli::finish(match Cli::parse().command {
         Cmd::Import(args) => import(&args),
         Cmd::Export(args) => export(&args),

@@ -19,6 +19,7 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
+    molpeg_nn::runtime::passive_openmp_by_default();
     molpeg_nn::cli::finish(run(&Cli::parse()))
 }
 

@@ -31,6 +31,7 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
+    molpeg_nn::runtime::passive_openmp_by_default();
     let cli = Cli::parse();
     match run(&cli) {
         Ok(s) if s.skipped => {

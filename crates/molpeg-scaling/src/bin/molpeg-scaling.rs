@@ -74,6 +74,7 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
+    molpeg_nn::runtime::passive_openmp_by_default();
     let cli = Cli::parse();
     match run(&cli) {
         Ok(summary) => {
