@@ -341,9 +341,13 @@ pub fn read_scaling_results(path: &Path) -> Result<Vec<ScalingCell>> {
     let (batches, _) = collect(path, &schema(), &[STRATEGY, PRETRAINED, FRACTION, SEED, METRIC, TEST_METRIC])?;
     let mut out = Vec::new();
     for b in &batches {
-        let (strategy, pretrained, metric) = (utf8(path, b.column(0))?, utf8(path, b.column(1))?, utf8(path, b.column(4))?);
+        // By name: a projection keeps the file's column order, not the requested one.
+        let text = |name: &str| column(path, b, name).and_then(|c| utf8(path, c));
+        let (strategy, pretrained, metric) = (text(STRATEGY)?, text(PRETRAINED)?, text(METRIC)?);
         let (strategy, pretrained, metric) = (strategy.as_string::<i32>(), pretrained.as_string::<i32>(), metric.as_string::<i32>());
-        let (fraction, seed, test) = (b.column(2).as_primitive::<Float64Type>(), b.column(3).as_primitive::<UInt64Type>(), b.column(5).as_primitive::<Float64Type>());
+        let fraction = column(path, b, FRACTION)?.as_primitive::<Float64Type>();
+        let seed = column(path, b, SEED)?.as_primitive::<UInt64Type>();
+        let test = column(path, b, TEST_METRIC)?.as_primitive::<Float64Type>();
         for i in 0..b.num_rows() {
             out.push(ScalingCell {
                 strategy: strategy.value(i).to_string(),

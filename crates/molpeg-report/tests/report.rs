@@ -19,7 +19,6 @@ use molpeg_core::parquet_io::{write_batches, ParquetSource};
 use molpeg_core::pipeline::Pipeline;
 use molpeg_core::schema;
 use molpeg_nn::data::TaskKind;
-use molpeg_nn::device::DeviceChoice;
 use molpeg_nn::finetune::{self, FinetuneConfig, FinetuneSettings};
 use molpeg_nn::synthetic::{self, SyntheticSpec};
 use molpeg_prune::select::{self, SelectConfig};
@@ -75,7 +74,8 @@ fn seed_runs(pipeline: &Pipeline, runs: &Path, seed: u64, score: bool) {
 /// null task (the average) and every test row is repeated as one task's row with value − 0.01.
 fn add_task_column(path: &Path) -> usize {
     let source = ParquetSource::open(path, &schema::metrics::schema()).unwrap();
-    let names: Vec<&str> = schema::metrics::schema().fields().iter().map(|f| f.name().as_str()).collect();
+    let metrics_schema = schema::metrics::schema();
+    let names: Vec<&str> = metrics_schema.fields().iter().map(|f| f.name().as_str()).collect();
     let batches = source.collect_columns(&names).unwrap();
     let batch = arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap();
     let test: Vec<u32> = (0..batch.num_rows() as u32).filter(|&i| batch.column(1).as_string::<i32>().value(i as usize) == "test").collect();
@@ -108,7 +108,7 @@ fn browse(chrome: &Path, page: &Path, action: &[&str], profile: &Path) -> (Strin
         .arg("180")
         .arg(chrome)
         .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"])
-        .args(["--hide-scrollbars", "--enable-logging=stderr", "--v=0", "--window-size=1400,6000"])
+        .args(["--hide-scrollbars", "--enable-logging=stderr", "--v=0", "--window-size=1400,9000"])
         .arg(format!("--user-data-dir={}", profile.display()))
         .args(action)
         .arg(format!("file://{}", page.display()))
