@@ -75,6 +75,10 @@ pipeline name: (featurize name) (split name) (score name) (select name) (finetun
 pretrain name *flags: build
     {{bin}}/molpeg-pretrain --pipeline pipelines/{{name}}.toml {{flags}}
 
+# One self-contained page about a pipeline's runs: runs/NAME/report.html (+ figures in runs/NAME/report/). Read-only; `--compare DIR` adds runs to the method comparison, `--runs-dir runs/exp-table1/seed0` reads every seed*/ sibling.
+report name *flags: build
+    {{bin}}/molpeg-report --pipeline pipelines/{{name}}.toml {{flags}}
+
 # MolPeg's Table 1 grid on HIV (paper split seed 42, pretrained source, 100 epochs): full data, dynamic MolPeg, InfoBatch, hard random and MolPeg from scratch at keep 0.1–0.8, then the table. Resumable. GPU, paper size: `just table1 hiv-paper ENCODER.safetensors`; CPU width: `just table1 hiv-table1 runs/pretrain-moses/pretrain/encoder.safetensors`.
 table1 name encoder *seeds: build
     bash experiments/table1.sh {{name}} {{encoder}} {{seeds}}

@@ -2,7 +2,8 @@
 # Installs what a fresh Debian machine lacks to build, test and run molpeg. Idempotent: a second run
 # checks and returns in about a second.
 #   - Debian packages for RDKit (librdkit-dev libboost-dev libboost-serialization-dev) and for
-#     figure text (libfontconfig1-dev libfreetype-dev)
+#     figure text (libfontconfig1-dev libfreetype-dev), and chromium (headless browser the report
+#     test loads report.html in)
 #   - a Python venv OUTSIDE the clone ($MOLPEG_CACHE/venv, default ~/.cache/molpeg/venv) with
 #     torch==2.11.0 (the libtorch that tch 0.24 binds), pyarrow (independent Parquet reader for tests)
 #     and numpy, plus `just` (rust-just) so the justfile runs.
@@ -13,8 +14,9 @@ venv="$cache/venv"
 torch_version="2.11.0"
 mkdir -p "$cache"
 
-# fontconfig/freetype: plotters renders figure text through them.
-apt_packages=(librdkit-dev libboost-dev libboost-serialization-dev libfontconfig1-dev libfreetype-dev)
+# fontconfig/freetype: plotters renders figure text through them. chromium: molpeg-report's test
+# renders the page headless and checks every figure and the console.
+apt_packages=(librdkit-dev libboost-dev libboost-serialization-dev libfontconfig1-dev libfreetype-dev chromium)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -301,6 +301,9 @@ pub mod metrics {
     pub const LOSS: &str = "loss";
     pub const SAMPLES_SEEN: &str = "samples_seen";
     pub const SECONDS: &str = "seconds";
+    /// Optional nullable column (issue 15, per-task results): null on the row averaged over tasks,
+    /// the task's name on a per-task row. Readers accept files with and without it.
+    pub const TASK: &str = "task";
 
     pub fn schema() -> SchemaRef {
         Arc::new(Schema::new(vec![

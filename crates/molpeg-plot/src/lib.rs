@@ -1,9 +1,12 @@
 //! Figures written next to stage outputs. Each function writes through a temporary file and renames
 //! it, like every other output.
 //!
-//! - [`histogram`]: distribution of per-sample values (MolPeg scores) as PNG.
+//! - [`histogram`]: distribution of per-sample values (MolPeg scores), PNG or SVG by the extension.
 //! - [`curves`]: e.g. metric vs. training fraction on log axes, mean ± std error bars, fitted curves
 //!   and horizontal reference lines, as PNG and SVG.
+//! - [`lines`]: side-by-side panels of line series on linear axes (learning curves, score quantiles per
+//!   epoch, metric vs. keep ratio with error bars and reference lines), as PNG and SVG.
+//! - [`bars`]: grouped bars over named categories (coreset composition), as PNG and SVG.
 
 use std::path::Path;
 
@@ -31,7 +34,8 @@ fn atomically(path: &Path, draw: impl FnOnce(&Path) -> Result<(), Error>) -> Res
     std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
 }
 
-/// Histogram of `values` (NaNs skipped) with `bins` equal-width bins.
+/// Histogram of `values` (NaNs skipped) with `bins` equal-width bins; `path`'s extension picks the
+/// format (`.svg` gives SVG, anything else PNG).
 pub fn histogram(path: &Path, values: &[f32], bins: usize, title: &str, x_label: &str) -> Result<(), Error> {
     let finite: Vec<f32> = values.iter().copied().filter(|v| v.is_finite()).collect();
     if finite.is_empty() {
@@ -45,25 +49,29 @@ pub fn histogram(path: &Path, values: &[f32], bins: usize, title: &str, x_label:
         counts[(((*v as f64 - lo) / width) as usize).min(bins - 1)] += 1;
     }
     let y_max = *counts.iter().max().unwrap_or(&1) as f64 * 1.05;
-    atomically(path, |tmp| {
-        let root = BitMapBackend::new(tmp, (900, 560)).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| plot_error(path, e))?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 24))
-            .margin(16)
-            .x_label_area_size(44)
-            .y_label_area_size(64)
-            .build_cartesian_2d(lo..lo + width * bins as f64, 0.0..y_max)
-            .map_err(|e| plot_error(path, e))?;
-        chart.configure_mesh().x_desc(x_label).y_desc("samples").draw().map_err(|e| plot_error(path, e))?;
-        chart
-            .draw_series(counts.iter().enumerate().map(|(i, &c)| {
-                let x0 = lo + width * i as f64;
-                Rectangle::new([(x0, 0.0), (x0 + width, c as f64)], BLUE.mix(0.6).filled())
-            }))
-            .map_err(|e| plot_error(path, e))?;
-        root.present().map_err(|e| plot_error(path, e))
-    })
+    macro_rules! draw_on {
+        ($backend:expr) => {{
+            let root = $backend.into_drawing_area();
+            root.fill(&WHITE).map_err(|e| plot_error(path, e))?;
+            let mut chart = ChartBuilder::on(&root)
+                .caption(title, ("sans-serif", 24))
+                .margin(16)
+                .x_label_area_size(44)
+                .y_label_area_size(64)
+                .build_cartesian_2d(lo..lo + width * bins as f64, 0.0..y_max)
+                .map_err(|e| plot_error(path, e))?;
+            chart.configure_mesh().x_desc(x_label).y_desc("samples").draw().map_err(|e| plot_error(path, e))?;
+            chart
+                .draw_series(counts.iter().enumerate().map(|(i, &c)| {
+                    let x0 = lo + width * i as f64;
+                    Rectangle::new([(x0, 0.0), (x0 + width, c as f64)], BLUE.mix(0.6).filled())
+                }))
+                .map_err(|e| plot_error(path, e))?;
+            root.present().map_err(|e| plot_error(path, e))
+        }};
+    }
+    let svg = path.extension().is_some_and(|e| e == "svg");
+    atomically(path, |tmp| if svg { draw_on!(SVGBackend::new(tmp, (900, 560))) } else { draw_on!(BitMapBackend::new(tmp, (900, 560))) })
 }
 
 /// One strategy's curve: mean ± std per fraction, and optionally a fitted model to draw.
@@ -171,6 +179,183 @@ pub fn curves(stem: &Path, labels: &Labels, curves: &[Curve], references: &[Refe
     atomically(&stem.with_extension("svg"), |tmp| draw_on!(SVGBackend::new(tmp, (960, 640))))
 }
 
+const PALETTE: [RGBColor; 8] =
+    [RGBColor(31, 119, 180), RGBColor(214, 39, 40), RGBColor(44, 160, 44), RGBColor(148, 103, 189), RGBColor(255, 127, 14), RGBColor(23, 190, 207), RGBColor(140, 86, 75), RGBColor(0, 0, 0)];
+
+/// One line of a [`Panel`]: points (x, y), optionally a ± error per point (drawn as error bars).
+/// Non-finite points are left out.
+#[derive(Debug, Clone, Default)]
+pub struct Series {
+    pub label: String,
+    pub points: Vec<(f64, f64)>,
+    /// Same length as `points`: the half-height of each point's error bar (e.g. a std over seeds).
+    pub errors: Option<Vec<f64>>,
+    /// Dashed and without markers: a reference such as the full-data metric.
+    pub dashed: bool,
+}
+
+/// One chart of a [`lines`] figure.
+#[derive(Debug, Clone, Default)]
+pub struct Panel {
+    pub title: String,
+    pub x: String,
+    pub y: String,
+    pub series: Vec<Series>,
+}
+
+fn finite_points(s: &Series) -> Vec<(f64, f64, f64)> {
+    s.points
+        .iter()
+        .enumerate()
+        .map(|(i, &(x, y))| (x, y, s.errors.as_ref().and_then(|e| e.get(i).copied()).filter(|e| e.is_finite()).unwrap_or(0.0)))
+        .filter(|(x, y, _)| x.is_finite() && y.is_finite())
+        .collect()
+}
+
+fn padded(lo: f64, hi: f64) -> (f64, f64) {
+    if hi > lo {
+        let pad = (hi - lo) * 0.05;
+        (lo - pad, hi + pad)
+    } else {
+        let pad = lo.abs().max(1.0) * 0.05;
+        (lo - pad, hi + pad)
+    }
+}
+
+/// Panels of line series on linear axes, side by side, under one title; written as `stem.png` and
+/// `stem.svg`. A panel without any finite point is drawn empty with "no data" in its title.
+pub fn lines(stem: &Path, title: &str, panels: &[Panel]) -> Result<(), Error> {
+    if panels.is_empty() {
+        return Err(Error::invalid(stem, "no panels to plot"));
+    }
+    let size = ((520 * panels.len()).max(640) as u32, 420u32);
+    macro_rules! draw_on {
+        ($backend:expr) => {{
+            let root = $backend.into_drawing_area();
+            root.fill(&WHITE).map_err(|e| plot_error(stem, e))?;
+            let root = root.titled(title, ("sans-serif", 22)).map_err(|e| plot_error(stem, e))?;
+            for (panel, area) in panels.iter().zip(root.split_evenly((1, panels.len()))) {
+                let pts: Vec<Vec<(f64, f64, f64)>> = panel.series.iter().map(finite_points).collect();
+                let all: Vec<(f64, f64, f64)> = pts.iter().flatten().copied().collect();
+                let (x_lo, x_hi) = all.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| (a.min(p.0), b.max(p.0)));
+                let (y_lo, y_hi) = all.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| (a.min(p.1 - p.2), b.max(p.1 + p.2)));
+                let empty = all.is_empty();
+                let (x_lo, x_hi) = if empty { (0.0, 1.0) } else { padded(x_lo, x_hi) };
+                let (y_lo, y_hi) = if empty { (0.0, 1.0) } else { padded(y_lo, y_hi) };
+                let caption = if empty { format!("{} (no data)", panel.title) } else { panel.title.clone() };
+                let mut chart = ChartBuilder::on(&area)
+                    .caption(caption, ("sans-serif", 17))
+                    .margin(12)
+                    .x_label_area_size(40)
+                    .y_label_area_size(60)
+                    .build_cartesian_2d(x_lo..x_hi, y_lo..y_hi)
+                    .map_err(|e| plot_error(stem, e))?;
+                chart.configure_mesh().x_desc(panel.x.as_str()).y_desc(panel.y.as_str()).draw().map_err(|e| plot_error(stem, e))?;
+                for (i, (series, points)) in panel.series.iter().zip(&pts).enumerate() {
+                    if points.is_empty() {
+                        continue;
+                    }
+                    let color = PALETTE[i % PALETTE.len()];
+                    if series.dashed {
+                        let ends = if points.len() == 1 { vec![(x_lo, points[0].1), (x_hi, points[0].1)] } else { points.iter().map(|p| (p.0, p.1)).collect() };
+                        chart
+                            .draw_series(DashedLineSeries::new(ends, 6, 4, color.stroke_width(2)))
+                            .map_err(|e| plot_error(stem, e))?
+                            .label(series.label.clone())
+                            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
+                        continue;
+                    }
+                    if series.errors.is_some() {
+                        chart
+                            .draw_series(points.iter().map(|&(x, y, e)| ErrorBar::new_vertical(x, y - e, y, y + e, color.filled(), 6)))
+                            .map_err(|e| plot_error(stem, e))?;
+                    }
+                    chart
+                        .draw_series(LineSeries::new(points.iter().map(|p| (p.0, p.1)), color.stroke_width(2)).point_size(if points.len() < 30 { 3 } else { 0 }))
+                        .map_err(|e| plot_error(stem, e))?
+                        .label(series.label.clone())
+                        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
+                }
+                if !empty {
+                    chart
+                        .configure_series_labels()
+                        .position(SeriesLabelPosition::LowerRight)
+                        .background_style(WHITE.mix(0.85))
+                        .border_style(BLACK)
+                        .label_font(("sans-serif", 13))
+                        .draw()
+                        .map_err(|e| plot_error(stem, e))?;
+                }
+            }
+            root.present().map_err(|e| plot_error(stem, e))
+        }};
+    }
+    atomically(&stem.with_extension("png"), |tmp| draw_on!(BitMapBackend::new(tmp, size)))?;
+    atomically(&stem.with_extension("svg"), |tmp| draw_on!(SVGBackend::new(tmp, size)))
+}
+
+/// Grouped bars: for each category (x), one bar per group (e.g. "training split", "coreset"), values
+/// in `groups[g].1[category]`; written as `stem.png` and `stem.svg`. Non-finite values are not drawn.
+pub fn bars(stem: &Path, labels: &Labels, categories: &[String], groups: &[(String, Vec<f64>)]) -> Result<(), Error> {
+    if categories.is_empty() || groups.is_empty() {
+        return Err(Error::invalid(stem, "no bars to plot"));
+    }
+    let Labels { title, x: x_label, y: y_label } = *labels;
+    let y_max = groups.iter().flat_map(|g| g.1.iter().copied()).filter(|v| v.is_finite()).fold(0.0f64, f64::max).max(1e-9) * 1.15;
+    let n = categories.len();
+    let width = 1.0 / (groups.len() as f64 + 1.0);
+    let size = ((140 * n + 200).clamp(640, 1400) as u32, 460u32);
+    let cats: Vec<String> = categories.to_vec();
+    macro_rules! draw_on {
+        ($backend:expr) => {{
+            let root = $backend.into_drawing_area();
+            root.fill(&WHITE).map_err(|e| plot_error(stem, e))?;
+            let mut chart = ChartBuilder::on(&root)
+                .caption(title, ("sans-serif", 20))
+                .margin(14)
+                .x_label_area_size(50)
+                .y_label_area_size(60)
+                .build_cartesian_2d(-0.5..(n as f64 - 0.5), 0.0..y_max)
+                .map_err(|e| plot_error(stem, e))?;
+            let cats = &cats;
+            chart
+                .configure_mesh()
+                .disable_x_mesh()
+                .x_desc(x_label)
+                .y_desc(y_label)
+                .x_labels(n * 2 + 1)
+                .x_label_formatter(&|x| {
+                    let i = x.round();
+                    if (x - i).abs() < 1e-6 && i >= 0.0 && (i as usize) < cats.len() { cats[i as usize].clone() } else { String::new() }
+                })
+                .draw()
+                .map_err(|e| plot_error(stem, e))?;
+            for (g, (name, values)) in groups.iter().enumerate() {
+                let color = PALETTE[g % PALETTE.len()];
+                let offset = -0.5 + width * (g as f64 + 1.0) - width / 2.0;
+                chart
+                    .draw_series(values.iter().enumerate().filter(|(_, v)| v.is_finite()).map(|(i, &v)| {
+                        let x0 = i as f64 + offset;
+                        Rectangle::new([(x0, 0.0), (x0 + width * 0.9, v)], color.mix(0.8).filled())
+                    }))
+                    .map_err(|e| plot_error(stem, e))?
+                    .label(name.clone())
+                    .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], color.mix(0.8).filled()));
+            }
+            chart
+                .configure_series_labels()
+                .position(SeriesLabelPosition::UpperRight)
+                .background_style(WHITE.mix(0.85))
+                .border_style(BLACK)
+                .draw()
+                .map_err(|e| plot_error(stem, e))?;
+            root.present().map_err(|e| plot_error(stem, e))
+        }};
+    }
+    atomically(&stem.with_extension("png"), |tmp| draw_on!(BitMapBackend::new(tmp, size)))?;
+    atomically(&stem.with_extension("svg"), |tmp| draw_on!(SVGBackend::new(tmp, size)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -191,6 +376,16 @@ mod tests {
         let svg = std::fs::read_to_string(stem.with_extension("svg")).unwrap();
         assert!(svg.contains("<svg") && svg.contains("random"));
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 3, "no temporary files left");
+        histogram(&dir.path().join("h.svg"), &values, 30, "scores", "score").unwrap();
+        assert!(std::fs::read_to_string(dir.path().join("h.svg")).unwrap().contains("<svg"));
+
+        let series = |label: &str, dashed| Series { label: label.into(), points: vec![(1.0, 0.5), (2.0, f64::NAN), (3.0, 0.7)], errors: Some(vec![0.1, 0.1, 0.05]), dashed };
+        let panels = [Panel { title: "loss".into(), x: "epoch".into(), y: "loss".into(), series: vec![series("train", false), series("full", true)] }, Panel::default()];
+        lines(&dir.path().join("curves"), "run", &panels).unwrap();
+        assert!(std::fs::read_to_string(dir.path().join("curves.svg")).unwrap().contains("no data"), "an empty panel says so");
+        bars(&dir.path().join("bars"), &Labels { title: "share", x: "", y: "fraction" }, &["a".into(), "b".into()], &[("train".into(), vec![0.2, 0.5]), ("coreset".into(), vec![0.3, f64::NAN])]).unwrap();
+        assert_eq!(&std::fs::read(dir.path().join("bars.png")).unwrap()[..8], b"\x89PNG\r\n\x1a\n");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 8, "no temporary files left");
         if let Ok(keep) = std::env::var("MOLPEG_KEEP_TEST_PLOTS") {
             for f in ["h.png", "scaling.png"] {
                 std::fs::copy(dir.path().join(f), Path::new(&keep).join(f)).unwrap();
