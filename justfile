@@ -84,6 +84,10 @@ table1 name encoder *seeds: build
     bash experiments/table1.sh {{name}} {{encoder}} {{seeds}}
     {{venv}}/bin/python experiments/table1_summary.py runs/exp-table1 {{name}} --archive experiments/results/table1-hiv/cells --prior experiments/results/table1-hiv/session11_runs.csv
 
+# Predict with fine-tuned models on new molecules: `just predict bbbp --input new.csv [--smiles-column COL] [--model A.safetensors --model B.safetensors]` -> runs/NAME/predict-<input stem>/{predictions,rejects}.parquet (default model: runs/NAME/finetune/model.safetensors; several --model: ensemble mean and <task>_std).
+predict name *flags: build
+    {{bin}}/molpeg-predict --name {{name}} {{flags}}
+
 # Convert GIN checkpoints of Hu et al.'s pretrain-gnns (GraphMAE, MolPeg): `just checkpoint import IN.pth OUT.safetensors` (Hu → molpeg), `just checkpoint export IN.safetensors OUT.pth` (molpeg → Hu); `--help` explains the mapping.
 checkpoint direction in out *flags: build
     {{bin}}/molpeg-checkpoint {{direction}} {{in}} {{out}} {{flags}}

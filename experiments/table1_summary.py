@@ -65,6 +65,9 @@ def metric_rows(path):
     t = pq.read_table(path).to_pylist()
     epochs = {}
     for r in t:
+        # Schema 2 adds per-task rows (task = name); the averages have task null (older files: no column).
+        if r.get("task") is not None:
+            continue
         e = epochs.setdefault(r["epoch"], {"samples": r["samples_seen"], "seconds": r["seconds"]})
         if r["metric"] == "roc_auc" and r["split"] in ("valid", "test"):
             e[r["split"]] = r["value"]

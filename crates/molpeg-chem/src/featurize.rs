@@ -38,8 +38,8 @@ use crate::FEATURIZER_VERSION;
 pub const STAGE: &str = "featurize";
 pub const GRAPHS_FILE: &str = "graphs.parquet";
 pub const REJECTS_FILE: &str = "rejects.parquet";
-/// Parquet metadata key for [`FEATURIZER_VERSION`] (the other keys are in [`molpeg_core::schema::meta`]).
-pub const FEATURIZER_VERSION_KEY: &str = "molpeg.featurizer_version";
+/// Parquet metadata key for [`FEATURIZER_VERSION`] (defined with the other keys in [`molpeg_core::schema::meta`]).
+pub const FEATURIZER_VERSION_KEY: &str = molpeg_core::schema::meta::FEATURIZER_VERSION;
 
 /// The `[featurize]` section of a pipeline file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

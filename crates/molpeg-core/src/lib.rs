@@ -10,6 +10,7 @@
 
 pub mod atomic;
 pub mod cli;
+pub mod columns;
 pub mod error;
 pub mod graph_table;
 pub mod manifest;

@@ -161,12 +161,23 @@ pub struct ParquetSource {
 impl ParquetSource {
     /// Opens `path` and checks that it holds every column of `expected` with the right type.
     pub fn open(path: impl AsRef<Path>, expected: &SchemaRef) -> Result<Self> {
-        let path = path.as_ref().to_path_buf();
+        Self::open_checked(path.as_ref(), expected, schema::check)
+    }
+
+    /// Opens a file a user may have written with another tool (coreset, scores, split): integer and
+    /// float columns may have any integer and float type ([`schema::check_user`]); read their values
+    /// with [`crate::columns`].
+    pub fn open_user(path: impl AsRef<Path>, expected: &SchemaRef) -> Result<Self> {
+        Self::open_checked(path.as_ref(), expected, schema::check_user)
+    }
+
+    fn open_checked(path: &Path, expected: &SchemaRef, check: fn(&Path, &arrow::datatypes::Schema, &arrow::datatypes::Schema) -> Result<()>) -> Result<Self> {
+        let path = path.to_path_buf();
         let file = File::open(&path).map_err(|e| Error::io(&path, e))?;
         let builder = guarded(|| ParquetRecordBatchReaderBuilder::try_new(file))
             .map_err(|panic| corrupted(&path, format!("decoder panic: {panic}")))?
             .map_err(|e| corrupted(&path, e))?;
-        schema::check(&path, expected, builder.schema())?;
+        check(&path, expected, builder.schema())?;
         let file_meta = builder.metadata().file_metadata();
         let metadata = file_meta
             .key_value_metadata()

@@ -12,7 +12,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use crate::{Error, Result};
 
 /// Bumped whenever a column is added, removed or changes type or meaning.
-pub const SCHEMA_VERSION: &str = "1";
+pub const SCHEMA_VERSION: &str = "2";
 
 /// Parquet key-value metadata keys written by every stage.
 pub mod meta {
@@ -26,6 +26,12 @@ pub mod meta {
     pub const TASK_NAMES: &str = "molpeg.task_names";
     /// `binary` or `regression`.
     pub const TASK_TYPE: &str = "molpeg.task_type";
+    /// The featurizer's version (`molpeg_chem::FEATURIZER_VERSION`), on `graphs.parquet` and copied
+    /// into fine-tuned checkpoints.
+    pub const FEATURIZER_VERSION: &str = "molpeg.featurizer_version";
+    /// Checkpoint metadata: JSON `{"scheme": "hu", "version": "1"}`, the node/edge features the model
+    /// reads (`atom_hu`, `bond_hu`) and the featurizer version that produced them.
+    pub const FEATURIZER: &str = "molpeg.featurizer";
 }
 
 fn list_of_fixed(item: DataType, width: i32) -> DataType {
@@ -301,8 +307,8 @@ pub mod metrics {
     pub const LOSS: &str = "loss";
     pub const SAMPLES_SEEN: &str = "samples_seen";
     pub const SECONDS: &str = "seconds";
-    /// Optional nullable column (issue 15, per-task results): null on the row averaged over tasks,
-    /// the task's name on a per-task row. Readers accept files with and without it.
+    /// Null on the average rows (every row before schema version 2); a task name on the per-task rows.
+    /// Readers of the averages filter on `task IS NULL`.
     pub const TASK: &str = "task";
 
     pub fn schema() -> SchemaRef {
@@ -314,7 +320,94 @@ pub mod metrics {
             Field::new(LOSS, DataType::Float64, true),
             Field::new(SAMPLES_SEEN, DataType::UInt64, false),
             Field::new(SECONDS, DataType::Float64, false),
+            Field::new(TASK, DataType::Utf8, true),
         ]))
+    }
+}
+
+/// `predictions.parquet` of `molpeg-finetune`: the best epoch's valid and test outputs, long form.
+pub mod eval_predictions {
+    use super::*;
+    pub const KIND: &str = "eval_predictions";
+    pub const FILE: &str = "predictions.parquet";
+    pub const MOL_ID: &str = "mol_id";
+    pub const SPLIT: &str = "split";
+    pub const TASK: &str = "task";
+    /// The label as trained on; null where missing.
+    pub const LABEL: &str = "label";
+    /// Probability σ(logit) for binary tasks, value in the target's unit for regression.
+    pub const PREDICTION: &str = "prediction";
+    /// Metadata: the epoch the predictions come from.
+    pub const META_EPOCH: &str = "molpeg.epoch";
+
+    pub fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new(MOL_ID, DataType::UInt32, false),
+            Field::new(SPLIT, DataType::Utf8, false),
+            Field::new(TASK, DataType::Utf8, false),
+            Field::new(LABEL, DataType::Float32, true),
+            Field::new(PREDICTION, DataType::Float32, false),
+        ]))
+    }
+}
+
+/// `predictions.parquet` of `molpeg-predict`: one row per accepted input molecule, wide form (one
+/// column per task, named after it, plus `<task>_std` for an ensemble).
+pub mod predictions {
+    use super::*;
+    pub const KIND: &str = "predictions";
+    pub const FILE: &str = "predictions.parquet";
+    /// 0-based data row of the input file (header excluded); for a `graphs.parquet` input, its `mol_id`.
+    pub const ROW: &str = "row";
+    pub const SMILES: &str = "smiles";
+    pub const CANONICAL_SMILES: &str = "canonical_smiles";
+    /// Suffix of an ensemble's per-task standard deviation column.
+    pub const STD_SUFFIX: &str = "_std";
+    /// Metadata: JSON array of the models' paths, and the number of models.
+    pub const META_MODELS: &str = "molpeg.models";
+
+    /// The fixed columns; task columns follow.
+    pub const FIXED: [&str; 3] = [ROW, SMILES, CANONICAL_SMILES];
+
+    /// The name of every column: the fixed ones, then per task `<task>` (and `<task>_std` right after
+    /// it when `ensemble`). An error names a task that collides with another column.
+    pub fn column_names(tasks: &[String], ensemble: bool) -> std::result::Result<Vec<String>, String> {
+        let mut names: Vec<String> = FIXED.iter().map(|s| s.to_string()).collect();
+        for t in tasks {
+            names.push(t.clone());
+            if ensemble {
+                names.push(format!("{t}{STD_SUFFIX}"));
+            }
+        }
+        let mut sorted = names.clone();
+        sorted.sort();
+        if let Some(w) = sorted.windows(2).find(|w| w[0] == w[1]) {
+            return Err(format!("column `{}` would appear twice in predictions.parquet (a task is named like another column)", w[0]));
+        }
+        Ok(names)
+    }
+
+    pub fn schema(tasks: &[String], ensemble: bool) -> std::result::Result<SchemaRef, String> {
+        let names = column_names(tasks, ensemble)?;
+        let fields: Vec<Field> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| match i {
+                0 => Field::new(n, DataType::UInt32, false),
+                1 | 2 => Field::new(n, DataType::Utf8, false),
+                _ => Field::new(n, DataType::Float32, false),
+            })
+            .collect();
+        Ok(Arc::new(Schema::new(fields)))
+    }
+}
+
+/// A user's molecule table (Parquet input of `molpeg-predict`): only the SMILES column, whatever its
+/// name, is read.
+pub mod molecules {
+    use super::*;
+    pub fn schema(smiles_column: &str) -> SchemaRef {
+        Arc::new(Schema::new(vec![Field::new(smiles_column, DataType::Utf8, true)]))
     }
 }
 
@@ -454,6 +547,32 @@ pub fn check(path: &Path, expected: &Schema, found: &Schema) -> Result<()> {
     Ok(())
 }
 
+/// Like [`check`], for files a user may write with other tools (coreset, scores, split): an integer
+/// column accepts any integer type, a float column any float or integer type, a string column any
+/// string or dictionary-of-string type. Values are then converted with range checks by
+/// [`crate::columns`].
+pub fn check_user(path: &Path, expected: &Schema, found: &Schema) -> Result<()> {
+    let lenient: Vec<Field> = expected
+        .fields()
+        .iter()
+        .map(|f| match found.field_with_name(f.name()) {
+            Ok(actual) if user_types_match(f.data_type(), actual.data_type()) => actual.as_ref().clone(),
+            _ => f.as_ref().clone(),
+        })
+        .collect();
+    check(path, &Schema::new(lenient), found)
+}
+
+fn user_types_match(expected: &DataType, found: &DataType) -> bool {
+    let string = |t: &DataType| matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View);
+    match (expected, found) {
+        (e, f) if e.is_integer() => f.is_integer(),
+        (e, f) if e.is_floating() => f.is_floating() || f.is_integer(),
+        (e, f) if string(e) => string(f) || matches!(f, DataType::Dictionary(_, v) if string(v)),
+        _ => false,
+    }
+}
+
 /// Type equality that ignores nested field names and nullability, which other writers
 /// (pyarrow, polars) spell differently for the same logical type.
 fn types_match(expected: &DataType, found: &DataType) -> bool {
@@ -486,6 +605,33 @@ mod tests {
         let mut fields: Vec<Field> = graphs::schema().fields().iter().map(|f| f.as_ref().clone()).collect();
         fields[11] = Field::new("labels", DataType::List(Arc::new(Field::new("element", DataType::Float32, true))), true);
         assert!(check(Path::new("x"), &graphs::schema(), &Schema::new(fields)).is_ok());
+    }
+
+    #[test]
+    fn user_files_accept_other_integer_float_and_string_types() {
+        let dict = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
+        let pandas = Schema::new(vec![Field::new("mol_id", DataType::Int64, true), Field::new("split", dict, true)]);
+        assert!(check(Path::new("x"), &split::schema(), &pandas).is_err());
+        assert!(check_user(Path::new("x"), &split::schema(), &pandas).is_ok());
+        let core = Schema::new(vec![
+            Field::new("mol_id", DataType::Int32, true),
+            Field::new("rank", DataType::Int64, true),
+            Field::new("score", DataType::Float64, true),
+            Field::new("weight", DataType::Float64, true),
+        ]);
+        assert!(check_user(Path::new("x"), &coreset::schema(), &core).is_ok());
+        let wrong = Schema::new(vec![Field::new("mol_id", DataType::Float64, true), Field::new("split", DataType::Utf8, true)]);
+        let err = check_user(Path::new("x"), &split::schema(), &wrong).unwrap_err().to_string();
+        assert!(err.contains("column `mol_id` has type Float64"), "{err}");
+    }
+
+    #[test]
+    fn prediction_columns_follow_the_tasks() {
+        let tasks = vec!["NR-AR".to_string(), "SR-p53".to_string()];
+        assert_eq!(predictions::column_names(&tasks, true).unwrap(), ["row", "smiles", "canonical_smiles", "NR-AR", "NR-AR_std", "SR-p53", "SR-p53_std"]);
+        assert_eq!(predictions::schema(&tasks, false).unwrap().fields().len(), 5);
+        assert!(predictions::column_names(&["smiles".to_string()], false).is_err());
+        assert!(predictions::column_names(&["a".to_string(), "a_std".to_string()], true).is_err());
     }
 
     #[test]

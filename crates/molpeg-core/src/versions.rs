@@ -26,6 +26,9 @@ pub const FINETUNE: u32 = 1;
 pub const PRETRAIN: u32 = 1;
 /// The scaling sweep → results.parquet (each cell also a fine-tuning run).
 pub const SCALING: u32 = 1;
+/// Predict: a model on new molecules → predictions.parquet, rejects.parquet. Its test pins it to the
+/// fine-tune stage's own test predictions (exact equality), which is stricter than a digest.
+pub const PREDICT: u32 = 1;
 
 /// Every stage that writes a manifest, by its stage name.
 pub const STAGES: &[(&str, u32)] = &[
@@ -36,6 +39,7 @@ pub const STAGES: &[(&str, u32)] = &[
     ("finetune", FINETUNE),
     ("pretrain", PRETRAIN),
     ("scaling", SCALING),
+    ("predict", PREDICT),
 ];
 
 /// The algorithm version of `stage`, if it is a known stage.

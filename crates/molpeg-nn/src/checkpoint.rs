@@ -18,6 +18,34 @@ use crate::{Error, Result};
 /// Metadata key holding the model configuration as JSON.
 pub const META_MODEL: &str = "molpeg.model";
 
+/// The node and edge feature scheme every molpeg GIN reads (`atom_hu`, `bond_hu` of `graphs.parquet`).
+pub const FEATURE_SCHEME: &str = "hu";
+
+/// The featurizer a model was trained with, as recorded in [`molpeg_core::schema::meta::FEATURIZER`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FeaturizerInfo {
+    pub scheme: String,
+    /// `molpeg_chem::FEATURIZER_VERSION` of the featurize run that produced the training graphs;
+    /// `None` when the graphs did not record one (synthetic fixtures).
+    pub version: Option<String>,
+}
+
+/// The JSON of [`FeaturizerInfo`] for graphs featurized with `version`.
+pub fn featurizer_metadata(version: Option<&str>) -> String {
+    serde_json::to_string(&FeaturizerInfo { scheme: FEATURE_SCHEME.into(), version: version.map(str::to_string) }).expect("serializes")
+}
+
+/// What a fine-tuned checkpoint records for prediction: tasks, their type, the regression
+/// standardisation and the featurizer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskInfo {
+    pub task_names: Vec<String>,
+    pub task_kind: crate::data::TaskKind,
+    pub target_mean: Vec<f32>,
+    pub target_std: Vec<f32>,
+    pub featurizer: Option<FeaturizerInfo>,
+}
+
 /// Which variables a load copies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scope {
@@ -106,6 +134,35 @@ impl Checkpoint {
             Error::checkpoint(&self.path, format!("metadata has no `{META_MODEL}`; was this file written by molpeg?"))
         })?;
         serde_json::from_str(json).map_err(|e| Error::checkpoint(&self.path, format!("metadata `{META_MODEL}` is not a model configuration: {e}")))
+    }
+
+    /// The task description a fine-tuned checkpoint carries (see [`TaskInfo`]); an error names the
+    /// missing key (an encoder or an imported checkpoint has no tasks).
+    pub fn task_info(&self) -> Result<TaskInfo> {
+        use molpeg_core::schema::meta;
+        let get = |key: &str| {
+            self.metadata.get(key).ok_or_else(|| {
+                Error::checkpoint(&self.path, format!("metadata has no `{key}`: not a fine-tuned model (molpeg-finetune writes it; encoders and imported checkpoints have no tasks)"))
+            })
+        };
+        let bad = |key: &str, e: String| Error::checkpoint(&self.path, format!("metadata `{key}` cannot be read: {e}"));
+        let task_names: Vec<String> = serde_json::from_str(get(meta::TASK_NAMES)?).map_err(|e| bad(meta::TASK_NAMES, e.to_string()))?;
+        let kind = get(meta::TASK_TYPE)?;
+        let task_kind = crate::data::TaskKind::parse(kind).ok_or_else(|| bad(meta::TASK_TYPE, format!("`{kind}` is not binary or regression")))?;
+        let objective: serde_json::Value = serde_json::from_str(get(crate::finetune::META_OBJECTIVE)?).map_err(|e| bad(crate::finetune::META_OBJECTIVE, e.to_string()))?;
+        let floats = |name: &str| -> Result<Vec<f32>> {
+            let list = objective[name].as_array().ok_or_else(|| bad(crate::finetune::META_OBJECTIVE, format!("no `{name}` list")))?;
+            list.iter().map(|v| v.as_f64().map(|x| x as f32).ok_or_else(|| bad(crate::finetune::META_OBJECTIVE, format!("`{name}` holds {v}")))).collect()
+        };
+        let (target_mean, target_std) = (floats("target_mean")?, floats("target_std")?);
+        if target_mean.len() != task_names.len() || target_std.len() != task_names.len() {
+            return Err(bad(crate::finetune::META_OBJECTIVE, format!("{} tasks but {} means and {} deviations", task_names.len(), target_mean.len(), target_std.len())));
+        }
+        let featurizer = match self.metadata.get(meta::FEATURIZER) {
+            None => None,
+            Some(json) => Some(serde_json::from_str(json).map_err(|e| bad(meta::FEATURIZER, e.to_string()))?),
+        };
+        Ok(TaskInfo { task_names, task_kind, target_mean, target_std, featurizer })
     }
 
     /// Copies the checkpoint's tensors into `model`, after checking every name and shape in `scope`.

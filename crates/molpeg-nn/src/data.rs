@@ -15,6 +15,7 @@ use std::sync::Arc;
 use arrow::array::{Array, ArrayRef, AsArray, FixedSizeListArray, GenericListArray, OffsetSizeTrait, PrimitiveArray};
 use arrow::datatypes::{ArrowPrimitiveType, Float32Type, Schema, SchemaRef, UInt16Type, UInt32Type, UInt8Type};
 use arrow::record_batch::RecordBatch;
+use molpeg_core::columns;
 use molpeg_core::parquet_io::ParquetSource;
 use molpeg_core::schema::{coreset, graphs, meta, split};
 use serde::{Deserialize, Serialize};
@@ -279,12 +280,12 @@ impl Dataset {
     pub fn load(graphs_path: &Path, split_path: &Path) -> Result<Dataset> {
         let (store, task_names, task_kind) = read_graphs(graphs_path)?;
         let mut rows: Vec<(u32, String)> = Vec::new();
-        let source = ParquetSource::open(split_path, &split::schema())?;
+        let source = ParquetSource::open_user(split_path, &split::schema())?;
         for batch in source.collect_columns(&[split::MOL_ID, split::SPLIT])? {
-            let ids = batch.column(0).as_primitive::<UInt32Type>();
-            let names = arrow::compute::cast(batch.column(1), &arrow::datatypes::DataType::Utf8).map_err(|e| molpeg_core::Error::arrow(split_path, e))?;
-            let names = names.as_string::<i32>();
-            rows.extend(ids.values().iter().zip(names.iter()).map(|(&id, name)| (id, name.unwrap_or("").to_string())));
+            let first = rows.len();
+            let ids = columns::u32_values(split_path, split::MOL_ID, batch.column(0), first)?;
+            let names = columns::strings(split_path, split::SPLIT, batch.column(1), first)?;
+            rows.extend(ids.into_iter().zip(names));
         }
         Dataset::with_split(Arc::new(store), task_names, task_kind, graphs_path, split_path, &rows)
     }
@@ -529,7 +530,7 @@ impl<'a> LabelLists<'a> {
 /// Reads `coreset.parquet` into a training plan. Every id must belong to the dataset's train split
 /// (a coreset selected on another split or dataset is an error); weights must be finite and ≥ 0.
 pub fn load_coreset(path: &Path, data: &Dataset) -> Result<Vec<Sample>> {
-    let source = ParquetSource::open(path, &coreset::schema())?;
+    let source = ParquetSource::open_user(path, &coreset::schema())?;
     let mut in_train = vec![false; data.store.len()];
     for &g in &data.train {
         in_train[g as usize] = true;
@@ -538,9 +539,9 @@ pub fn load_coreset(path: &Path, data: &Dataset) -> Result<Vec<Sample>> {
     let mut plan = Vec::new();
     let mut row = 0;
     for batch in source.collect_columns(&[coreset::MOL_ID, coreset::WEIGHT])? {
-        let ids = batch.column(0).as_primitive::<UInt32Type>();
-        let weights = batch.column(1).as_primitive::<Float32Type>();
-        for (&mol_id, &weight) in ids.values().iter().zip(weights.values().iter()) {
+        let ids = columns::u32_values(path, coreset::MOL_ID, batch.column(0), row)?;
+        let weights = columns::f32_required(path, coreset::WEIGHT, batch.column(1), row)?;
+        for (mol_id, weight) in ids.into_iter().zip(weights) {
             let row_err = |message: String| Error::Row { path: path.to_path_buf(), row, mol_id, message };
             let g = data.index_of(mol_id).filter(|&g| in_train[g as usize]).ok_or_else(|| {
                 row_err(format!(

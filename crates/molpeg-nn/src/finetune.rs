@@ -18,11 +18,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use arrow::array::{ArrayRef, Float64Array, StringArray, UInt32Array, UInt64Array};
+use arrow::array::{ArrayRef, Float32Array, Float64Array, StringArray, UInt32Array, UInt64Array};
 use arrow::record_batch::RecordBatch;
 use indicatif::ProgressBar;
 use molpeg_core::manifest::StageRun;
-use molpeg_core::parquet_io::write_batches;
+use molpeg_core::parquet_io::{write_batches, ParquetSource};
 use molpeg_core::pipeline::Pipeline;
 use molpeg_core::schema::{self, meta};
 use serde::{Deserialize, Serialize};
@@ -42,6 +42,7 @@ pub const STAGE: &str = "finetune";
 pub const METRICS_FILE: &str = "metrics.parquet";
 pub const MODEL_FILE: &str = "model.safetensors";
 pub const SUMMARY_FILE: &str = "summary.json";
+pub const PREDICTIONS_FILE: &str = schema::eval_predictions::FILE;
 /// Checkpoint metadata keys written by this stage.
 pub const META_OBJECTIVE: &str = "molpeg.objective";
 
@@ -283,6 +284,9 @@ pub struct MetricRow {
     pub samples_seen: u64,
     /// Wall-clock seconds since training started.
     pub seconds: f64,
+    /// `None` on the average rows; the task's name on per-task rows (`loss` is then null).
+    #[serde(default)]
+    pub task: Option<String>,
 }
 
 /// What [`run`] reports (and writes to `summary.json`).
@@ -303,6 +307,10 @@ pub struct FinetuneSummary {
     pub best_epoch: u32,
     pub best_valid: BTreeMap<String, Option<f64>>,
     pub test_at_best: BTreeMap<String, Option<f64>>,
+    /// Test metrics of every task at the best epoch, each with its status (`ok`, or why a metric is
+    /// undefined, e.g. one class only in the test split).
+    #[serde(default)]
+    pub test_per_task: Vec<metrics::TaskMetrics>,
     pub final_train_loss: f64,
     pub samples_seen: u64,
     pub train_seconds: f64,
@@ -354,6 +362,10 @@ impl fmt::Display for FinetuneSummary {
         )?;
         writeln!(f, "best epoch {} by valid {}: valid {}", self.best_epoch, self.monitor, show(&self.best_valid))?;
         writeln!(f, "test at best epoch: {}", show(&self.test_at_best))?;
+        let undefined: Vec<String> = self.test_per_task.iter().filter(|t| t.status != metrics::STATUS_OK).map(|t| format!("{} ({})", t.task, t.status)).collect();
+        if self.test_per_task.len() > 1 || !undefined.is_empty() {
+            writeln!(f, "per-task test metrics: {} task(s) in summary.json and metrics.parquet; undefined for {}", self.test_per_task.len(), if undefined.is_empty() { "none".into() } else { undefined.join(", ") })?;
+        }
         for warning in &self.warnings {
             writeln!(f, "WARNING: {warning}")?;
         }
@@ -463,6 +475,7 @@ pub fn fit(trainer: &mut Trainer, data: &Dataset, schedule: &mut dyn Schedule, o
             loss: Some(stats.mean_loss),
             samples_seen: seen,
             seconds: start.elapsed().as_secs_f64(),
+            task: None,
         });
         // Size of the epoch's training set: below the split's size under pruning.
         rows.push(MetricRow {
@@ -473,14 +486,23 @@ pub fn fit(trainer: &mut Trainer, data: &Dataset, schedule: &mut dyn Schedule, o
             loss: None,
             samples_seen: seen,
             seconds: start.elapsed().as_secs_f64(),
+            task: None,
         });
         let mut evals = Vec::new();
         for (name, indices) in [(schema::split::VALID, &data.valid), (schema::split::TEST, &data.test)] {
-            let eval = if indices.is_empty() { None } else { Some(trainer.evaluate(store, indices)?) };
+            let eval = if indices.is_empty() { None } else { Some(trainer.evaluate_named(store, indices, &data.task_names)?) };
             if let Some(e) = &eval {
                 let seconds = start.elapsed().as_secs_f64();
                 for &(metric, value) in &e.metrics {
-                    rows.push(MetricRow { epoch, split: name.into(), metric: metric.into(), value, loss: e.loss, samples_seen: seen, seconds });
+                    rows.push(MetricRow { epoch, split: name.into(), metric: metric.into(), value, loss: e.loss, samples_seen: seen, seconds, task: None });
+                }
+                // Per-task rows after the averages, so that `task IS NULL` selects exactly the rows of
+                // schema version 1.
+                for t in &e.per_task {
+                    for (metric, value) in &t.values {
+                        let task = Some(t.task.clone());
+                        rows.push(MetricRow { epoch, split: name.into(), metric: metric.clone(), value: *value, loss: None, samples_seen: seen, seconds, task });
+                    }
                 }
             }
             evals.push(eval);
@@ -570,6 +592,7 @@ pub fn write_metrics(path: &Path, rows: &[MetricRow], data: &Dataset) -> Result<
         Arc::new(Float64Array::from_iter(rows.iter().map(|r| r.loss))),
         Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.samples_seen))),
         Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.seconds))),
+        Arc::new(StringArray::from_iter(rows.iter().map(|r| r.task.as_deref()))),
     ];
     let batch = RecordBatch::try_new(schema.clone(), columns).map_err(|e| molpeg_core::Error::arrow(path, e))?;
     let extra = BTreeMap::from([
@@ -577,6 +600,49 @@ pub fn write_metrics(path: &Path, rows: &[MetricRow], data: &Dataset) -> Result<
         (meta::TASK_TYPE.to_string(), data.task_kind.as_str().to_string()),
     ]);
     Ok(write_batches(path, schema, schema::metrics::KIND, &extra, &[batch])?)
+}
+
+/// A model output as `predictions.parquet` stores it: σ(logit) for binary tasks (the same f32
+/// formula as `molpeg-predict`, so both files hold the same bits), the value itself for regression.
+pub fn output_to_prediction(kind: TaskKind, output: f32) -> f32 {
+    match kind {
+        TaskKind::Binary => 1.0 / (1.0 + (-output).exp()),
+        TaskKind::Regression => output,
+    }
+}
+
+/// Writes `predictions.parquet`: the best epoch's valid and test outputs, one row per (molecule, task).
+pub fn write_eval_predictions(path: &Path, data: &Dataset, epoch: u32, valid: &Option<Evaluation>, test: &Option<Evaluation>) -> Result<PathBuf> {
+    use schema::eval_predictions as ep;
+    let tasks = data.num_tasks();
+    let (mut ids, mut splits, mut task_col, mut labels, mut preds) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (name, indices, eval) in [(schema::split::VALID, &data.valid, valid), (schema::split::TEST, &data.test, test)] {
+        let Some(e) = eval else { continue };
+        for (r, &g) in indices.iter().enumerate() {
+            for (j, task) in data.task_names.iter().enumerate() {
+                let k = r * tasks + j;
+                ids.push(data.store.mol_ids[g as usize]);
+                splits.push(name);
+                task_col.push(task.as_str());
+                labels.push((!e.labels[k].is_nan()).then_some(e.labels[k]));
+                preds.push(output_to_prediction(data.task_kind, e.outputs[k]));
+            }
+        }
+    }
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(UInt32Array::from(ids)),
+        Arc::new(StringArray::from(splits)),
+        Arc::new(StringArray::from(task_col)),
+        Arc::new(Float32Array::from(labels)),
+        Arc::new(Float32Array::from(preds)),
+    ];
+    let batch = RecordBatch::try_new(ep::schema(), columns).map_err(|e| molpeg_core::Error::arrow(path, e))?;
+    let extra = BTreeMap::from([
+        (meta::TASK_NAMES.to_string(), serde_json::to_string(&data.task_names).expect("strings serialize")),
+        (meta::TASK_TYPE.to_string(), data.task_kind.as_str().to_string()),
+        (ep::META_EPOCH.to_string(), epoch.to_string()),
+    ]);
+    Ok(write_batches(path, ep::schema(), ep::KIND, &extra, &[batch])?)
 }
 
 fn as_map(e: &Option<Evaluation>) -> BTreeMap<String, Option<f64>> {
@@ -634,13 +700,19 @@ pub fn run(config: &FinetuneConfig) -> Result<FinetuneSummary> {
     bar.finish_and_clear();
 
     let metrics_path = write_metrics(&config.out_dir.join(METRICS_FILE), &fit.rows, &data)?;
+    let predictions_path = write_eval_predictions(&config.out_dir.join(PREDICTIONS_FILE), &data, fit.best_epoch, &fit.best_valid, &fit.best_test)?;
     let model_path = config.out_dir.join(MODEL_FILE);
-    let ckpt_meta = BTreeMap::from([
+    let graphs_meta = ParquetSource::open(&config.graphs, &Arc::new(arrow::datatypes::Schema::empty()))?.metadata;
+    let mut ckpt_meta = BTreeMap::from([
         (meta::TASK_NAMES.to_string(), serde_json::to_string(&data.task_names).expect("strings serialize")),
         (meta::TASK_TYPE.to_string(), data.task_kind.as_str().to_string()),
         (META_OBJECTIVE.to_string(), serde_json::json!({"target_mean": trainer.objective.target_mean, "target_std": trainer.objective.target_std}).to_string()),
         ("molpeg.best_epoch".to_string(), fit.best_epoch.to_string()),
+        (meta::FEATURIZER.to_string(), checkpoint::featurizer_metadata(graphs_meta.get(meta::FEATURIZER_VERSION).map(String::as_str))),
     ]);
+    if let Some(v) = graphs_meta.get(meta::RDKIT_VERSION) {
+        ckpt_meta.insert(meta::RDKIT_VERSION.to_string(), v.clone());
+    }
     checkpoint::save(&model_path, &fit.best_state, &trainer.model.config, &ckpt_meta)?;
     let summary = FinetuneSummary {
         stage_dir: config.out_dir.clone(),
@@ -657,6 +729,7 @@ pub fn run(config: &FinetuneConfig) -> Result<FinetuneSummary> {
         best_epoch: fit.best_epoch,
         best_valid: as_map(&fit.best_valid),
         test_at_best: as_map(&fit.best_test),
+        test_per_task: fit.best_test.as_ref().map(|e| e.per_task.clone()).unwrap_or_default(),
         final_train_loss: fit.final_train_loss,
         samples_seen: trainer.samples_seen,
         train_seconds: fit.train_seconds,
@@ -670,7 +743,7 @@ pub fn run(config: &FinetuneConfig) -> Result<FinetuneSummary> {
     }
     let text = serde_json::to_string_pretty(&summary).expect("summary serializes");
     molpeg_core::atomic::write_atomic(&summary_path, text.as_bytes())?;
-    let mut outputs = vec![metrics_path, model_path, summary_path];
+    let mut outputs = vec![metrics_path, predictions_path, model_path, summary_path];
     if let Some(policy) = dynamic.filter(|p| !p.sightings.is_empty()) {
         outputs.push(crate::score::write_scores(&config.out_dir.join(crate::score::SCORES_FILE), &policy.sightings)?);
     }

@@ -111,6 +111,60 @@ pub fn evaluate(kind: TaskKind, tasks: usize, labels: &[f32], outputs: &[f32]) -
     }
 }
 
+/// One task's metrics on one split, and why a metric is undefined when it is.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TaskMetrics {
+    pub task: String,
+    /// Metric name → value (`None` where undefined); flattened into the task's JSON object.
+    #[serde(flatten)]
+    pub values: std::collections::BTreeMap<String, Option<f64>>,
+    /// Molecules with a label for this task.
+    pub labelled: usize,
+    /// Labelled molecules with label 1 (binary tasks).
+    pub positives: Option<usize>,
+    /// `ok`, `no labels`, or `one class: all N labels are 0` (1): the metrics are then undefined and
+    /// the task is left out of the averages.
+    pub status: String,
+}
+
+/// Status of a task whose metrics are all defined.
+pub const STATUS_OK: &str = "ok";
+
+/// The metrics of every task of one split (same inputs as [`evaluate`]); the averages of
+/// [`evaluate`] are the means of the defined values here.
+pub fn evaluate_tasks(kind: TaskKind, task_names: &[String], labels: &[f32], outputs: &[f32]) -> Vec<TaskMetrics> {
+    assert_eq!(labels.len(), outputs.len());
+    let tasks = task_names.len();
+    let rows = labels.len().checked_div(tasks).unwrap_or(0);
+    (0..tasks)
+        .map(|j| {
+            let (y, p): (Vec<f32>, Vec<f32>) = (0..rows).map(|i| (labels[i * tasks + j], outputs[i * tasks + j])).filter(|(y, _)| !y.is_nan()).unzip();
+            let task = task_names[j].clone();
+            let labelled = y.len();
+            match kind {
+                TaskKind::Binary => {
+                    let pos: Vec<bool> = y.iter().map(|&v| v > 0.5).collect();
+                    let positives = pos.iter().filter(|&&b| b).count();
+                    let status = if labelled == 0 {
+                        "no labels".to_string()
+                    } else if positives == 0 || positives == labelled {
+                        format!("one class: all {labelled} labels are {}", if positives == 0 { 0 } else { 1 })
+                    } else {
+                        STATUS_OK.to_string()
+                    };
+                    let values = [(ROC_AUC.to_string(), roc_auc(&pos, &p)), (AVERAGE_PRECISION.to_string(), average_precision(&pos, &p))].into();
+                    TaskMetrics { task, values, labelled, positives: Some(positives), status }
+                }
+                TaskKind::Regression => {
+                    let status = if labelled == 0 { "no labels".to_string() } else { STATUS_OK.to_string() };
+                    let values = [(MAE.to_string(), mae(&y, &p)), (RMSE.to_string(), rmse(&y, &p))].into();
+                    TaskMetrics { task, values, labelled, positives: None, status }
+                }
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,6 +210,11 @@ mod tests {
         let m = evaluate(TaskKind::Binary, 2, &labels, &outputs);
         assert_eq!(m[0], (ROC_AUC, Some(1.0)));
         assert_eq!(m[1], (AVERAGE_PRECISION, Some(1.0)));
+        let per_task = evaluate_tasks(TaskKind::Binary, &["a".into(), "b".into()], &labels, &outputs);
+        assert_eq!(per_task[0].values[ROC_AUC], Some(1.0));
+        assert_eq!((per_task[0].labelled, per_task[0].positives, per_task[0].status.as_str()), (3, Some(1), STATUS_OK));
+        assert_eq!(per_task[1].values[ROC_AUC], None);
+        assert_eq!(per_task[1].status, "one class: all 3 labels are 1");
         let r = evaluate(TaskKind::Regression, 1, &[1.0, nan, 3.0], &[2.0, 50.0, 1.0]);
         assert_eq!(r[0], (MAE, Some(1.5)));
         assert!((r[1].1.unwrap() - 2.5f64.sqrt()).abs() < 1e-12);

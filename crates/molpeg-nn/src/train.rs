@@ -173,8 +173,12 @@ pub struct Evaluation {
     /// Mean loss over labelled entries (`None` for an empty split).
     pub loss: Option<f64>,
     pub metrics: Vec<(&'static str, Option<f64>)>,
-    /// `rows × tasks` outputs in original units.
+    /// The same metrics per task, with each task's status (e.g. one class only).
+    pub per_task: Vec<metrics::TaskMetrics>,
+    /// `rows × tasks` outputs in original units (logits for binary tasks).
     pub outputs: Vec<f32>,
+    /// `rows × tasks` labels, NaN where missing.
+    pub labels: Vec<f32>,
 }
 
 impl Evaluation {
@@ -268,15 +272,22 @@ impl Trainer {
         Ok((p, r.expect("asked for representations")))
     }
 
-    /// Loss and metrics of the split `indices`.
+    /// Loss and metrics of the split `indices` (per-task metrics named `task0`, `task1`, ...).
     pub fn evaluate(&self, store: &GraphStore, indices: &[u32]) -> Result<Evaluation> {
+        let names: Vec<String> = (0..store.num_tasks).map(|j| format!("task{j}")).collect();
+        self.evaluate_named(store, indices, &names)
+    }
+
+    /// [`Trainer::evaluate`] with the tasks' names.
+    pub fn evaluate_named(&self, store: &GraphStore, indices: &[u32], task_names: &[String]) -> Result<Evaluation> {
         let p = self.predict(store, indices)?;
         let mut labels = Vec::with_capacity(p.outputs.len());
         for &g in indices {
             labels.extend_from_slice(store.labels(g as usize));
         }
         let metrics = metrics::evaluate(self.objective.kind, store.num_tasks, &labels, &p.outputs);
-        Ok(Evaluation { loss: (p.labelled > 0.0).then(|| p.loss_sum / p.labelled), metrics, outputs: p.outputs })
+        let per_task = metrics::evaluate_tasks(self.objective.kind, task_names, &labels, &p.outputs);
+        Ok(Evaluation { loss: (p.labelled > 0.0).then(|| p.loss_sum / p.labelled), metrics, per_task, outputs: p.outputs, labels })
     }
 }
 

@@ -260,7 +260,9 @@ fn read_metrics(path: &Path) -> Vec<MetricsRow> {
     let source = ParquetSource::open(path, &schema::metrics::schema()).unwrap();
     let mut rows = Vec::new();
     use schema::metrics::*;
-    for b in source.collect_columns(&[EPOCH, SPLIT, METRIC, VALUE, LOSS, SAMPLES_SEEN, SECONDS]).unwrap() {
+    for b in source.collect_columns(&[EPOCH, SPLIT, METRIC, VALUE, LOSS, SAMPLES_SEEN, SECONDS, TASK]).unwrap() {
+        // The average rows only (task null), as readers of schema version 1 saw them.
+        let b = arrow::compute::filter_record_batch(&b, &arrow::compute::is_null(b.column(7)).unwrap()).unwrap();
         let epoch = b.column(0).as_primitive::<UInt32Type>();
         let split = b.column(1).as_string::<i32>();
         let metric = b.column(2).as_string::<i32>();
@@ -301,6 +303,24 @@ fn stage_outputs_and_best_epoch_bookkeeping() {
     assert!((eval.metric("roc_auc").unwrap() - test_at_best.unwrap()).abs() < 1e-6);
     let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(summary.stage_dir.join("summary.json")).unwrap()).unwrap();
     assert_eq!(json["best_epoch"], summary.best_epoch);
+    // Per-task rows besides the averages: per epoch, valid and test × 2 tasks × 2 metrics; and the
+    // best epoch's valid and test predictions, one row per (molecule, task).
+    if let Some(all) = pyarrow_dump(&summary.stage_dir.join("metrics.parquet")) {
+        let rows = all["rows"].as_array().unwrap();
+        assert_eq!(rows.iter().filter(|r| !r["task"].is_null()).count(), 4 * 8);
+        assert_eq!(all["schema"]["task"], "string");
+        let auc = |task: &str| rows.iter().find(|r| r["epoch"] == summary.best_epoch && r["split"] == "test" && r["task"] == task && r["metric"] == "roc_auc").unwrap()["value"].as_f64();
+        assert_eq!(auc("task0"), summary.test_per_task[0].values["roc_auc"]);
+        assert_eq!(auc("task1"), summary.test_per_task[1].values["roc_auc"]);
+        let preds = pyarrow_dump(&summary.stage_dir.join("predictions.parquet")).unwrap();
+        assert_eq!(preds["num_rows"], 2 * (summary.valid_samples + summary.test_samples));
+        assert_eq!(preds["metadata"]["molpeg.epoch"], summary.best_epoch.to_string());
+        assert_eq!(preds["schema"], serde_json::json!({"mol_id": "uint32", "split": "string", "task": "string", "label": "float", "prediction": "float"}));
+        // Missing labels are null; probabilities lie in (0, 1).
+        let preds = preds["rows"].as_array().unwrap();
+        assert!(preds.iter().any(|r| r["label"].is_null()));
+        assert!(preds.iter().all(|r| (0.0..=1.0).contains(&r["prediction"].as_f64().unwrap())));
+    }
 
     // Rerun with nothing changed is skipped; a changed setting reruns.
     let again = finetune::run(&stage_config(dir.path(), FinetuneSettings { epochs: 4, ..quick_settings() }, "ft")).unwrap();
@@ -435,7 +455,7 @@ fn binary_end_to_end_with_pipeline_and_flags() {
     assert!(ok, "{stdout}\n{stderr}");
     assert!(stdout.contains("best epoch") && stdout.contains("2 epochs"), "{stdout}");
     let stage = data_dir.join("finetune");
-    for f in ["metrics.parquet", "model.safetensors", "summary.json", "manifest.json"] {
+    for f in ["metrics.parquet", "predictions.parquet", "model.safetensors", "summary.json", "manifest.json"] {
         assert!(stage.join(f).is_file(), "{f} missing");
     }
     let (ok, stdout, _) = run(&["--epochs", "2"]);
@@ -445,7 +465,8 @@ fn binary_end_to_end_with_pipeline_and_flags() {
 
     // Independent reader: pyarrow, as a user would.
     let python = std::env::var("MOLPEG_PYTHON").unwrap_or_else(|_| "python3".into());
-    let script = "import sys, pyarrow.parquet as pq; t = pq.read_table(sys.argv[1]); print(t.num_rows, sorted(set(t.column('split').to_pylist())))";
+    // Readers of the averages filter on `task IS NULL` (schema version 2 adds per-task rows).
+    let script = "import sys, pyarrow.parquet as pq, pyarrow.compute as pc; t = pq.read_table(sys.argv[1]); t = t.filter(pc.is_null(t['task'])); print(t.num_rows, sorted(set(t.column('split').to_pylist())))";
     match Command::new(&python).args(["-c", script]).arg(stage.join("metrics.parquet")).output() {
         Ok(out) if out.status.success() => assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "12 ['test', 'train', 'valid']"),
         Ok(out) => eprintln!("skipping the pyarrow check: {}", String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("")),
@@ -1412,4 +1433,86 @@ fn every_stage_recovers_from_kill_9() {
             assert!(again.contains("up to date"), "{name}: {again}");
         }
     }
+
+/// Files a user writes with pyarrow or pandas (int64 / int32 ids, float64 weights and scores,
+/// nullable columns without nulls, a dictionary-encoded split column) are accepted wherever molpeg
+/// reads a user-writable file: split, coreset, and the scores of `column:NAME`; bad values are
+/// errors naming the file, column, row and value.
+#[test]
+fn files_written_by_pyarrow_and_pandas_are_accepted() {
+    one_thread();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let runs = d.join("runs");
+    for sub in ["demo/featurize", "demo/split"] {
+        std::fs::create_dir_all(runs.join(sub)).unwrap();
+    }
+    let rows = synthetic::generate(&SyntheticSpec { tasks: 1, ..SyntheticSpec::hiv_like(80, 4) });
+    synthetic::write_graphs(&runs.join("demo/featurize/graphs.parquet"), &rows, &["y".into()], TaskKind::Binary).unwrap();
+    synthetic::write_split(&d.join("molpeg-split.parquet"), &synthetic::default_split(&rows)).unwrap();
+    let script = r#"
+import sys, json, pyarrow as pa, pyarrow.parquet as pq
+d = sys.argv[1]
+s = pq.read_table(f"{d}/molpeg-split.parquet").to_pydict()
+# Split: int64 ids, dictionary-encoded names (what pandas writes for a categorical), nullable fields.
+split = pa.table({"mol_id": pa.array(s["mol_id"], pa.int64()), "split": pa.array(s["split"]).dictionary_encode()})
+pq.write_table(split, f"{d}/runs/demo/split/split.parquet")
+train = [m for m, p in zip(s["mol_id"], s["split"]) if p == "train"]
+core = {"mol_id": pa.array(train[:20], pa.int64()), "rank": pa.array(range(20), pa.int64()), "score": pa.array([None] * 20, pa.float64()), "weight": pa.array([2.5] * 20, pa.float64())}
+pq.write_table(pa.table(core), f"{d}/coreset.parquet")
+pq.write_table(pa.table({"mol_id": pa.array(train, pa.int32()), "my_score": pa.array([float(i) for i in range(len(train))], pa.float64())}), f"{d}/scores.parquet")
+bad = dict(core); ids = train[:20]; ids[3] = -7; bad["mol_id"] = pa.array(ids, pa.int64())
+pq.write_table(pa.table(bad), f"{d}/bad-id.parquet")
+bad = dict(core); w = [2.5] * 20; w[5] = 1e300; bad["weight"] = pa.array(w, pa.float64())
+pq.write_table(pa.table(bad), f"{d}/bad-weight.parquet")
+try:
+    import pandas as pd
+    c = pd.DataFrame({"mol_id": pd.array(train[:20], dtype="Int64"), "rank": range(20), "score": [float("nan")] * 20, "weight": [2.5] * 20})
+    c.to_parquet(f"{d}/pandas-coreset.parquet", index=False)
+    print(json.dumps({"train": train, "pandas": True}))
+except ImportError:
+    print(json.dumps({"train": train, "pandas": False}))
+"#;
+    let python = std::env::var("MOLPEG_PYTHON").unwrap_or_else(|_| "python3".into());
+    let out = match Command::new(&python).args(["-c", script]).arg(d).output() {
+        Ok(out) if out.status.success() => out,
+        other => {
+            eprintln!("skipping files_written_by_pyarrow_and_pandas_are_accepted: no pyarrow in {python}: {other:?}");
+            return;
+        }
+    };
+    let written: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let train: Vec<u32> = written["train"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+
+    // Split and coreset as the fine-tune stage reads them.
+    let graphs = runs.join("demo/featurize/graphs.parquet");
+    let split = runs.join("demo/split/split.parquet");
+    let data = Dataset::load(&graphs, &split).unwrap();
+    assert_eq!(data.train.len(), train.len());
+    let mut coresets = vec![d.join("coreset.parquet")];
+    if written["pandas"] == true {
+        coresets.push(d.join("pandas-coreset.parquet"));
+    } else {
+        eprintln!("pandas is not installed: the coreset written by pandas is not checked");
+    }
+    for coreset in &coresets {
+        let plan = load_coreset(coreset, &data).unwrap();
+        assert_eq!(plan.len(), 20);
+        assert!(plan.iter().all(|s| s.weight == 2.5));
+        let settings = FinetuneSettings { epochs: 1, coreset: Some(coreset.clone()), tag: Some("user".into()), ..quick_settings() };
+        let summary = finetune::run(&FinetuneConfig { settings, graphs: graphs.clone(), split: split.clone(), out_dir: d.join("ft"), force: true, verbose: false }).unwrap();
+        assert_eq!(summary.train_samples, 20);
+    }
+    let err = load_coreset(&d.join("bad-id.parquet"), &data).unwrap_err().to_string();
+    assert!(err.contains("bad-id.parquet") && err.contains("row 3") && err.contains("`mol_id`") && err.contains("-7"), "{err}");
+    let err = load_coreset(&d.join("bad-weight.parquet"), &data).unwrap_err().to_string();
+    assert!(err.contains("bad-weight.parquet") && err.contains("row 5") && err.contains("`weight`") && err.contains("does not fit a 32-bit float"), "{err}");
+
+    // `column:NAME` over a scores file with int32 ids and float64 values, with the pyarrow split.
+    let pipeline = molpeg_core::pipeline::Pipeline::parse(&d.join("demo.toml"), "name = \"demo\"\n").unwrap();
+    let config = molpeg_prune::select::SelectConfig { rule: "column:my_score".into(), keep: Some(0.25), scores: Some(d.join("scores.parquet")), ..Default::default() };
+    molpeg_prune::select::run(&pipeline, &runs, &config, Some(&d.join("sel")), false).unwrap();
+    let kept: HashSet<u32> = read_coreset(&d.join("sel/coreset.parquet")).iter().map(|r| r.0).collect();
+    let n = train.len() / 4;
+    assert_eq!(kept, train[train.len() - n..].iter().copied().collect::<HashSet<_>>(), "the largest my_score values are kept");
 }

@@ -19,10 +19,10 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow::array::{Array, AsArray, Float32Array, Float64Array, UInt32Array};
-use arrow::compute::cast;
-use arrow::datatypes::{DataType, Float64Type, UInt32Type};
+use arrow::array::{Float32Array, Float64Array, UInt32Array};
+use arrow::datatypes::DataType;
 use arrow::record_batch::RecordBatch;
+use molpeg_core::columns;
 use molpeg_core::manifest::{Outcome, StageRun};
 use molpeg_core::parquet_io::{write_batches, ParquetSource};
 use molpeg_core::pipeline::Pipeline;
@@ -381,11 +381,13 @@ pub fn select_kept(rule: &Rule, config: &SelectConfig, keep: KeepFraction, train
 
 fn read_train_ids(path: &Path) -> Result<Vec<u32>, Error> {
     let mut ids = Vec::new();
-    for batch in ParquetSource::open(path, &split::schema())?.read_columns(&[split::MOL_ID, split::SPLIT])? {
+    let mut row = 0;
+    for batch in ParquetSource::open_user(path, &split::schema())?.read_columns(&[split::MOL_ID, split::SPLIT])? {
         let batch = batch.map_err(|e| Error::arrow(path, e))?;
-        let mol_ids = batch.column(0).as_primitive::<UInt32Type>();
-        let parts = batch.column(1).as_string::<i32>();
-        ids.extend((0..batch.num_rows()).filter(|&i| parts.value(i) == split::TRAIN).map(|i| mol_ids.value(i)));
+        let mol_ids = columns::u32_values(path, split::MOL_ID, batch.column(0), row)?;
+        let parts = columns::strings(path, split::SPLIT, batch.column(1), row)?;
+        ids.extend(mol_ids.into_iter().zip(parts).filter(|(_, p)| p == split::TRAIN).map(|(id, _)| id));
+        row += batch.num_rows();
     }
     if ids.is_empty() {
         return Err(Error::invalid(path, "has no training molecules to select from"));
@@ -396,17 +398,21 @@ fn read_train_ids(path: &Path) -> Result<Vec<u32>, Error> {
 /// Reads `mol_id` and a numeric `column` of any scores file and returns the training samples' values.
 fn read_scores_for(path: &Path, column: &str, train_ids: &[u32]) -> Result<Vec<(u32, f64)>, Error> {
     let expected = Arc::new(arrow::datatypes::Schema::new(vec![arrow::datatypes::Field::new(sample_scores::MOL_ID, DataType::UInt32, false)]));
-    let source = ParquetSource::open(path, &expected)?;
+    let source = ParquetSource::open_user(path, &expected)?;
+    if source.schema().field_with_name(column).is_err() {
+        let found: Vec<String> = source.schema().fields().iter().map(|f| f.name().clone()).collect();
+        return Err(Error::invalid(path, format!("has no column `{column}`; its columns: {}", found.join(", "))));
+    }
     let mut by_id = HashMap::new();
+    let mut row = 0;
     for batch in source.read_columns(&[sample_scores::MOL_ID, column])? {
         let batch = batch.map_err(|e| Error::arrow(path, e))?;
-        let ids = batch.column(0).as_primitive::<UInt32Type>();
-        let values = cast(batch.column(1), &DataType::Float64)
-            .map_err(|e| Error::invalid(path, format!("column `{column}` is not numeric: {e}")))?;
-        let values = values.as_primitive::<Float64Type>();
-        for i in 0..batch.num_rows() {
-            by_id.insert(ids.value(i), if values.is_null(i) { f64::NAN } else { values.value(i) });
+        let ids = columns::u32_values(path, sample_scores::MOL_ID, batch.column(0), row)?;
+        let values = columns::f64_values(path, column, batch.column(1))?;
+        for (id, v) in ids.into_iter().zip(values) {
+            by_id.insert(id, v.unwrap_or(f64::NAN));
         }
+        row += batch.num_rows();
     }
     let missing: Vec<u32> = train_ids.iter().filter(|id| !by_id.contains_key(id)).copied().collect();
     if !missing.is_empty() {

@@ -1,0 +1,473 @@
+//! `molpeg-predict`: fine-tuned models applied to new molecules.
+//!
+//! Molecules come from a CSV / CSV.gz (any SMILES column, [`PredictConfig::smiles_column`]), a
+//! Parquet table with such a column, or a pipeline's `graphs.parquet` (its `smiles` column, rows
+//! numbered by `mol_id`). They are streamed in chunks of [`PredictConfig::chunk_rows`]: each chunk is
+//! featurized in parallel by the same featurizer as the featurize stage (`molpeg_chem::Featurizer`),
+//! collated and run through every model of the ensemble in eval mode, then appended to
+//! `predictions.parquet` (and the failures to `rejects.parquet`), so memory does not grow with the
+//! input. The checkpoints carry everything needed (task names and type, regression standardisation,
+//! featurizer scheme and version, written by `molpeg-finetune`); no pipeline file is read.
+//!
+//! Outputs in [`PredictConfig::out_dir`], then `manifest.json` last: an unchanged rerun is skipped.
+//!
+//! **Boundary:** this crate links RDKit only through molpeg-chem and libtorch only through molpeg-nn;
+//! it is the one binary that needs both (it featurizes and runs models).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use arrow::array::{Array, ArrayRef, AsArray, Float32Array, StringArray, UInt32Array};
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use indicatif::ProgressBar;
+use molpeg_chem::{Featurizer, MolGraph, Reject};
+use molpeg_core::manifest::StageRun;
+use molpeg_core::parquet_io::{ParquetSink, ParquetSource};
+use molpeg_core::schema::{self, meta};
+use molpeg_data::dataset::{DatasetSpec, LabelColumns, TaskType};
+use molpeg_data::source::RowReader;
+use molpeg_nn::checkpoint::{self, TaskInfo, FEATURE_SCHEME};
+use molpeg_nn::data::{GraphStore, GraphView, TaskKind};
+use molpeg_nn::device::{describe, DeviceChoice};
+use molpeg_nn::finetune::output_to_prediction;
+use molpeg_nn::model::Model;
+use molpeg_nn::tch::Device;
+use molpeg_nn::train::{predict_with, Objective};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+pub const STAGE: &str = "predict";
+pub const PREDICTIONS_FILE: &str = schema::predictions::FILE;
+pub const REJECTS_FILE: &str = "rejects.parquet";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Core(#[from] molpeg_core::Error),
+    #[error(transparent)]
+    Nn(#[from] molpeg_nn::Error),
+    #[error(transparent)]
+    Data(#[from] molpeg_data::fetch::FetchError),
+    #[error("{path}: {message}")]
+    Model { path: PathBuf, message: String },
+    #[error("invalid setting: {0}")]
+    Config(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// One prediction run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PredictConfig {
+    /// CSV, CSV.gz or Parquet with a SMILES column, or a pipeline's `graphs.parquet`.
+    pub input: PathBuf,
+    /// The SMILES column of a CSV or Parquet input (`graphs.parquet` always uses `smiles`).
+    pub smiles_column: String,
+    /// One checkpoint, or several (an ensemble: mean and standard deviation per task).
+    pub models: Vec<PathBuf>,
+    pub out_dir: PathBuf,
+    /// Molecules featurized and predicted together; bounds memory.
+    pub chunk_rows: usize,
+    /// Graphs per forward pass.
+    pub batch_size: usize,
+    pub device: DeviceChoice,
+    /// libtorch intra-op threads; 0 keeps libtorch's default.
+    pub threads: usize,
+    /// Only the first N input rows.
+    pub limit: Option<usize>,
+    #[serde(skip)]
+    pub force: bool,
+    #[serde(skip)]
+    pub verbose: bool,
+}
+
+impl Default for PredictConfig {
+    fn default() -> Self {
+        PredictConfig {
+            input: PathBuf::new(),
+            smiles_column: "smiles".into(),
+            models: Vec::new(),
+            out_dir: PathBuf::new(),
+            chunk_rows: 4096,
+            batch_size: 1024,
+            device: DeviceChoice::Auto,
+            threads: 0,
+            limit: None,
+            force: false,
+            verbose: true,
+        }
+    }
+}
+
+/// What [`run`] reports (and records in the manifest).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PredictSummary {
+    pub out_dir: PathBuf,
+    pub skipped: bool,
+    pub input_rows: usize,
+    pub accepted: usize,
+    pub rejected: usize,
+    pub models: usize,
+    pub task_names: Vec<String>,
+    pub task_type: TaskKind,
+    pub seconds: f64,
+    pub molecules_per_second: f64,
+    pub device: String,
+    pub predictions: PathBuf,
+    pub rejects: PathBuf,
+}
+
+impl std::fmt::Display for PredictSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.skipped {
+            return write!(f, "predict: up to date ({}), use --force to rerun", self.out_dir.display());
+        }
+        write!(
+            f,
+            "predict: {} rows -> {} predicted, {} rejected by {} model(s), {} {} task(s), in {:.1} s ({:.0} mol/s on {}) -> {}",
+            self.input_rows,
+            self.accepted,
+            self.rejected,
+            self.models,
+            self.task_names.len(),
+            self.task_type.as_str(),
+            self.seconds,
+            self.molecules_per_second,
+            self.device,
+            self.predictions.display()
+        )
+    }
+}
+
+/// A loaded ensemble member.
+struct Member {
+    model: Model,
+    objective: Objective,
+}
+
+/// Checks that `info` was trained on this build's featurizer.
+fn check_featurizer(path: &Path, info: &TaskInfo) -> Result<()> {
+    let fail = |message: String| Err(Error::Model { path: path.to_path_buf(), message });
+    let Some(f) = &info.featurizer else {
+        return fail(format!(
+            "metadata has no `{}`: the model was written before checkpoints recorded their featurizer; re-run molpeg-finetune (--force) to predict with it",
+            meta::FEATURIZER
+        ));
+    };
+    if f.scheme != FEATURE_SCHEME {
+        return fail(format!("the model reads `{}` features; molpeg-predict featurizes with `{FEATURE_SCHEME}`", f.scheme));
+    }
+    match &f.version {
+        None => fail("the model was trained on graphs that record no featurizer version (synthetic data?); molpeg-predict cannot tell whether its featurizer matches".into()),
+        Some(v) if v != molpeg_chem::FEATURIZER_VERSION => fail(format!(
+            "the model was trained on graphs of featurizer version {v}, but this molpeg featurizes with version {}: its predictions would be wrong. Re-featurize and re-train with this molpeg, or predict with the molpeg version that trained it",
+            molpeg_chem::FEATURIZER_VERSION
+        )),
+        Some(_) => Ok(()),
+    }
+}
+
+/// Loads every model and checks that they agree on the tasks.
+fn load_models(paths: &[PathBuf], device: Device) -> Result<(Vec<Member>, TaskInfo)> {
+    let mut members = Vec::new();
+    let mut first: Option<TaskInfo> = None;
+    for path in paths {
+        let (model, ckpt) = checkpoint::load_model(path, device)?;
+        let info = ckpt.task_info()?;
+        check_featurizer(path, &info)?;
+        if model.num_tasks() != info.task_names.len() {
+            return Err(Error::Model { path: path.clone(), message: format!("the model has {} outputs but its metadata names {} tasks", model.num_tasks(), info.task_names.len()) });
+        }
+        if let Some(f) = &first {
+            if f.task_names != info.task_names || f.task_kind != info.task_kind {
+                return Err(Error::Model {
+                    path: path.clone(),
+                    message: format!(
+                        "an ensemble needs the same tasks: this model has {} {:?}, {} has {} {:?}",
+                        info.task_kind.as_str(),
+                        info.task_names,
+                        paths[0].display(),
+                        f.task_kind.as_str(),
+                        f.task_names
+                    ),
+                });
+            }
+        }
+        let objective = Objective { kind: info.task_kind, target_mean: info.target_mean.clone(), target_std: info.target_std.clone(), sample_loss: Default::default() };
+        members.push(Member { model, objective });
+        first.get_or_insert(info);
+    }
+    let info = first.ok_or_else(|| Error::Config("no model given (--model FILE, once per ensemble member)".into()))?;
+    Ok((members, info))
+}
+
+/// Input rows `(row, smiles)` in file order.
+type RowSource = Box<dyn Iterator<Item = Result<(u32, String)>>>;
+
+fn is_parquet(path: &Path) -> Result<bool> {
+    use std::io::Read;
+    let mut magic = [0u8; 4];
+    let mut file = std::fs::File::open(path).map_err(|e| molpeg_core::Error::io(path, e))?;
+    let n = file.read(&mut magic).map_err(|e| molpeg_core::Error::io(path, e))?;
+    Ok(n == 4 && &magic == b"PAR1")
+}
+
+/// Opens the input; returns its rows and their number when known up front (Parquet).
+fn open_rows(config: &PredictConfig) -> Result<(RowSource, Option<usize>)> {
+    let path = config.input.clone();
+    if !path.is_file() {
+        return Err(molpeg_core::Error::invalid(&path, "input file not found").into());
+    }
+    if !is_parquet(&path)? {
+        let spec = DatasetSpec {
+            name: "predict".into(),
+            url: None,
+            file: path.display().to_string(),
+            mirror_names: vec![],
+            sha256: vec![],
+            path: Some(path.clone()),
+            smiles_column: config.smiles_column.clone(),
+            label_columns: LabelColumns::Named(vec![]),
+            ignore_columns: vec![],
+            task_type: TaskType::Binary,
+            missing: vec![],
+        };
+        let reader = RowReader::open(&path, &spec)?;
+        return Ok((Box::new(reader.map(|r| r.map(|row| (row.row, row.smiles)).map_err(Error::from))), None));
+    }
+    let probe = ParquetSource::open(&path, &Arc::new(arrow::datatypes::Schema::empty()))?;
+    let graphs = probe.meta(meta::KIND) == Some(schema::graphs::KIND);
+    let column = if graphs { schema::graphs::SMILES.to_string() } else { config.smiles_column.clone() };
+    let mut expected = schema::molecules::schema(&column);
+    if graphs {
+        expected = Arc::new(arrow::datatypes::Schema::new(vec![
+            arrow::datatypes::Field::new(schema::graphs::MOL_ID, arrow::datatypes::DataType::UInt32, false),
+            expected.field(0).clone(),
+        ]));
+    }
+    let source = ParquetSource::open_user(&path, &expected)?;
+    let rows = source.num_rows;
+    let names: Vec<&str> = expected.fields().iter().map(|f| f.name().as_str()).collect();
+    let reader = source.read_columns(&names)?;
+    let mut next_row = 0usize;
+    let iter = reader.flat_map(move |batch| {
+        let items: Vec<Result<(u32, String)>> = match batch {
+            Err(e) => vec![Err(molpeg_core::Error::arrow(&path, e).into())],
+            Ok(batch) => {
+                let first = next_row;
+                next_row += batch.num_rows();
+                let smiles_col = batch.column(batch.num_columns() - 1);
+                let smiles = match arrow::compute::cast(smiles_col, &arrow::datatypes::DataType::Utf8) {
+                    Ok(s) => s,
+                    Err(e) => return vec![Err(molpeg_core::Error::arrow(&path, e).into())],
+                };
+                let smiles = smiles.as_string::<i32>();
+                let ids = if graphs { molpeg_core::columns::u32_values(&path, schema::graphs::MOL_ID, batch.column(0), first).map(Some) } else { Ok(None) };
+                match ids {
+                    Err(e) => vec![Err(e.into())],
+                    Ok(ids) => (0..batch.num_rows())
+                        .map(|i| {
+                            let row = match &ids {
+                                Some(ids) => ids[i],
+                                None => u32::try_from(first + i).map_err(|_| molpeg_core::Error::invalid(&path, "more than 2^32 rows"))?,
+                            };
+                            Ok((row, if smiles.is_null(i) { String::new() } else { smiles.value(i).trim().to_string() }))
+                        })
+                        .collect(),
+                }
+            }
+        };
+        items
+    });
+    Ok((Box::new(iter), Some(rows)))
+}
+
+/// Output sinks of one run.
+struct Sinks {
+    predictions: ParquetSink,
+    rejects: ParquetSink,
+    schema: SchemaRef,
+}
+
+/// Predictions of one chunk: `(row, smiles, graph)` accepted, `(row, smiles, reason)` rejected.
+fn predict_chunk(members: &[Member], info: &TaskInfo, chunk: Vec<(u32, String)>, batch_size: usize, sinks: &mut Sinks, path: &Path) -> Result<(usize, usize)> {
+    let tasks = info.task_names.len();
+    let featurized: Vec<(u32, String, Result<MolGraph, Reject>)> =
+        chunk.into_par_iter().map_init(Featurizer::new, |f, (row, smiles)| { let g = f.featurize(&smiles); (row, smiles, g) }).collect();
+    let mut store = GraphStore::new(tasks);
+    let nan = vec![f32::NAN; tasks];
+    let mut scratch = Vec::new();
+    let (mut rows, mut smiles, mut canonical) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut rej_rows, mut rej_smiles, mut reasons) = (Vec::new(), Vec::new(), Vec::new());
+    for (row, s, graph) in featurized {
+        let pushed = graph.map_err(|r| r.to_string()).and_then(|g| {
+            let view = GraphView { atoms: &g.atom_hu, edges: &g.edge_index, bonds: &g.bond_hu, labels: &nan };
+            store.push(row, view, &mut scratch).map(|()| g.canonical_smiles)
+        });
+        match pushed {
+            Ok(c) => {
+                rows.push(row);
+                smiles.push(s);
+                canonical.push(c);
+            }
+            Err(reason) => {
+                rej_rows.push(row);
+                rej_smiles.push(s);
+                reasons.push(reason);
+            }
+        }
+    }
+    if !rej_rows.is_empty() {
+        let batch = RecordBatch::try_new(
+            schema::rejects::schema(),
+            vec![Arc::new(UInt32Array::from(rej_rows.clone())), Arc::new(StringArray::from(rej_smiles)), Arc::new(StringArray::from(reasons))],
+        )
+        .map_err(|e| molpeg_core::Error::arrow(path, e))?;
+        sinks.rejects.write(&batch)?;
+    }
+    if rows.is_empty() {
+        return Ok((0, rej_rows.len()));
+    }
+    let indices: Vec<u32> = (0..store.len() as u32).collect();
+    let mut per_model: Vec<Vec<f32>> = Vec::with_capacity(members.len());
+    for m in members {
+        let out = predict_with(&m.model, &m.objective, &store, &indices, batch_size, false)?.outputs;
+        per_model.push(out.into_iter().map(|v| output_to_prediction(info.task_kind, v)).collect());
+    }
+    let n = rows.len();
+    let mut columns: Vec<ArrayRef> = vec![Arc::new(UInt32Array::from(rows)), Arc::new(StringArray::from(smiles)), Arc::new(StringArray::from(canonical))];
+    for j in 0..tasks {
+        if members.len() == 1 {
+            columns.push(Arc::new(Float32Array::from_iter_values((0..n).map(|i| per_model[0][i * tasks + j]))));
+            continue;
+        }
+        let k = members.len() as f64;
+        let mut mean = Vec::with_capacity(n);
+        let mut std = Vec::with_capacity(n);
+        for i in 0..n {
+            let values = per_model.iter().map(|p| p[i * tasks + j] as f64);
+            let mu = values.clone().sum::<f64>() / k;
+            let var = values.map(|v| (v - mu).powi(2)).sum::<f64>() / k;
+            mean.push(mu as f32);
+            std.push(var.sqrt() as f32);
+        }
+        columns.push(Arc::new(Float32Array::from(mean)));
+        columns.push(Arc::new(Float32Array::from(std)));
+    }
+    let batch = RecordBatch::try_new(sinks.schema.clone(), columns).map_err(|e| molpeg_core::Error::arrow(path, e))?;
+    sinks.predictions.write(&batch)?;
+    Ok((n, rej_rows.len()))
+}
+
+/// Runs a prediction (see the module docs). An unchanged rerun is skipped unless `config.force`.
+pub fn run(config: &PredictConfig) -> Result<PredictSummary> {
+    if config.chunk_rows == 0 || config.batch_size == 0 {
+        return Err(Error::Config("chunk_rows and batch_size must be at least 1".into()));
+    }
+    if config.models.is_empty() {
+        return Err(Error::Config("no model given (--model FILE, once per ensemble member)".into()));
+    }
+    let mut inputs: Vec<&Path> = vec![&config.input];
+    inputs.extend(config.models.iter().map(PathBuf::as_path));
+    for p in &inputs {
+        if !p.is_file() {
+            return Err(molpeg_core::Error::invalid(p, "file not found").into());
+        }
+    }
+    if config.threads > 0 {
+        molpeg_nn::tch::set_num_threads(config.threads as i32);
+    }
+    let device = config.device.resolve()?;
+    let params = serde_json::json!({ "config": config, "device": if device.is_cuda() { "cuda" } else { "cpu" }, "featurizer_version": molpeg_chem::FEATURIZER_VERSION });
+    let stage = StageRun::new(STAGE, &config.out_dir, &params, &inputs)?;
+    if !config.force {
+        if let Some(cached) = stage.cached() {
+            if let Ok(mut summary) = serde_json::from_value::<PredictSummary>(cached.summary) {
+                summary.skipped = true;
+                return Ok(summary);
+            }
+        }
+    }
+    let (members, info) = load_models(&config.models, device)?;
+    let ensemble = members.len() > 1;
+    let out_schema = schema::predictions::schema(&info.task_names, ensemble).map_err(Error::Config)?;
+    let (rows, known) = open_rows(config)?;
+    stage.begin()?;
+
+    let predictions_path = config.out_dir.join(PREDICTIONS_FILE);
+    let rejects_path = config.out_dir.join(REJECTS_FILE);
+    let models_json = serde_json::to_string(&config.models).expect("paths serialize");
+    let extra = BTreeMap::from([
+        (meta::TASK_NAMES.to_string(), serde_json::to_string(&info.task_names).expect("strings serialize")),
+        (meta::TASK_TYPE.to_string(), info.task_kind.as_str().to_string()),
+        (meta::FEATURIZER_VERSION.to_string(), molpeg_chem::FEATURIZER_VERSION.to_string()),
+        (meta::RDKIT_VERSION.to_string(), molpeg_chem::rdkit_version()),
+        (meta::SOURCE_PATH.to_string(), config.input.display().to_string()),
+        (schema::predictions::META_MODELS.to_string(), models_json),
+    ]);
+    let mut sinks = Sinks {
+        predictions: ParquetSink::create(&predictions_path, out_schema.clone(), schema::predictions::KIND, &extra)?,
+        rejects: ParquetSink::create(&rejects_path, schema::rejects::schema(), schema::rejects::KIND, &extra)?,
+        schema: out_schema,
+    };
+    let total = match (known, config.limit) {
+        (Some(n), Some(l)) => Some(n.min(l)),
+        (n, l) => n.or(l),
+    };
+    let bar = if config.verbose {
+        match total {
+            Some(n) => molpeg_core::progress::bar(n as u64, "mol"),
+            None => {
+                let b = ProgressBar::new_spinner();
+                b.set_style(indicatif::ProgressStyle::with_template("{msg} {spinner} {human_pos} mol ({per_sec})").expect("valid template"));
+                b
+            }
+        }
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_message("predict");
+    let start = Instant::now();
+    let (mut input_rows, mut accepted, mut rejected) = (0usize, 0usize, 0usize);
+    let mut chunk = Vec::with_capacity(config.chunk_rows);
+    let limit = config.limit.unwrap_or(usize::MAX);
+    for item in rows.take(limit) {
+        chunk.push(item?);
+        if chunk.len() == config.chunk_rows {
+            let n = chunk.len();
+            let (a, r) = predict_chunk(&members, &info, std::mem::take(&mut chunk), config.batch_size, &mut sinks, &predictions_path)?;
+            (input_rows, accepted, rejected) = (input_rows + n, accepted + a, rejected + r);
+            bar.inc(n as u64);
+        }
+    }
+    if !chunk.is_empty() {
+        let n = chunk.len();
+        let (a, r) = predict_chunk(&members, &info, chunk, config.batch_size, &mut sinks, &predictions_path)?;
+        (input_rows, accepted, rejected) = (input_rows + n, accepted + a, rejected + r);
+        bar.inc(n as u64);
+    }
+    bar.finish_and_clear();
+    let seconds = start.elapsed().as_secs_f64();
+    let (predictions, _) = sinks.predictions.finish()?;
+    let (rejects, _) = sinks.rejects.finish()?;
+    let summary = PredictSummary {
+        out_dir: config.out_dir.clone(),
+        skipped: false,
+        input_rows,
+        accepted,
+        rejected,
+        models: members.len(),
+        task_names: info.task_names.clone(),
+        task_type: info.task_kind,
+        seconds,
+        molecules_per_second: input_rows as f64 / seconds.max(1e-9),
+        device: describe(device),
+        predictions: predictions.clone(),
+        rejects: rejects.clone(),
+    };
+    stage.finish(&[&predictions, &rejects], &summary)?;
+    Ok(summary)
+}
