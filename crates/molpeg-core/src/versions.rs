@@ -20,8 +20,9 @@ pub const SPLIT: u32 = 1;
 pub const SELECT: u32 = 1;
 /// Score: MolPeg dual-pace scoring → scores.parquet, sample_scores.parquet.
 pub const SCORE: u32 = 1;
-/// Fine-tune (full, coreset or dynamic) → metrics.parquet, summary.json, model.safetensors.
-pub const FINETUNE: u32 = 1;
+/// Fine-tune (full, coreset or dynamic) → metrics.parquet, summary.json, model.safetensors,
+/// predictions.parquet. 2: per-task rows and the `task` column in metrics.parquet (issue 15).
+pub const FINETUNE: u32 = 2;
 /// Pretrain (masked-attribute GraphMAE-style) → encoder.safetensors, pretrain_log.parquet.
 pub const PRETRAIN: u32 = 1;
 /// The scaling sweep → results.parquet (each cell also a fine-tuning run).

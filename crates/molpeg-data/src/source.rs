@@ -99,7 +99,8 @@ impl RowReader {
                 .collect(),
             LabelColumns::All(other) => return Err(column_error(&format!("label_columns must be a list or \"*\", not \"{other}\"")).into()),
         };
-        if task_names.is_empty() {
+        // An explicit empty list is fine (molpeg-predict reads SMILES only); "*" finding nothing is a mistake.
+        if task_names.is_empty() && matches!(spec.label_columns, LabelColumns::All(_)) {
             return Err(column_error("no label columns: `label_columns = \"*\"` found no column besides the SMILES and ignored columns").into());
         }
         let label_indices = task_names

@@ -1361,7 +1361,7 @@ fn parquet_digest(path: &Path) -> String {
 /// append the pair the failure prints; never edit an old entry.
 const SCORE_GOLDEN: &[(u32, &str)] = &[(1, "ca2d73cb1ff9c6c02a9559044de34174b1f1a6d7ca61c69ef2e8963d64ab0b0f")];
 const SELECT_GOLDEN: &[(u32, &str)] = &[(1, "68ad7edd61be02d143db849bfe4f8dad78f90e780021a865429512c673fa3c89")];
-const FINETUNE_GOLDEN: &[(u32, &str)] = &[(1, "eb176b3e9b66e8fb213da2be0485015dc7bf4c540a27f4bf4c802ac21bed0f96")];
+const FINETUNE_GOLDEN: &[(u32, &str)] = &[(1, "eb176b3e9b66e8fb213da2be0485015dc7bf4c540a27f4bf4c802ac21bed0f96"), (2, "6f963be6361d0bf6029af5b63d8b14d34f7a3690ebad41357c76358374b2ab58")];
 const PRETRAIN_GOLDEN: &[(u32, &str)] = &[(1, "4e43ab216a4b0af2f9198db583cb74f9be76978e6474e280d555651db56ef6d3")];
 
 #[test]
@@ -1433,6 +1433,7 @@ fn every_stage_recovers_from_kill_9() {
             assert!(again.contains("up to date"), "{name}: {again}");
         }
     }
+}
 
 /// Files a user writes with pyarrow or pandas (int64 / int32 ids, float64 weights and scores,
 /// nullable columns without nulls, a dictionary-encoded split column) are accepted wherever molpeg

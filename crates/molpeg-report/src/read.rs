@@ -114,7 +114,9 @@ pub struct MetricRow {
 /// `task` column (null = the average row, non-null = one task's row).
 pub fn read_metrics(path: &Path) -> Result<Vec<MetricRow>> {
     use schema::metrics::*;
-    let source = ParquetSource::open(path, &schema())?;
+    // Files from before per-task rows (schema version 1) have no `task` column: check the rest only.
+    let without_task: Vec<Field> = schema().fields().iter().filter(|f| f.name() != TASK).map(|f| f.as_ref().clone()).collect();
+    let source = ParquetSource::open(path, &Arc::new(arrow::datatypes::Schema::new(without_task)))?;
     let has_task = source.schema().field_with_name(TASK).is_ok();
     let mut columns = vec![EPOCH, SPLIT, METRIC, VALUE, LOSS, SAMPLES_SEEN, SECONDS];
     if has_task {
@@ -372,7 +374,7 @@ mod tests {
     /// The schema another branch adds (issue 15): the current columns plus a nullable `task`.
     fn metrics_file(dir: &Path, with_task: bool) -> PathBuf {
         use schema::metrics::*;
-        let mut fields: Vec<Field> = schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+        let mut fields: Vec<Field> = schema().fields().iter().filter(|f| f.name() != TASK).map(|f| f.as_ref().clone()).collect();
         let n = 4;
         let mut columns: Vec<ArrayRef> = vec![
             Arc::new(UInt32Array::from(vec![1, 1, 1, 1])),

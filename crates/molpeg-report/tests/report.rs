@@ -193,8 +193,9 @@ fn report_of_a_tiny_pipeline_renders_in_chromium() {
     // Read-only: the stage outputs are unchanged (every manifest's outputs still match their sizes).
     for s in molpeg_report::read::stage_dirs(&pdir).iter().filter_map(|s| s.manifest.as_ref().map(|m| (s, m))) {
         for o in &s.1.outputs {
-            if !o.path.ends_with("finetune/metrics.parquet") {
-                assert_eq!(std::fs::metadata(&o.path).unwrap().len(), o.bytes, "{} changed", o.path);
+            if !s.0.path.join(&o.path).ends_with("finetune/metrics.parquet") {
+                // Output paths are relative to the stage directory.
+                assert_eq!(std::fs::metadata(s.0.path.join(&o.path)).unwrap().len(), o.bytes, "{} changed", o.path);
             }
         }
     }
