@@ -6,7 +6,8 @@
 #     test loads report.html in)
 #   - a Python venv OUTSIDE the clone ($MOLPEG_CACHE/venv, default ~/.cache/molpeg/venv) with
 #     torch==2.11.0 (the libtorch that tch 0.24 binds), pyarrow (independent Parquet reader for tests)
-#     and numpy, plus `just` (rust-just) so the justfile runs.
+#     and numpy, plus `just` (rust-just) so the justfile runs, and scikit-learn (reference metrics
+#     in the tests)
 set -euo pipefail
 
 cache="${MOLPEG_CACHE:-$HOME/.cache/molpeg}"
@@ -40,4 +41,10 @@ if [ ! -f "$stamp" ]; then
   "$venv/bin/pip" install -q "torch==$torch_version" pyarrow numpy rust-just
   "$venv/bin/python" -c "import torch, pyarrow; assert torch.__version__.startswith('$torch_version'), torch.__version__"
   touch "$stamp"
+fi
+# scikit-learn: the independent metric implementation the per-task metric tests compare against.
+# Checked on its own (not behind the torch stamp) so venvs made before it was needed get it too.
+if ! "$venv/bin/python" -c "import sklearn" 2>/dev/null; then
+  echo "setup: installing scikit-learn into $venv"
+  "$venv/bin/pip" install -q scikit-learn
 fi
