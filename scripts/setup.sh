@@ -6,8 +6,8 @@
 #     test loads report.html in)
 #   - a Python venv OUTSIDE the clone ($MOLPEG_CACHE/venv, default ~/.cache/molpeg/venv) with
 #     torch==2.11.0 (the libtorch that tch 0.24 binds), pyarrow (independent Parquet reader for tests)
-#     and numpy, plus `just` (rust-just) so the justfile runs, and scikit-learn (reference metrics
-#     in the tests)
+#     and numpy, plus `just` (rust-just) so the justfile runs, and scikit-learn and pandas
+#     (reference metrics and pandas-written files in the tests)
 set -euo pipefail
 
 cache="${MOLPEG_CACHE:-$HOME/.cache/molpeg}"
@@ -42,9 +42,10 @@ if [ ! -f "$stamp" ]; then
   "$venv/bin/python" -c "import torch, pyarrow; assert torch.__version__.startswith('$torch_version'), torch.__version__"
   touch "$stamp"
 fi
-# scikit-learn: the independent metric implementation the per-task metric tests compare against.
-# Checked on its own (not behind the torch stamp) so venvs made before it was needed get it too.
-if ! "$venv/bin/python" -c "import sklearn" 2>/dev/null; then
-  echo "setup: installing scikit-learn into $venv"
-  "$venv/bin/pip" install -q scikit-learn
+# scikit-learn (the independent metric implementation the per-task metric tests compare against)
+# and pandas (the tests read files a pandas user writes). Checked on their own, not behind the torch
+# stamp, so venvs made before they were needed get them too.
+if ! "$venv/bin/python" -c "import sklearn, pandas" 2>/dev/null; then
+  echo "setup: installing scikit-learn and pandas into $venv"
+  "$venv/bin/pip" install -q scikit-learn pandas
 fi
