@@ -45,7 +45,8 @@ for m, label in [("quiet", "quiet machine"), ("loaded-default", "one busy proces
                  ("loaded-active", "one busy process, OMP_WAIT_POLICY=ACTIVE (spinning)")]:
     n = sum(r["mode"] == m for r in rows)
     out.append(f"| {label} | {med[m]:,.0f} | {med[m] / med['quiet']:.0%} | {n} |")
-out += ["", f"Load average before the runs: {', '.join(f'{r['load_before']:.2f}' for r in rows)}. Command: `bench/contention.sh`."]
+loads = ", ".join("%.2f" % r["load_before"] for r in rows)
+out += ["", f"Load average before each run: {loads}. Command: `bench/contention.sh`."]
 open(sys.argv[2], "w").write("\n".join(out) + "\n")
 print("\n".join(out))
 PYEOF
