@@ -4,8 +4,12 @@
 #include "molpeg-chem/include/bridge.h"
 #include "molpeg-chem/src/bridge.rs.h"
 
+#include <iostream>
 #include <memory>
+#include <mutex>
+#include <ostream>
 #include <stdexcept>
+#include <streambuf>
 #include <string>
 
 #include <DataStructs/ExplicitBitVect.h>
@@ -14,6 +18,7 @@
 #include <GraphMol/MolOps.h>
 #include <GraphMol/RingInfo.h>
 #include <GraphMol/SmilesParse/SmilesWrite.h>
+#include <RDGeneral/RDLog.h>
 #include <RDGeneral/versions.h>
 
 namespace molpeg {
@@ -35,7 +40,78 @@ std::string murcko_scaffold_smiles(const RDKit::ROMol &mol) {
   return RDKit::MolToSmiles(*scaffold, true);
 }
 
+// RDKit reports why a SMILES did not parse only on its error log (the parser returns a null
+// molecule), and that log is one process-wide stream. To give each reject its own message, the
+// log's destination is replaced once by an unbuffered stream whose writes go to the writing
+// thread's buffer while that thread is inside begin/end_error_capture, and to the previous
+// destination (stderr) otherwise. Unbuffered, so no state is shared between threads; RDKit's own
+// tee (SetTee) would be shared and is not thread-safe.
+thread_local bool capturing = false;
+thread_local std::string captured;
+
+class ThreadCaptureBuf : public std::streambuf {
+ public:
+  explicit ThreadCaptureBuf(std::ostream *previous) : previous_(previous) {}
+
+ protected:
+  int_type overflow(int_type ch) override {
+    if (traits_type::eq_int_type(ch, traits_type::eof())) {
+      return traits_type::not_eof(ch);
+    }
+    const char c = traits_type::to_char_type(ch);
+    xsputn(&c, 1);
+    return ch;
+  }
+  std::streamsize xsputn(const char *s, std::streamsize n) override {
+    if (capturing) {
+      captured.append(s, static_cast<std::size_t>(n));
+    } else if (previous_) {
+      previous_->write(s, n);
+    }
+    return n;
+  }
+  int sync() override {
+    if (!capturing && previous_) {
+      previous_->flush();
+    }
+    return 0;
+  }
+
+ private:
+  std::ostream *previous_;
+};
+
+// Called before the first capture; the first featurizer is made before any worker thread parses.
+// A C++ program's logs start off (rdErrorLog null, nothing printed), so the new error log prints
+// nothing outside a capture either; a host that set up RDKit's logs keeps its destination.
+void install_error_capture() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    // Both leaked on purpose: RDKit's logger flushes its destination during static destruction.
+    std::ostream *previous = rdErrorLog ? rdErrorLog->dp_dest : nullptr;
+    auto *stream = new std::ostream(new ThreadCaptureBuf(previous));
+    if (rdErrorLog) {
+      rdErrorLog->dp_dest = stream;
+    } else {
+      rdErrorLog = std::make_shared<boost::logging::rdLogger>(stream);
+    }
+  });
+}
+
 }  // namespace
+
+void begin_error_capture() {
+  install_error_capture();  // once per process
+  captured.clear();
+  capturing = true;
+}
+
+rust::String end_error_capture() {
+  capturing = false;
+  rust::String text(captured);
+  captured.clear();
+  return text;
+}
 
 void describe_molecule(const std::shared_ptr<RDKit::ROMol> &mol, MolRecord &out) {
   if (!mol) {

@@ -127,5 +127,13 @@ pub(crate) mod ffi {
 
         /// `RDKit::rdkitVersion`, e.g. "2022.09.3".
         fn rdkit_version() -> String;
+
+        /// From here until [`end_error_capture`] on the same thread, what RDKit writes to its error
+        /// log from this thread is kept instead of printed (other threads are unaffected).
+        fn begin_error_capture();
+
+        /// Stops capturing on this thread and returns what was captured since
+        /// [`begin_error_capture`] (RDKit's lines, with their `[HH:MM:SS] ` stamps).
+        fn end_error_capture() -> String;
     }
 }

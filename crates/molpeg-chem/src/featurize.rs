@@ -569,10 +569,10 @@ mod tests {
     #[test]
     fn reject_batch_carries_row_smiles_and_reason() {
         let rows = [row(5, "xyz", vec![])];
-        let reject = Reject::Unparsable;
+        let reject = Reject::Unparsable("syntax error while parsing: xyz".into());
         let batch = rejects_batch(&[(&rows[0], &reject)]).unwrap();
         assert_eq!(batch.schema(), rejects::schema());
-        assert_eq!(batch.column(2).as_string::<i32>().value(0), "RDKit could not parse SMILES");
+        assert_eq!(batch.column(2).as_string::<i32>().value(0), "RDKit could not parse SMILES: syntax error while parsing: xyz");
     }
 
     #[test]

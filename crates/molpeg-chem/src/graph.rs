@@ -56,8 +56,9 @@ impl MolGraph {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reject {
     EmptySmiles,
-    /// RDKit's parser returned no molecule (syntax errors such as unclosed rings).
-    Unparsable,
+    /// RDKit's parser returned no molecule (syntax errors such as unclosed rings); holds RDKit's
+    /// message from its error log (empty when it logged none).
+    Unparsable(String),
     /// RDKit threw while building or sanitizing the molecule (e.g. a valence error); holds its message.
     Sanitization(String),
     /// RDKit threw while we read the parsed molecule or computed its SMILES, scaffold or fingerprint.
@@ -76,7 +77,7 @@ impl Reject {
     pub fn kind(&self) -> &'static str {
         match self {
             Reject::EmptySmiles => "empty SMILES",
-            Reject::Unparsable => "RDKit could not parse SMILES",
+            Reject::Unparsable(_) => "RDKit could not parse SMILES",
             Reject::Sanitization(_) => "RDKit rejected the molecule",
             Reject::Featurization(_) => "RDKit failed while featurizing",
             Reject::TooManyAtoms(_) => "molecule has more than 65535 atoms",
@@ -91,11 +92,12 @@ impl fmt::Display for Reject {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Reject::Sanitization(detail) | Reject::Featurization(detail) => write!(f, "{}: {detail}", self.kind()),
+            Reject::Unparsable(detail) if !detail.is_empty() => write!(f, "{}: {detail}", self.kind()),
             Reject::TooManyAtoms(n) => write!(f, "{} ({n})", self.kind()),
             Reject::TooManyBonds(n) => write!(f, "{} ({n})", self.kind()),
             Reject::NotOneSmiles { position, found } => write!(f, "{}: {found:?} at character {position}; a cell must hold exactly one SMILES", self.kind()),
             Reject::TooLarge(what, found, limit) => write!(f, "{}: {found} {what} > {limit} (raise [featurize] max_{} if intended)", self.kind(), what.replace(' ', "_")),
-            Reject::EmptySmiles | Reject::Unparsable => f.write_str(self.kind()),
+            Reject::EmptySmiles | Reject::Unparsable(_) => f.write_str(self.kind()),
         }
     }
 }
@@ -194,9 +196,12 @@ impl Featurizer {
         }
         self.limits.check(smiles)?;
         let_cxx_string!(cxx_smiles = smiles);
-        let mol = smiles_to_mol(&cxx_smiles).map_err(|e| Reject::Sanitization(e.what().to_string()))?;
+        ffi::begin_error_capture();
+        let parsed = smiles_to_mol(&cxx_smiles);
+        let log = ffi::end_error_capture();
+        let mol = parsed.map_err(|e| Reject::Sanitization(rdkit_exception_message(e.what(), &log)))?;
         if mol.is_null() {
-            return Err(Reject::Unparsable);
+            return Err(Reject::Unparsable(rdkit_log_message(&log, smiles)));
         }
         ffi::describe_molecule(&mol, &mut self.record).map_err(|e| Reject::Featurization(e.what().to_string()))?;
         let fingerprint = match self.morgan {
@@ -211,6 +216,61 @@ impl Featurizer {
         let mut graph = graph_from_record(&mut self.record)?;
         graph.fingerprint = fingerprint;
         Ok(graph)
+    }
+}
+
+/// RDKit's error-log lines as one message: timestamps, blank lines and the repeated SMILES dropped,
+/// and the closing "Failed parsing SMILES '…'" line left out when a more specific line precedes it.
+/// RDKit 2022.09 logs `syntax error while parsing: C1CC(`, `unclosed ring for input: 'C1CC'`,
+/// `extra open parentheses …`, `extra close parentheses …` (no character position; later RDKit
+/// versions add one, which is kept).
+fn rdkit_log_message(log: &str, smiles: &str) -> String {
+    // The rejects table has the SMILES in its own column: "… while parsing: C1CC(" → "…".
+    let while_parsing = format!(" while parsing: {smiles}");
+    let for_input = format!(" for input: '{smiles}'");
+    let lines: Vec<&str> = log
+        .lines()
+        .map(strip_log_stamp)
+        .map(|line| line.strip_prefix("SMILES Parse Error: ").unwrap_or(line).trim())
+        .map(|line| line.strip_suffix(while_parsing.as_str()).or_else(|| line.strip_suffix(for_input.as_str())).unwrap_or(line))
+        .filter(|line| !line.is_empty() && !line.chars().all(|c| c == '*'))
+        .collect();
+    let specific: Vec<&str> = lines.iter().copied().filter(|line| !line.starts_with("Failed parsing SMILES")).collect();
+    let kept = if specific.is_empty() { lines } else { specific };
+    let mut message = kept.join("; ");
+    // A SMILES of 10,000 characters repeated in its own reject reason helps nobody.
+    if message.len() > 500 {
+        let cut = (0..=500).rev().find(|&i| message.is_char_boundary(i)).unwrap_or(0);
+        message.truncate(cut);
+        message.push_str(&format!("… ({} characters of SMILES)", smiles.len()));
+    }
+    message
+}
+
+/// `[12:34:56] text` → `text` (RDKit stamps every log line).
+fn strip_log_stamp(line: &str) -> &str {
+    match line.strip_prefix('[').and_then(|rest| rest.split_once("] ")) {
+        Some((stamp, text)) if stamp.len() == 8 && stamp.bytes().all(|b| b.is_ascii_digit() || b == b':') => text,
+        _ => line,
+    }
+}
+
+/// An exception from parsing. RDKit's internal checks (`Invariant Violation`, `Pre-condition
+/// Violation`) carry only that title in `what()` and log the description with a source file and
+/// line; the reject keeps the description, not the assertion text.
+fn rdkit_exception_message(what: &str, log: &str) -> String {
+    let what = what.trim();
+    if !what.ends_with("Violation") {
+        return what.to_string();
+    }
+    let description = log
+        .lines()
+        .map(strip_log_stamp)
+        .map(str::trim)
+        .find(|line| !line.is_empty() && !line.ends_with("Violation") && !line.starts_with("Violation occurred") && !line.starts_with("Failed Expression") && !line.chars().all(|c| c == '*'));
+    match description {
+        Some(text) => format!("RDKit's internal check failed: {text}"),
+        None => "RDKit's internal check failed".to_string(),
     }
 }
 
@@ -364,8 +424,7 @@ mod tests {
     fn bad_smiles_are_rejects_not_crashes() {
         assert_eq!(featurize_smiles(""), Err(Reject::EmptySmiles));
         assert_eq!(featurize_smiles("  "), Err(Reject::EmptySmiles));
-        assert_eq!(featurize_smiles("xyz"), Err(Reject::Unparsable));
-        assert!(featurize_smiles("C1CC").is_err());
+        assert_eq!(featurize_smiles("xyz"), Err(Reject::Unparsable("syntax error".into())));
         let valence = featurize_smiles("C(C)(C)(C)(C)C").unwrap_err();
         assert_eq!(valence.kind(), "RDKit rejected the molecule");
         assert!(valence.to_string().contains("valence"), "{valence}");
@@ -373,6 +432,61 @@ mod tests {
         let mut featurizer = Featurizer::new();
         assert!(featurizer.featurize("xyz").is_err());
         assert_eq!(featurizer.featurize("CCO").unwrap().num_atoms(), 3);
+    }
+
+    /// RDKit's own words for each parse failure (RDKit 2022.09 gives no character position), without
+    /// the SMILES repeated: the rejects table has it in its own column.
+    #[test]
+    fn parse_rejects_carry_rdkits_message() {
+        let message = |smiles: &str| match featurize_smiles(smiles) {
+            Err(Reject::Unparsable(detail)) => detail,
+            other => panic!("{smiles}: {other:?}"),
+        };
+        assert_eq!(message("C1CC"), "unclosed ring");
+        assert_eq!(message("C1CC2"), "unclosed ring");
+        assert_eq!(message("CC(=O"), "extra open parentheses");
+        assert_eq!(message("CC)C"), "extra close parentheses");
+        for syntax in ["C1CC(", "[Xx]", "[C@@@H]", "C==C", "[Fe+++++++++++]", "C%1"] {
+            assert_eq!(message(syntax), "syntax error", "{syntax}");
+        }
+        assert_eq!(featurize_smiles("CC)C").unwrap_err().to_string(), "RDKit could not parse SMILES: extra close parentheses");
+        // Exceptions keep RDKit's what(); the log is not printed or appended twice.
+        assert_eq!(
+            featurize_smiles("c1ccccc1[nH]").unwrap_err().to_string(),
+            "RDKit rejected the molecule: non-ring atom 6 marked aromatic"
+        );
+    }
+
+    /// Every thread's capture holds its own molecule's message while others parse at the same time.
+    #[test]
+    fn parse_messages_do_not_cross_threads() {
+        let cases = [("C1CC", "unclosed ring"), ("CC(=O", "extra open parentheses"), ("CC)C", "extra close parentheses"), ("C==C", "syntax error")];
+        std::thread::scope(|scope| {
+            for (smiles, expected) in cases {
+                scope.spawn(move || {
+                    let mut featurizer = Featurizer::new();
+                    for _ in 0..300 {
+                        assert_eq!(featurizer.featurize(smiles), Err(Reject::Unparsable(expected.into())));
+                        assert_eq!(featurizer.featurize("CCO").unwrap().num_atoms(), 3);
+                    }
+                });
+            }
+        });
+    }
+
+    #[test]
+    fn log_messages_are_cleaned() {
+        let log = "[15:36:40] SMILES Parse Error: syntax error while parsing: C1CC(\n[15:36:40] SMILES Parse Error: Failed parsing SMILES 'C1CC(' for input: 'C1CC('\n";
+        assert_eq!(rdkit_log_message(log, "C1CC("), "syntax error");
+        // Only the generic line: it is kept.
+        assert_eq!(rdkit_log_message("[01:02:03] SMILES Parse Error: Failed parsing SMILES 'X' for input: 'X'\n", "X"), "Failed parsing SMILES 'X'");
+        assert_eq!(rdkit_log_message("", "X"), "");
+        // A later RDKit's position is kept.
+        assert_eq!(rdkit_log_message("[01:02:03] SMILES Parse Error: check for mistakes around position 4:\n", "CC(("), "check for mistakes around position 4:");
+        // An internal check: the description, never the file, line or expression.
+        let invariant = "[01:02:03] \n\n****\nPre-condition Violation\nbad bond index\nViolation occurred on line 42 in file Code/GraphMol/ROMol.cpp\nFailed Expression: idx < getNumBonds()\n****\n\n";
+        assert_eq!(rdkit_exception_message("Pre-condition Violation", invariant), "RDKit's internal check failed: bad bond index");
+        assert_eq!(rdkit_exception_message("Explicit valence for atom # 0 C, 5, is greater than permitted", ""), "Explicit valence for atom # 0 C, 5, is greater than permitted");
     }
 
     #[test]

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 const FIXTURE_ROWS: usize = 13;
 /// Rows of the fixture that RDKit cannot featurize, with the start of their reason.
 const FIXTURE_REJECTS: [(u32, &str); 4] =
-    [(6, "RDKit could not parse SMILES"), (8, "RDKit could not parse SMILES"), (9, "empty SMILES"), (11, "RDKit rejected the molecule: ")];
+    [(6, "RDKit could not parse SMILES: unclosed ring"), (8, "RDKit could not parse SMILES: syntax error"), (9, "empty SMILES"), (11, "RDKit rejected the molecule: Explicit valence")];
 
 /// A temp dir holding a pipeline file that points at the fixture CSV.
 struct Project {
@@ -287,8 +287,8 @@ const HOSTILE_EXPECTED: [(u32, Option<&str>); 19] = [
     (6, Some("SMILES cell holds whitespace, a control or a non-ASCII character: 'Ö' at character 1")),
     (7, Some("SMILES cell holds whitespace, a control or a non-ASCII character: '\\t' at character 3")),
     (8, None),
-    (9, Some("RDKit could not parse SMILES")),
-    (10, Some("RDKit rejected the molecule: ")),
+    (9, Some("RDKit could not parse SMILES: unclosed ring")),
+    (10, Some("RDKit rejected the molecule: Explicit valence for atom # 0 C, 5")),
     (11, Some("empty SMILES")),
     (12, None),
     (13, None),
@@ -327,7 +327,11 @@ fn hostile_rows_are_rejects_and_the_rest_featurizes() {
 /// (algorithm version, digest of the outputs on tests/fixtures/featurize.csv), oldest first. If this
 /// test fails because the output changed on purpose, bump `molpeg_core::versions::FEATURIZE` and append
 /// the new pair (the failure message gives it); never edit an old entry.
-const FEATURIZE_GOLDEN: &[(u32, &str)] = &[(1, "111f9de28ca05996c55a386e7726f86b0d4f9ad7dd493dae34340227c9ac7c2b")];
+const FEATURIZE_GOLDEN: &[(u32, &str)] = &[
+    (1, "111f9de28ca05996c55a386e7726f86b0d4f9ad7dd493dae34340227c9ac7c2b"),
+    // Parse rejects carry RDKit's message.
+    (2, "c222594561857835c60700c2f58f9fadb0ac3b4b783e29af337fc540ccf7444f"),
+];
 
 #[test]
 fn featurize_output_is_pinned_to_its_algorithm_version() {
