@@ -323,6 +323,23 @@ pub mod metrics {
             Field::new(TASK, DataType::Utf8, true),
         ]))
     }
+
+    /// One row of `metrics.parquet`: what molpeg-finetune writes and molpeg-report reads.
+    #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+    pub struct MetricRow {
+        pub epoch: u32,
+        pub split: String,
+        pub metric: String,
+        pub value: Option<f64>,
+        pub loss: Option<f64>,
+        pub samples_seen: u64,
+        /// Wall-clock seconds since training started.
+        pub seconds: f64,
+        /// `None` on the average rows (and every row of files without a `task` column); the task's
+        /// name on per-task rows (`loss` is then null).
+        #[serde(default)]
+        pub task: Option<String>,
+    }
 }
 
 /// `predictions.parquet` of `molpeg-finetune`: the best epoch's valid and test outputs, long form.

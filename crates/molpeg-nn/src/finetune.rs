@@ -273,21 +273,8 @@ impl FinetuneConfig {
     }
 }
 
-/// One row of `metrics.parquet`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct MetricRow {
-    pub epoch: u32,
-    pub split: String,
-    pub metric: String,
-    pub value: Option<f64>,
-    pub loss: Option<f64>,
-    pub samples_seen: u64,
-    /// Wall-clock seconds since training started.
-    pub seconds: f64,
-    /// `None` on the average rows; the task's name on per-task rows (`loss` is then null).
-    #[serde(default)]
-    pub task: Option<String>,
-}
+/// One row of `metrics.parquet` (defined with its columns in the schema module).
+pub use molpeg_core::schema::metrics::MetricRow;
 
 /// What [`run`] reports (and writes to `summary.json`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -9,6 +9,7 @@ use arrow::array::{Array, AsArray};
 use arrow::datatypes::{Float64Type, UInt32Type, UInt64Type};
 use molpeg_core::parquet_io::ParquetSource;
 use molpeg_core::schema;
+use serde_json::json;
 use molpeg_nn::batch::collate;
 use molpeg_nn::checkpoint::{self, Checkpoint, Scope};
 use molpeg_nn::data::{load_coreset, Dataset, Sample, TaskKind};
@@ -1324,45 +1325,63 @@ fn stage_ok(dir: &Path, name: &str, binary: &Path) -> String {
     text
 }
 
-/// A Parquet file's values as text, floats rounded to 4 decimals (so a golden digest does not
-/// hinge on the last bits of a libtorch kernel), timing columns left out.
-fn parquet_digest(path: &Path) -> String {
+/// A Parquet file's columns as JSON (`{column: [values]}`), timing columns left out: the golden
+/// record of a libtorch stage, compared within a tolerance (see `molpeg_core::versions`).
+fn parquet_table(path: &Path) -> serde_json::Value {
     use arrow::util::display::{ArrayFormatter, FormatOptions};
     let source = ParquetSource::open(path, &std::sync::Arc::new(arrow::datatypes::Schema::empty())).unwrap();
-    let names: Vec<String> = source.schema().fields().iter().map(|f| f.name().clone()).collect();
-    let mut text = String::new();
+    let names: Vec<String> = source.schema().fields().iter().map(|f| f.name().clone()).filter(|n| !n.contains("second")).collect();
+    let mut table = serde_json::Map::new();
+    for name in &names {
+        table.insert(name.clone(), serde_json::Value::Array(Vec::new()));
+    }
     for batch in source.collect_columns(&names.iter().map(String::as_str).collect::<Vec<_>>()).unwrap() {
         for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
-            if field.name().contains("second") {
-                continue;
-            }
-            text.push_str(field.name());
-            let column = match column.data_type() {
-                arrow::datatypes::DataType::Float32 | arrow::datatypes::DataType::Float64 => {
-                    let values = arrow::compute::cast(column, &arrow::datatypes::DataType::Float64).unwrap();
-                    let values = values.as_primitive::<Float64Type>();
-                    text.extend(values.iter().map(|v| v.map_or("null,".to_string(), |v| format!("{:.4},", v + 0.0))));
-                    continue;
+            let values = table.get_mut(field.name()).unwrap().as_array_mut().unwrap();
+            use arrow::datatypes::DataType as T;
+            match column.data_type() {
+                T::Float32 | T::Float64 => {
+                    let cast = arrow::compute::cast(column, &T::Float64).unwrap();
+                    values.extend(cast.as_primitive::<Float64Type>().iter().map(|v| match v {
+                        Some(v) if v.is_finite() => json!(v),
+                        Some(v) => json!(v.to_string()),
+                        None => serde_json::Value::Null,
+                    }));
                 }
-                _ => column,
-            };
-            let formatter = ArrayFormatter::try_new(column.as_ref(), &FormatOptions::default()).unwrap();
-            for i in 0..column.len() {
-                text.push_str(&formatter.value(i).to_string());
-                text.push(',');
+                T::UInt8 | T::UInt16 | T::UInt32 | T::UInt64 | T::Int8 | T::Int16 | T::Int32 | T::Int64 => {
+                    let cast = arrow::compute::cast(column, &T::Int64).unwrap();
+                    values.extend(cast.as_primitive::<arrow::datatypes::Int64Type>().iter().map(|v| v.map_or(serde_json::Value::Null, |v| json!(v))));
+                }
+                _ => {
+                    let formatter = ArrayFormatter::try_new(column.as_ref(), &FormatOptions::default()).unwrap();
+                    values.extend((0..column.len()).map(|i| if column.is_null(i) { serde_json::Value::Null } else { json!(formatter.value(i).to_string()) }));
+                }
             }
         }
     }
-    molpeg_core::versions::digest(&text)
+    serde_json::Value::Object(table)
 }
 
-/// (algorithm version, digest) histories of the stages trained here, on the tiny pipeline. If one
-/// fails because the output changed on purpose, bump that stage in `molpeg_core::versions` and
-/// append the pair the failure prints; never edit an old entry.
-const SCORE_GOLDEN: &[(u32, &str)] = &[(1, "ca2d73cb1ff9c6c02a9559044de34174b1f1a6d7ca61c69ef2e8963d64ab0b0f")];
-const SELECT_GOLDEN: &[(u32, &str)] = &[(1, "68ad7edd61be02d143db849bfe4f8dad78f90e780021a865429512c673fa3c89")];
-const FINETUNE_GOLDEN: &[(u32, &str)] = &[(1, "eb176b3e9b66e8fb213da2be0485015dc7bf4c540a27f4bf4c802ac21bed0f96"), (2, "6f963be6361d0bf6029af5b63d8b14d34f7a3690ebad41357c76358374b2ab58")];
-const PRETRAIN_GOLDEN: &[(u32, &str)] = &[(1, "4e43ab216a4b0af2f9198db583cb74f9be76978e6474e280d555651db56ef6d3")];
+/// `table` (columns of equal length) with its rows sorted by `mol_id` and `drop` columns removed.
+fn rows_by_mol_id(table: &serde_json::Value, drop: &[&str]) -> serde_json::Value {
+    let columns = table.as_object().unwrap();
+    let ids = columns["mol_id"].as_array().unwrap();
+    let mut order: Vec<usize> = (0..ids.len()).collect();
+    order.sort_by_key(|&i| ids[i].as_i64().unwrap());
+    let sorted = columns
+        .iter()
+        .filter(|(name, _)| !drop.contains(&name.as_str()))
+        .map(|(name, values)| (name.clone(), serde_json::Value::Array(order.iter().map(|&i| values[i].clone()).collect())))
+        .collect();
+    serde_json::Value::Object(sorted)
+}
+
+/// Golden outputs of the stages trained here, on the tiny pipeline: `tests/golden/<stage>-v<N>.json`
+/// for the stage's current version N. Floats may move by 2e-3 + 2% between CPU models (libtorch's
+/// kernels differ in the last bits and 8 epochs amplify that); an algorithm change moves them more.
+/// If one fails because the output changed on purpose, bump that stage in `molpeg_core::versions` and
+/// record the new file with `MOLPEG_BLESS=1 cargo test`; never edit an old file.
+const GOLDEN_TOLERANCE: molpeg_core::versions::Tolerance = molpeg_core::versions::Tolerance { abs: 2e-3, rel: 2e-2 };
 
 #[test]
 fn stage_outputs_are_pinned_to_their_algorithm_versions() {
@@ -1374,13 +1393,21 @@ fn stage_outputs_are_pinned_to_their_algorithm_versions() {
     }
     let runs = dir.path().join("runs/kill");
     let mut failures = Vec::new();
-    for (stage, history, file) in [
-        ("score", SCORE_GOLDEN, "score/scores.parquet"),
-        ("select", SELECT_GOLDEN, "select/coreset.parquet"),
-        ("finetune", FINETUNE_GOLDEN, "finetune/metrics.parquet"),
-        ("pretrain", PRETRAIN_GOLDEN, "pretrain/pretrain_log.parquet"),
+    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
+    for (stage, file) in [
+        ("score", "score/scores.parquet"),
+        ("select", "select/coreset.parquet"),
+        ("finetune", "finetune/metrics.parquet"),
+        ("pretrain", "pretrain/pretrain_log.parquet"),
     ] {
-        if let Err(message) = molpeg_core::versions::check_golden(stage, history, &parquet_digest(&runs.join(file))) {
+        let mut table = parquet_table(&runs.join(file));
+        if stage == "select" {
+            // The kept set and each molecule's score and weight, not the order of near-tied scores.
+            table = rows_by_mol_id(&table, &["rank"]);
+        }
+        // ROC-AUC / AP on the tiny valid and test splits move by a whole step when two predictions swap.
+        let columns = [("value", molpeg_core::versions::Tolerance { abs: 0.05, rel: 0.0 })];
+        if let Err(message) = molpeg_core::versions::check_golden_table(stage, &golden, &table, GOLDEN_TOLERANCE, &columns) {
             failures.push(message);
         }
     }
