@@ -14,6 +14,7 @@
 # starting this script twice gives two workers that share the job list (seed-major order, so partial
 # results are whole seeds); rerunning after an interruption skips finished runs. Each worker uses one
 # libtorch thread. Usage: experiments/baselines_hiv.sh [SEEDS...]   (default: 0 1 2)
+# KEEPS (default "0.1 0.3 0.6") picks the keep ratios, e.g. KEEPS=0.3 for one column of the table.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 BIN=${CARGO_TARGET_DIR:-target}/release
@@ -21,7 +22,7 @@ P=pipelines/hiv.toml
 SEEDS=${*:-0 1 2}
 STATIC_RULES="herding kmeans kmeans-fp kcenter least-confidence entropy margin forgetting grand el2n moderate"
 DYNAMIC_POLICIES="soft-random epsilon-greedy ucb infobatch"
-KEEPS="0.1 0.3 0.6"
+KEEPS=${KEEPS:-0.1 0.3 0.6}
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 LOCKS=runs/exp-molpeg/locks
 FINGERPRINTS=runs/exp-molpeg/fingerprints/hiv/featurize/fingerprints.parquet

@@ -28,7 +28,7 @@ use molpeg_plot::{Labels, Panel, Series};
 use serde_json::Value;
 
 use html::{esc, num, pct};
-use read::{StageDir, EXPECTED_STAGES};
+use read::StageDir;
 
 /// The page's file name inside the pipeline directory.
 pub const PAGE_FILE: &str = "report.html";
@@ -261,7 +261,7 @@ pub fn run(config: &ReportConfig) -> Result<ReportSummary> {
 
     let stages = read::stage_dirs(&config.pipeline_dir);
     let kinds: HashSet<&str> = stages.iter().map(|s| s.kind.as_str()).collect();
-    let not_run: Vec<String> = EXPECTED_STAGES.iter().filter(|k| !kinds.contains(**k)).map(|k| k.to_string()).collect();
+    let not_run: Vec<String> = read::expected_stages().filter(|k| !kinds.contains(*k)).map(str::to_string).collect();
     let finetunes: Vec<&StageDir> = stages.iter().filter(|s| s.kind == "finetune").collect();
 
     let mut body = String::new();

@@ -14,13 +14,20 @@ use arrow::record_batch::RecordBatch;
 use molpeg_core::manifest::{Manifest, MANIFEST_FILE};
 use molpeg_core::parquet_io::ParquetSource;
 use molpeg_core::schema::{self, meta};
+use molpeg_core::versions;
 use molpeg_core::{Error, Result};
 
-/// The stage kinds a pipeline normally has, in pipeline order; the report lists each one that has no
-/// directory as "not run".
-pub const EXPECTED_STAGES: [&str; 6] = ["featurize", "split", "score", "select", "finetune", "scaling"];
-/// Stage kinds in the order the "what ran" table lists them (unknown kinds come last).
-const STAGE_ORDER: [&str; 7] = ["featurize", "split", "pretrain", "score", "select", "finetune", "scaling"];
+/// The stage kinds a pipeline normally has; the report lists each one that has no directory as "not
+/// run". Pretrain runs in its own pipeline and predict on new molecules, so neither is expected.
+pub fn expected_stages() -> impl Iterator<Item = &'static str> {
+    versions::STAGES.iter().map(|(name, _)| *name).filter(|name| !matches!(*name, "pretrain" | "predict"))
+}
+
+/// Position of a stage kind in the "what ran" table: the order of `versions::STAGES`, which lists
+/// the stages in pipeline order (unknown kinds come last).
+fn kind_order(kind: &str) -> usize {
+    versions::STAGES.iter().position(|(name, _)| *name == kind).unwrap_or(versions::STAGES.len())
+}
 
 /// One directory of `runs/<pipeline>/`.
 #[derive(Debug, Clone)]
@@ -46,10 +53,6 @@ impl StageDir {
     }
 }
 
-fn kind_order(kind: &str) -> usize {
-    STAGE_ORDER.iter().position(|k| *k == kind).unwrap_or(STAGE_ORDER.len())
-}
-
 /// Every stage directory of a pipeline directory, in pipeline order then by name. Directories with
 /// neither a manifest nor a stage-like name (e.g. the report's own figures) are left out.
 pub fn stage_dirs(pipeline_dir: &Path) -> Vec<StageDir> {
@@ -71,7 +74,7 @@ pub fn stage_dirs(pipeline_dir: &Path) -> Vec<StageDir> {
             };
             let prefix = name.split('-').next().unwrap_or(&name).to_string();
             let kind = manifest.as_ref().map(|m| m.stage.clone()).unwrap_or(prefix);
-            if manifest.is_none() && problem.is_none() && kind_order(&kind) == STAGE_ORDER.len() {
+            if manifest.is_none() && problem.is_none() && kind_order(&kind) == versions::STAGES.len() {
                 return None;
             }
             Some(StageDir { name, path, kind, manifest, finished, problem })
@@ -96,19 +99,7 @@ fn collect(path: &Path, expected: &arrow::datatypes::SchemaRef, columns: &[&str]
     Ok((source.collect_columns(columns)?, metadata))
 }
 
-/// One row of `metrics.parquet`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct MetricRow {
-    pub epoch: u32,
-    pub split: String,
-    pub metric: String,
-    pub value: Option<f64>,
-    pub loss: Option<f64>,
-    pub samples_seen: u64,
-    pub seconds: f64,
-    /// `None` for the average over tasks (and for every row of files without a `task` column).
-    pub task: Option<String>,
-}
+pub use molpeg_core::schema::metrics::MetricRow;
 
 /// `metrics.parquet`: the rows, in file order. Reads the current schema and the one with the nullable
 /// `task` column (null = the average row, non-null = one task's row).

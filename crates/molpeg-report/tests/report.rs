@@ -123,21 +123,7 @@ fn browse(chrome: &Path, page: &Path, action: &[&str], profile: &Path) -> (Strin
 /// Measures every figure in the browser and writes the result into the DOM (read back from
 /// `--dump-dom`): id, rendered width × height of its SVG, number of SVG elements; plus every resource
 /// the page fetched.
-const CHECK_SCRIPT: &str = r#"<script>
-(function () {
-  var figures = [];
-  document.querySelectorAll('figure.plot').forEach(function (f) {
-    var svg = f.querySelector('svg');
-    var r = svg ? svg.getBoundingClientRect() : { width: 0, height: 0 };
-    figures.push({ id: f.id, width: r.width, height: r.height, elements: svg ? svg.querySelectorAll('*').length : 0 });
-  });
-  var resources = performance.getEntriesByType('resource').map(function (e) { return e.name; });
-  var pre = document.createElement('pre');
-  pre.id = 'molpeg-check';
-  pre.textContent = JSON.stringify({ figures: figures, resources: resources });
-  document.body.appendChild(pre);
-})();
-</script>"#;
+const CHECK_SCRIPT: &str = include_str!("check_figures.html");
 
 fn unescape(s: &str) -> String {
     s.replace("&quot;", "\"").replace("&lt;", "<").replace("&gt;", ">").replace("&#39;", "'").replace("&amp;", "&")
