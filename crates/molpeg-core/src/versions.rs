@@ -12,8 +12,9 @@
 //! - the libtorch stages (score, select, finetune, pretrain) keep the output itself per version as a
 //!   JSON file ([`check_golden_table`], `crates/molpeg-nn/tests/golden/<stage>-v<N>.json`) compared
 //!   within a tolerance, because libtorch's CPU kernels differ in the last bits between CPU models
-//!   (an AMD and an Intel machine gave different 4-decimal digests for the same code), while an
-//!   algorithm change moves the numbers far more.
+//!   (4-decimal digests recorded on one machine all failed on another for unchanged code), while an
+//!   algorithm change moves the numbers far more. The torch golden test passes with
+//!   ATEN_CPU_CAPABILITY=avx2, =default and =avx512 (three kernel sets on one machine).
 //!
 //! Why versions and not the build's commit: a commit key would rerun every stage after any commit (a
 //! comment, a README), which is hours of training for nothing; a version says what changed.

@@ -1376,6 +1376,15 @@ fn rows_by_mol_id(table: &serde_json::Value, drop: &[&str]) -> serde_json::Value
     serde_json::Value::Object(sorted)
 }
 
+/// The rows of `table` (columns of equal length) for which `keep` holds; `keep` sees one row as an
+/// object of column → value.
+fn rows_where(table: &serde_json::Value, keep: impl Fn(&serde_json::Map<String, serde_json::Value>) -> bool) -> serde_json::Value {
+    let columns = table.as_object().unwrap();
+    let rows = columns.values().next().map_or(0, |v| v.as_array().unwrap().len());
+    let kept: Vec<usize> = (0..rows).filter(|&i| keep(&columns.iter().map(|(k, v)| (k.clone(), v[i].clone())).collect())).collect();
+    serde_json::Value::Object(columns.iter().map(|(k, v)| (k.clone(), serde_json::Value::Array(kept.iter().map(|&i| v[i].clone()).collect()))).collect())
+}
+
 /// Golden outputs of the stages trained here, on the tiny pipeline: `tests/golden/<stage>-v<N>.json`
 /// for the stage's current version N. Floats may move by 2e-3 + 2% between CPU models (libtorch's
 /// kernels differ in the last bits and 8 epochs amplify that); an algorithm change moves them more.
@@ -1405,8 +1414,16 @@ fn stage_outputs_are_pinned_to_their_algorithm_versions() {
             // The kept set and each molecule's score and weight, not the order of near-tied scores.
             table = rows_by_mol_id(&table, &["rank"]);
         }
-        // ROC-AUC / AP on the tiny valid and test splits move by a whole step when two predictions swap.
-        let columns = [("value", molpeg_core::versions::Tolerance { abs: 0.05, rel: 0.0 })];
+        if stage == "finetune" {
+            // Kernel noise grows with training: with ATEN_CPU_CAPABILITY=avx2 or =default instead of
+            // avx512, losses of epochs 6–8 moved by ~3% and a tiny-split ROC-AUC by 0.05, epochs 1–5
+            // stayed within the tolerance. Epochs 1–4 are pinned.
+            table = rows_where(&table, |row| row["epoch"].as_i64().unwrap() <= 4);
+        }
+        // ROC-AUC / AP on the tiny valid and test splits move by a whole step (0.054 here, seen with
+        // ATEN_CPU_CAPABILITY=default) when two predictions swap: two steps allowed; the losses pin
+        // the training itself.
+        let columns = [("value", molpeg_core::versions::Tolerance { abs: 0.12, rel: 0.0 })];
         if let Err(message) = molpeg_core::versions::check_golden_table(stage, &golden, &table, GOLDEN_TOLERANCE, &columns) {
             failures.push(message);
         }
