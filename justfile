@@ -79,7 +79,7 @@ pretrain name *flags: build
 report name *flags: build
     {{bin}}/molpeg-report --pipeline pipelines/{{name}}.toml {{flags}}
 
-# MolPeg's Table 1 grid on HIV (paper split seed 42, pretrained source, 100 epochs): full data, dynamic MolPeg, InfoBatch, hard random and MolPeg from scratch at keep 0.1–0.8, then the table. Resumable. GPU, paper size: `just table1 hiv-paper ENCODER.safetensors`; CPU width: `just table1 hiv-table1 runs/pretrain-moses/pretrain/encoder.safetensors`.
+# MolPeg's Table 1 grid on HIV (paper split seed 42, pretrained source, 100 epochs): full data, dynamic MolPeg, InfoBatch, hard random and MolPeg from scratch at keep 0.1–0.8, then the table. Resumable. GPU, paper size: `just table1 hiv-paper ENCODER.safetensors`; CPU width: `just table1 hiv-table1 experiments/results/table1-hiv/encoder/encoder.safetensors`.
 table1 name encoder *seeds: build
     bash experiments/table1.sh {{name}} {{encoder}} {{seeds}}
     {{venv}}/bin/python experiments/table1_summary.py runs/exp-table1 {{name}} --archive experiments/results/table1-hiv/cells --prior experiments/results/table1-hiv/session11_runs.csv
