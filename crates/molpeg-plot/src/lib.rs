@@ -179,8 +179,31 @@ pub fn curves(stem: &Path, labels: &Labels, curves: &[Curve], references: &[Refe
     atomically(&stem.with_extension("svg"), |tmp| draw_on!(SVGBackend::new(tmp, (960, 640))))
 }
 
-const PALETTE: [RGBColor; 8] =
-    [RGBColor(31, 119, 180), RGBColor(214, 39, 40), RGBColor(44, 160, 44), RGBColor(148, 103, 189), RGBColor(255, 127, 14), RGBColor(23, 190, 207), RGBColor(140, 86, 75), RGBColor(0, 0, 0)];
+/// Distinct line colours: the first eight as before, then eight more (matplotlib's tab20 light and
+/// dark companions) so a comparison of sixteen strategies repeats no colour.
+const PALETTE: [RGBColor; 16] = [
+    RGBColor(31, 119, 180),
+    RGBColor(214, 39, 40),
+    RGBColor(44, 160, 44),
+    RGBColor(148, 103, 189),
+    RGBColor(255, 127, 14),
+    RGBColor(23, 190, 207),
+    RGBColor(140, 86, 75),
+    RGBColor(0, 0, 0),
+    RGBColor(227, 119, 194),
+    RGBColor(188, 189, 34),
+    RGBColor(127, 127, 127),
+    RGBColor(174, 199, 232),
+    RGBColor(255, 152, 150),
+    RGBColor(152, 223, 138),
+    RGBColor(197, 176, 213),
+    RGBColor(255, 187, 120),
+];
+
+/// A panel with more series than this gets its legend in a column beside the chart instead of over
+/// the lines.
+const LEGEND_INSIDE_MAX: usize = 6;
+const LEGEND_COLUMN_PX: u32 = 240;
 
 /// One line of a [`Panel`]: points (x, y), optionally a ± error per point (drawn as error bars).
 /// Non-finite points are left out.
@@ -217,9 +240,17 @@ fn padded(lo: f64, hi: f64) -> (f64, f64) {
         let pad = (hi - lo) * 0.05;
         (lo - pad, hi + pad)
     } else {
-        let pad = lo.abs().max(1.0) * 0.05;
+        // One value (e.g. a comparison at a single keep ratio): a range wide enough for readable ticks.
+        let pad = lo.abs().max(0.1) * 0.5;
         (lo - pad, hi + pad)
     }
+}
+
+/// Tick labels with as many decimals as ticks about a tenth of `span` apart need, so neighbouring
+/// ticks never print alike (a 0.1-wide axis: 0.06, 0.08, …, not 0.1, 0.1, …).
+fn tick_formatter(span: f64) -> impl Fn(&f64) -> String {
+    let decimals = if span > 0.0 && span.is_finite() { (-(span / 10.0).log10()).ceil().clamp(0.0, 8.0) as usize } else { 2 };
+    move |v: &f64| format!("{:.*}", decimals, v + 0.0)
 }
 
 /// Panels of line series on linear axes, side by side, under one title; written as `stem.png` and
@@ -228,13 +259,26 @@ pub fn lines(stem: &Path, title: &str, panels: &[Panel]) -> Result<(), Error> {
     if panels.is_empty() {
         return Err(Error::invalid(stem, "no panels to plot"));
     }
-    let size = ((520 * panels.len()).max(640) as u32, 420u32);
+    let drawn = |p: &Panel| p.series.iter().filter(|s| !finite_points(s).is_empty()).count();
+    let legend_column = panels.iter().any(|p| drawn(p) > LEGEND_INSIDE_MAX);
+    let extra = if legend_column { LEGEND_COLUMN_PX as usize * panels.len() } else { 0 };
+    let tallest = panels.iter().map(drawn).max().unwrap_or(0);
+    let height = if legend_column { (60 + 20 * tallest).max(420) as u32 } else { 420 };
+    let size = ((520 * panels.len()).max(640) + extra) as u32;
+    let size = (size, height);
     macro_rules! draw_on {
         ($backend:expr) => {{
             let root = $backend.into_drawing_area();
             root.fill(&WHITE).map_err(|e| plot_error(stem, e))?;
             let root = root.titled(title, ("sans-serif", 22)).map_err(|e| plot_error(stem, e))?;
             for (panel, area) in panels.iter().zip(root.split_evenly((1, panels.len()))) {
+                let (area, legend_area) = if legend_column {
+                    let (w, _) = area.dim_in_pixel();
+                    let (chart, legend) = area.split_horizontally(w.saturating_sub(LEGEND_COLUMN_PX));
+                    (chart, Some(legend))
+                } else {
+                    (area, None)
+                };
                 let pts: Vec<Vec<(f64, f64, f64)>> = panel.series.iter().map(finite_points).collect();
                 let all: Vec<(f64, f64, f64)> = pts.iter().flatten().copied().collect();
                 let (x_lo, x_hi) = all.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| (a.min(p.0), b.max(p.0)));
@@ -250,7 +294,15 @@ pub fn lines(stem: &Path, title: &str, panels: &[Panel]) -> Result<(), Error> {
                     .y_label_area_size(60)
                     .build_cartesian_2d(x_lo..x_hi, y_lo..y_hi)
                     .map_err(|e| plot_error(stem, e))?;
-                chart.configure_mesh().x_desc(panel.x.as_str()).y_desc(panel.y.as_str()).draw().map_err(|e| plot_error(stem, e))?;
+                let (x_fmt, y_fmt) = (tick_formatter(x_hi - x_lo), tick_formatter(y_hi - y_lo));
+                chart
+                    .configure_mesh()
+                    .x_desc(panel.x.as_str())
+                    .y_desc(panel.y.as_str())
+                    .x_label_formatter(&x_fmt)
+                    .y_label_formatter(&y_fmt)
+                    .draw()
+                    .map_err(|e| plot_error(stem, e))?;
                 for (i, (series, points)) in panel.series.iter().zip(&pts).enumerate() {
                     if points.is_empty() {
                         continue;
@@ -276,7 +328,21 @@ pub fn lines(stem: &Path, title: &str, panels: &[Panel]) -> Result<(), Error> {
                         .label(series.label.clone())
                         .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
                 }
-                if !empty {
+                if let Some(legend) = &legend_area {
+                    for (row, (i, series)) in panel.series.iter().enumerate().filter(|(_, s)| !finite_points(s).is_empty()).enumerate() {
+                        let color = PALETTE[i % PALETTE.len()];
+                        let y = 50 + 20 * row as i32;
+                        let sample = if series.dashed {
+                            vec![(6, y), (12, y), (18, y), (24, y)]
+                        } else {
+                            vec![(4, y), (26, y)]
+                        };
+                        legend.draw(&PathElement::new(sample, color.stroke_width(3))).map_err(|e| plot_error(stem, e))?;
+                        legend
+                            .draw(&Text::new(series.label.clone(), (32, y - 7), ("sans-serif", 13).into_font()))
+                            .map_err(|e| plot_error(stem, e))?;
+                    }
+                } else if !empty {
                     chart
                         .configure_series_labels()
                         .position(SeriesLabelPosition::LowerRight)
@@ -359,6 +425,7 @@ pub fn bars(stem: &Path, labels: &Labels, categories: &[String], groups: &[(Stri
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashSet;
 
     #[test]
     fn histogram_and_curves_write_valid_files() {
@@ -383,9 +450,19 @@ mod tests {
         let panels = [Panel { title: "loss".into(), x: "epoch".into(), y: "loss".into(), series: vec![series("train", false), series("full", true)] }, Panel::default()];
         lines(&dir.path().join("curves"), "run", &panels).unwrap();
         assert!(std::fs::read_to_string(dir.path().join("curves.svg")).unwrap().contains("no data"), "an empty panel says so");
+        // Sixteen strategies at one keep ratio (one seed of the baselines experiment): sixteen
+        // colours, every label in a legend column beside the chart, an x axis around the one value.
+        let many: Vec<Series> = (0..16).map(|i| Series { label: format!("strategy-{i}"), points: vec![(0.1, 0.6 + 0.01 * i as f64)], ..Series::default() }).collect();
+        lines(&dir.path().join("many"), "comparison", &[Panel { title: "test".into(), x: "keep".into(), y: "auc".into(), series: many }]).unwrap();
+        let svg = std::fs::read_to_string(dir.path().join("many.svg")).unwrap();
+        assert!((0..16).all(|i| svg.contains(&format!(">\nstrategy-{i}\n<"))), "every label drawn");
+        let colours: HashSet<String> = PALETTE.iter().map(|c| format!("#{:02X}{:02X}{:02X}", c.0, c.1, c.2)).filter(|hex| svg.contains(hex.as_str())).collect();
+        assert_eq!(colours.len(), 16, "{colours:?}");
+        assert!(svg.contains(&format!("width=\"{}\"", 640 + LEGEND_COLUMN_PX)), "legend column widens the figure");
+        assert!(svg.contains(">\n0.10\n<") && svg.contains(">\n0.12\n<"), "a single x value still gets distinct ticks");
         bars(&dir.path().join("bars"), &Labels { title: "share", x: "", y: "fraction" }, &["a".into(), "b".into()], &[("train".into(), vec![0.2, 0.5]), ("coreset".into(), vec![0.3, f64::NAN])]).unwrap();
         assert_eq!(&std::fs::read(dir.path().join("bars.png")).unwrap()[..8], b"\x89PNG\r\n\x1a\n");
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 8, "no temporary files left");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 10, "no temporary files left");
         if let Ok(keep) = std::env::var("MOLPEG_KEEP_TEST_PLOTS") {
             for f in ["h.png", "scaling.png"] {
                 std::fs::copy(dir.path().join(f), Path::new(&keep).join(f)).unwrap();

@@ -648,7 +648,8 @@ fn comparison_figure(stem: &str, title: &str, metric: &str, x_label: &str, group
     let (lo, hi) = series.iter().filter(|s| !s.dashed).flat_map(|s| s.points.iter().map(|p| p.0)).fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| (a.min(x), b.max(x)));
     for s in series.iter_mut().filter(|s| s.dashed) {
         let m = s.points[1].1;
-        s.points = if lo.is_finite() { vec![(lo, m), (hi.max(lo + 1e-9), m)] } else { vec![(0.0, m), (1.0, m)] };
+        // One keep ratio only: a single point, which the plot spans across the padded axis.
+        s.points = if !lo.is_finite() { vec![(0.0, m), (1.0, m)] } else if hi > lo { vec![(lo, m), (hi, m)] } else { vec![(lo, m)] };
     }
     // Solid strategies first, references last (their colours follow).
     series.sort_by_key(|s| s.dashed);
