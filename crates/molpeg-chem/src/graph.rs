@@ -228,12 +228,10 @@ fn rdkit_log_message(log: &str, smiles: &str) -> String {
     // The rejects table has the SMILES in its own column: "… while parsing: C1CC(" → "…".
     let while_parsing = format!(" while parsing: {smiles}");
     let for_input = format!(" for input: '{smiles}'");
-    let lines: Vec<&str> = log
-        .lines()
-        .map(strip_log_stamp)
+    let lines: Vec<&str> = log_lines(log)
         .map(|line| line.strip_prefix("SMILES Parse Error: ").unwrap_or(line).trim())
         .map(|line| line.strip_suffix(while_parsing.as_str()).or_else(|| line.strip_suffix(for_input.as_str())).unwrap_or(line))
-        .filter(|line| !line.is_empty() && !line.chars().all(|c| c == '*'))
+        .filter(|line| !line.is_empty())
         .collect();
     let specific: Vec<&str> = lines.iter().copied().filter(|line| !line.starts_with("Failed parsing SMILES")).collect();
     let kept = if specific.is_empty() { lines } else { specific };
@@ -245,6 +243,11 @@ fn rdkit_log_message(log: &str, smiles: &str) -> String {
         message.push_str(&format!("… ({} characters of SMILES)", smiles.len()));
     }
     message
+}
+
+/// The text of RDKit's log lines: stamps, surrounding blanks, empty lines and `****` rules dropped.
+fn log_lines(log: &str) -> impl Iterator<Item = &str> {
+    log.lines().map(strip_log_stamp).map(str::trim).filter(|line| !line.is_empty() && !line.chars().all(|c| c == '*'))
 }
 
 /// `[12:34:56] text` → `text` (RDKit stamps every log line).
@@ -263,11 +266,8 @@ fn rdkit_exception_message(what: &str, log: &str) -> String {
     if !what.ends_with("Violation") {
         return what.to_string();
     }
-    let description = log
-        .lines()
-        .map(strip_log_stamp)
-        .map(str::trim)
-        .find(|line| !line.is_empty() && !line.ends_with("Violation") && !line.starts_with("Violation occurred") && !line.starts_with("Failed Expression") && !line.chars().all(|c| c == '*'));
+    let description =
+        log_lines(log).find(|line| !line.ends_with("Violation") && !line.starts_with("Violation occurred") && !line.starts_with("Failed Expression"));
     match description {
         Some(text) => format!("RDKit's internal check failed: {text}"),
         None => "RDKit's internal check failed".to_string(),

@@ -1362,27 +1362,30 @@ fn parquet_table(path: &Path) -> serde_json::Value {
     serde_json::Value::Object(table)
 }
 
-/// `table` (columns of equal length) with its rows sorted by `mol_id` and `drop` columns removed.
-fn rows_by_mol_id(table: &serde_json::Value, drop: &[&str]) -> serde_json::Value {
+/// The rows `rows` (in that order) of `table` (columns of equal length), without the `drop` columns.
+fn take_rows(table: &serde_json::Value, rows: &[usize], drop: &[&str]) -> serde_json::Value {
     let columns = table.as_object().unwrap();
-    let ids = columns["mol_id"].as_array().unwrap();
-    let mut order: Vec<usize> = (0..ids.len()).collect();
-    order.sort_by_key(|&i| ids[i].as_i64().unwrap());
-    let sorted = columns
+    let taken = columns
         .iter()
         .filter(|(name, _)| !drop.contains(&name.as_str()))
-        .map(|(name, values)| (name.clone(), serde_json::Value::Array(order.iter().map(|&i| values[i].clone()).collect())))
+        .map(|(name, values)| (name.clone(), serde_json::Value::Array(rows.iter().map(|&i| values[i].clone()).collect())))
         .collect();
-    serde_json::Value::Object(sorted)
+    serde_json::Value::Object(taken)
 }
 
-/// The rows of `table` (columns of equal length) for which `keep` holds; `keep` sees one row as an
-/// object of column → value.
-fn rows_where(table: &serde_json::Value, keep: impl Fn(&serde_json::Map<String, serde_json::Value>) -> bool) -> serde_json::Value {
-    let columns = table.as_object().unwrap();
-    let rows = columns.values().next().map_or(0, |v| v.as_array().unwrap().len());
-    let kept: Vec<usize> = (0..rows).filter(|&i| keep(&columns.iter().map(|(k, v)| (k.clone(), v[i].clone())).collect())).collect();
-    serde_json::Value::Object(columns.iter().map(|(k, v)| (k.clone(), serde_json::Value::Array(kept.iter().map(|&i| v[i].clone()).collect()))).collect())
+/// `table` with its rows sorted by `mol_id` and `drop` columns removed.
+fn rows_by_mol_id(table: &serde_json::Value, drop: &[&str]) -> serde_json::Value {
+    let ids = table["mol_id"].as_array().unwrap();
+    let mut order: Vec<usize> = (0..ids.len()).collect();
+    order.sort_by_key(|&i| ids[i].as_i64().unwrap());
+    take_rows(table, &order, drop)
+}
+
+/// The rows of `table` whose `column` value satisfies `keep`.
+fn rows_where(table: &serde_json::Value, column: &str, keep: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    let values = table[column].as_array().unwrap();
+    let kept: Vec<usize> = (0..values.len()).filter(|&i| keep(&values[i])).collect();
+    take_rows(table, &kept, &[])
 }
 
 /// Golden outputs of the stages trained here, on the tiny pipeline: `tests/golden/<stage>-v<N>.json`
@@ -1418,7 +1421,7 @@ fn stage_outputs_are_pinned_to_their_algorithm_versions() {
             // Kernel noise grows with training: with ATEN_CPU_CAPABILITY=avx2 or =default instead of
             // avx512, losses of epochs 6–8 moved by ~3% and a tiny-split ROC-AUC by 0.05, epochs 1–5
             // stayed within the tolerance. Epochs 1–4 are pinned.
-            table = rows_where(&table, |row| row["epoch"].as_i64().unwrap() <= 4);
+            table = rows_where(&table, "epoch", |epoch| epoch.as_i64().unwrap() <= 4);
         }
         // ROC-AUC / AP on the tiny valid and test splits move by a whole step (0.054 here, seen with
         // ATEN_CPU_CAPABILITY=default) when two predictions swap: two steps allowed; the losses pin
