@@ -18,6 +18,7 @@ pub mod parquet_io;
 pub mod pipeline;
 pub mod progress;
 pub mod schema;
+pub mod smiles_tokens;
 pub mod versions;
 
 pub use error::{Error, Result};
