@@ -257,7 +257,7 @@ def figure(runs, full_test, path):
     axes[1].legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    print(f"\nwrote {path}")
+    print(f"wrote {path}", file=sys.stderr)  # stdout is the Markdown pasted into EXPERIMENTS.md
 
 
 def crosscheck(rows, pyg_path):
