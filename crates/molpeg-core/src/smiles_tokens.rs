@@ -95,7 +95,7 @@ pub const UNK_ID: i64 = 1;
 /// Token ↔ id, built from the training split. Ids 0 and 1 are [`PAD`] and [`UNK`]; the rest are the
 /// training tokens by falling count, ties by token, so the same split gives the same ids.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(from = "VocabularyFile", into = "VocabularyFile")]
+#[serde(try_from = "VocabularyFile", into = "VocabularyFile")]
 pub struct Vocabulary {
     tokens: Vec<String>,
     ids: HashMap<String, i64>,
@@ -107,9 +107,20 @@ struct VocabularyFile {
     tokens: Vec<String>,
 }
 
-impl From<VocabularyFile> for Vocabulary {
-    fn from(file: VocabularyFile) -> Self {
-        Vocabulary::from_tokens(file.tokens)
+/// A stored vocabulary must keep the invariants [`Vocabulary::build`] gives: [`PAD`] and [`UNK`] first,
+/// every token once (a duplicate would give one token two ids).
+impl TryFrom<VocabularyFile> for Vocabulary {
+    type Error = String;
+
+    fn try_from(file: VocabularyFile) -> Result<Self, String> {
+        if file.tokens.get(..2) != Some(&[PAD.to_string(), UNK.to_string()][..]) {
+            return Err(format!("a SMILES vocabulary must start with {PAD:?} and {UNK:?}"));
+        }
+        let vocab = Vocabulary::from_tokens(file.tokens);
+        if vocab.ids.len() != vocab.tokens.len() {
+            return Err("a SMILES vocabulary lists a token twice".to_string());
+        }
+        Ok(vocab)
     }
 }
 
@@ -156,6 +167,7 @@ impl Vocabulary {
         self.tokens.len()
     }
 
+    /// True when the vocabulary has no token besides [`PAD`] and [`UNK`].
     pub fn is_empty(&self) -> bool {
         self.tokens.len() <= 2
     }
@@ -246,6 +258,9 @@ mod tests {
         let json = serde_json::to_string(&vocab).unwrap();
         let back: Vocabulary = serde_json::from_str(&json).unwrap();
         assert_eq!(back, vocab);
+        for bad in [r#"{"tokens":["C","<pad>","<unk>"]}"#, r#"{"tokens":["<pad>","<unk>","C","C"]}"#] {
+            assert!(serde_json::from_str::<Vocabulary>(bad).is_err(), "{bad}");
+        }
         for s in train {
             let e = vocab.encode(s, 510).unwrap();
             assert_eq!((e.unknown, e.truncated), (0, 0));
