@@ -12,6 +12,7 @@ pub mod atomic;
 pub mod cli;
 pub mod columns;
 pub mod error;
+pub mod fingerprint_file;
 pub mod graph_table;
 pub mod manifest;
 pub mod parquet_io;

@@ -152,10 +152,21 @@ impl Vocabulary {
                 }
             }
         }
-        let mut ranked: Vec<(&str, usize)> = counts.into_iter().filter(|&(_, n)| n >= min_count.max(1)).collect();
+        Vocabulary::from_counts(counts, min_count)
+    }
+
+    /// The vocabulary of `(token, count)` pairs (each token once): tokens seen at least `min_count`
+    /// times, by falling count, ties by token.
+    pub fn from_counts<'a>(counts: impl IntoIterator<Item = (&'a str, usize)>, min_count: usize) -> Vocabulary {
+        let mut ranked: Vec<(&str, usize)> = counts.into_iter().filter(|&(t, n)| n >= min_count.max(1) && t != PAD && t != UNK).collect();
         ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
         let tokens = [PAD, UNK].into_iter().chain(ranked.into_iter().map(|(t, _)| t)).map(String::from).collect();
         Vocabulary::from_tokens(tokens)
+    }
+
+    /// The id of `token`, if it is in the vocabulary.
+    pub fn id(&self, token: &str) -> Option<i64> {
+        self.ids.get(token).copied()
     }
 
     fn from_tokens(tokens: Vec<String>) -> Vocabulary {

@@ -5,7 +5,7 @@
 //! self-loop included, so the concatenation already is a CSR matrix). [`for_each_batch`] collates the
 //! next batch on a second thread while the current one trains.
 
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 
 use tch::{Device, Kind, Tensor};
 
@@ -33,6 +33,81 @@ pub struct HostBatch {
     /// `num_graphs × num_tasks`; missing labels are 0 with mask 0.
     pub labels: Vec<f32>,
     pub mask: Vec<f32>,
+    /// `num_graphs × token_len` model token ids, 0 ([`PAD_ID`]) after each sequence's end; empty
+    /// unless the batch was collated for a token model ([`TokenInput`]).
+    pub tokens: Vec<i64>,
+    pub token_len: usize,
+}
+
+/// Token id 0 pads every token sequence (fingerprint bits are ids `bit + 1`; a SMILES vocabulary has
+/// `<pad>` at 0).
+pub const PAD_ID: i64 = molpeg_core::smiles_tokens::PAD_ID;
+
+/// What the collator adds to a batch for a model that reads token sequences
+/// ([`crate::model::Model::token_input`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum TokenInput {
+    /// The set bits of the store's fingerprints, as ids `bit + 1`.
+    FingerprintBits,
+    /// The store's SMILES tokens mapped to the model's vocabulary (`map[dataset token id]`, unknown
+    /// tokens to `<unk>`), at most `max_len` per molecule.
+    Smiles { map: Arc<Vec<i64>>, max_len: usize },
+}
+
+impl TokenInput {
+    /// Appends molecule `g`'s model ids (at most `len`, then padding up to `len`) to `out`.
+    fn write(&self, store: &GraphStore, g: usize, len: usize, out: &mut Vec<i64>) {
+        let start = out.len();
+        match self {
+            TokenInput::FingerprintBits => {
+                let row = store.fingerprints.as_ref().expect("checked by token_input").table.row(g);
+                out.extend(row.iter().take(len).map(|&b| b as i64 + 1));
+            }
+            TokenInput::Smiles { map, .. } => {
+                let row = store.smiles.as_ref().expect("checked by token_input").table.row(g);
+                out.extend(row.iter().take(len).map(|&t| map[t as usize]));
+            }
+        }
+        out.resize(start + len, PAD_ID);
+    }
+
+    /// Tokens molecule `g` contributes, after truncation.
+    fn length(&self, store: &GraphStore, g: usize) -> usize {
+        match self {
+            TokenInput::FingerprintBits => store.fingerprints.as_ref().expect("checked by token_input").table.row(g).len(),
+            TokenInput::Smiles { max_len, .. } => store.smiles.as_ref().expect("checked by token_input").table.row(g).len().min(*max_len),
+        }
+    }
+
+    /// How well the model's vocabulary covers molecules `indices`: tokens read, tokens mapped to
+    /// `<unk>`, and molecules cut at `max_len`.
+    pub fn coverage(&self, store: &GraphStore, indices: &[u32]) -> TokenCoverage {
+        let mut c = TokenCoverage::default();
+        for &g in indices {
+            let g = g as usize;
+            match self {
+                TokenInput::FingerprintBits => c.tokens += self.length(store, g) as u64,
+                TokenInput::Smiles { map, max_len } => {
+                    let row = store.smiles.as_ref().expect("checked by token_input").table.row(g);
+                    let kept = &row[..row.len().min(*max_len)];
+                    c.tokens += kept.len() as u64;
+                    c.unknown += kept.iter().filter(|&&t| map[t as usize] == molpeg_core::smiles_tokens::UNK_ID).count() as u64;
+                    c.truncated_molecules += (row.len() > *max_len) as u64;
+                }
+            }
+        }
+        c
+    }
+}
+
+/// What [`TokenInput::coverage`] counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TokenCoverage {
+    pub tokens: u64,
+    /// Tokens not in the model's vocabulary (read as `<unk>`).
+    pub unknown: u64,
+    /// Molecules with more tokens than the model's length limit (the rest is cut).
+    pub truncated_molecules: u64,
 }
 
 impl HostBatch {
@@ -46,6 +121,11 @@ impl HostBatch {
 
 /// Concatenates the graphs of `samples` into one batch.
 pub fn collate(store: &GraphStore, samples: &[Sample]) -> HostBatch {
+    collate_with(store, samples, None)
+}
+
+/// [`collate`], plus the samples' token sequences for a token model, padded to the batch's longest.
+pub fn collate_with(store: &GraphStore, samples: &[Sample], tokens: Option<&TokenInput>) -> HostBatch {
     let t = store.num_tasks;
     let nodes: usize = samples.iter().map(|s| store.num_nodes(s.index as usize)).sum();
     let nnz: usize = samples.iter().map(|s| store.adj_len(s.index as usize)).sum();
@@ -63,7 +143,17 @@ pub fn collate(store: &GraphStore, samples: &[Sample]) -> HostBatch {
         inv_sizes: Vec::with_capacity(nodes),
         labels: Vec::with_capacity(b * t),
         mask: Vec::with_capacity(b * t),
+        tokens: Vec::new(),
+        token_len: 0,
     };
+    if let Some(input) = tokens {
+        let len = samples.iter().map(|s| input.length(store, s.index as usize)).max().unwrap_or(0);
+        out.tokens.reserve(b * len);
+        for s in samples {
+            input.write(store, s.index as usize, len, &mut out.tokens);
+        }
+        out.token_len = len;
+    }
     out.adj_crow.push(0);
     out.graph_ptr.push(0);
     for s in samples {
@@ -119,6 +209,8 @@ pub struct Batch {
     /// A second, independent set of masks for MolPeg's reference model (its own dropout, as the
     /// official code's separate forward pass draws), if the loader was asked for them.
     pub reference_dropout: Option<Tensor>,
+    /// `[B, L]` int64 token ids of a token model, [`PAD_ID`] after each sequence.
+    pub tokens: Option<Tensor>,
 }
 
 /// The dense tensors of a batch, built off the training thread; [`HostTensors::assemble`] finishes it.
@@ -134,6 +226,7 @@ pub struct HostTensors {
     inv_sizes: Tensor,
     labels: Tensor,
     mask: Tensor,
+    tokens: Option<Tensor>,
     pub(crate) dropout: Option<Tensor>,
     pub(crate) reference_dropout: Option<Tensor>,
 }
@@ -155,6 +248,7 @@ impl HostBatch {
             inv_sizes: Tensor::from_slice(&self.inv_sizes),
             labels: Tensor::from_slice(&self.labels).view([b, t]),
             mask: Tensor::from_slice(&self.mask).view([b, t]),
+            tokens: (self.token_len > 0).then(|| Tensor::from_slice(&self.tokens).view([b, self.token_len as i64])),
             dropout: None,
             reference_dropout: None,
         }
@@ -199,6 +293,7 @@ impl HostTensors {
             mask: mv(self.mask),
             dropout: self.dropout.map(mv),
             reference_dropout: self.reference_dropout.map(mv),
+            tokens: self.tokens.map(mv),
             samples: self.samples,
         }
     }
@@ -277,7 +372,7 @@ impl DropoutSpec {
 }
 
 /// How [`for_each_batch`] batches a plan.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LoaderOptions {
     pub batch_size: usize,
     /// Collate batch k+1 on a second thread while the caller works on batch k.
@@ -285,10 +380,12 @@ pub struct LoaderOptions {
     pub dropout: Option<DropoutSpec>,
     /// Masks of MolPeg's reference model, drawn like `dropout` with their own seed.
     pub reference_dropout: Option<DropoutSpec>,
+    /// Token sequences of a token model.
+    pub tokens: Option<TokenInput>,
 }
 
 fn prepare(store: &GraphStore, chunk: &[Sample], index: usize, options: &LoaderOptions) -> HostTensors {
-    let host = collate(store, chunk);
+    let host = collate_with(store, chunk, options.tokens.as_ref());
     let mut tensors = host.to_tensors();
     tensors.dropout = options.dropout.map(|spec| spec.mask_tensor(host.num_nodes(), index as u64));
     tensors.reference_dropout = options.reference_dropout.map(|spec| spec.mask_tensor(host.num_nodes(), index as u64));
@@ -391,14 +488,14 @@ mod tests {
         let store = two_graph_store();
         let plan = Sample::unweighted(&[1, 0, 1]);
         let mut seen = Vec::new();
-        let options = LoaderOptions { batch_size: 2, prefetch: true, dropout: None, reference_dropout: None };
+        let options = LoaderOptions { batch_size: 2, prefetch: true, dropout: None, reference_dropout: None, tokens: None };
         for_each_batch(&store, &plan, &options, Device::Cpu, |b| {
             seen.push(b.samples.clone());
             Ok(())
         })
         .unwrap();
         assert_eq!(seen, vec![vec![1, 0], vec![1]]);
-        let err = for_each_batch(&store, &plan, &LoaderOptions { batch_size: 1, ..options }, Device::Cpu, |_| Err(crate::Error::Config("stop".into())));
+        let err = for_each_batch(&store, &plan, &LoaderOptions { batch_size: 1, ..options.clone() }, Device::Cpu, |_| Err(crate::Error::Config("stop".into())));
         assert!(err.is_err());
     }
 

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use safetensors::tensor::{Dtype, SafeTensors};
 use tch::{Device, Kind, Tensor};
 
-use crate::model::{Model, ModelConfig, ENCODER_PREFIX};
+use crate::model::{Model, ModelConfig};
 use crate::{Error, Result};
 
 /// Metadata key holding the model configuration as JSON.
@@ -167,7 +167,8 @@ impl Checkpoint {
 
     /// Copies the checkpoint's tensors into `model`, after checking every name and shape in `scope`.
     pub fn load_into(&self, model: &Model, scope: Scope) -> Result<()> {
-        let in_scope = |name: &str| scope == Scope::Full || name.starts_with(ENCODER_PREFIX);
+        let prefix = model.encoder_prefix();
+        let in_scope = |name: &str| scope == Scope::Full || name.starts_with(prefix);
         let wanted: BTreeMap<String, Tensor> = model.named_variables().into_iter().filter(|(n, _)| in_scope(n)).collect();
         let mut missing = Vec::new();
         let mut misshapen = Vec::new();
@@ -182,8 +183,8 @@ impl Checkpoint {
         if let Some(problems) = tensor_problems(&missing, &misshapen, &unexpected, "tensors the model does not have") {
             let hint = match self.model_config() {
                 Ok(c) => format!(
-                    "the file was written for layers={} width={} jk={:?} num_tasks={}; the model has layers={} width={} jk={:?} num_tasks={}",
-                    c.layers, c.width, c.jk, c.num_tasks, model.config.layers, model.config.width, model.config.jk, model.config.num_tasks
+                    "the file was written for model={} layers={} width={} jk={:?} num_tasks={}; the model has model={} layers={} width={} jk={:?} num_tasks={}",
+                    c.kind.as_str(), c.layers, c.width, c.jk, c.num_tasks, model.config.kind.as_str(), model.config.layers, model.config.width, model.config.jk, model.config.num_tasks
                 ),
                 Err(_) => "check the model flags (layers, width, jk)".into(),
             };

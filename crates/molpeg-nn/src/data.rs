@@ -20,6 +20,7 @@ use molpeg_core::parquet_io::ParquetSource;
 use molpeg_core::schema::{coreset, graphs, meta, split};
 use serde::{Deserialize, Serialize};
 
+use crate::model::ModelKind;
 use crate::{Error, Result};
 
 /// Atom-type vocabulary: 0..=118 atomic-number indices (118 = other), 119 the pretraining mask token.
@@ -89,6 +90,106 @@ pub struct GraphStore {
     edge_counts: Vec<[u8; EDGE_FEATURES]>,
     /// `len() × num_tasks`, NaN where a label is missing.
     labels: Vec<f32>,
+    /// Morgan on-bits of every molecule, for the fingerprint model ([`attach_fingerprints`]).
+    pub fingerprints: Option<FingerprintTokens>,
+    /// Canonical SMILES tokens of every molecule, for the SMILES model ([`attach_smiles`]).
+    pub smiles: Option<SmilesTokens>,
+}
+
+/// Token sequences of every molecule in one flat buffer: molecule `g` owns
+/// `ids[offsets[g]..offsets[g + 1]]` (so batching copies slices, and nothing is allocated per molecule).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenTable {
+    offsets: Vec<u32>,
+    ids: Vec<u32>,
+}
+
+impl Default for TokenTable {
+    fn default() -> Self {
+        TokenTable { offsets: vec![0], ids: Vec::new() }
+    }
+}
+
+impl TokenTable {
+    pub fn push(&mut self, ids: impl IntoIterator<Item = u32>) {
+        self.ids.extend(ids);
+        self.offsets.push(self.ids.len() as u32);
+    }
+    pub fn len(&self) -> usize {
+        self.offsets.len() - 1
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    pub fn row(&self, g: usize) -> &[u32] {
+        &self.ids[self.offsets[g] as usize..self.offsets[g + 1] as usize]
+    }
+}
+
+/// The fingerprint model's input: the positions of the set bits of each molecule's Morgan
+/// fingerprint (`fingerprints.parquet`, or the predict-time featurizer), ascending.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FingerprintTokens {
+    pub bits: usize,
+    /// Morgan radius, when the file records it.
+    pub radius: Option<u32>,
+    pub table: TokenTable,
+}
+
+impl FingerprintTokens {
+    pub fn new(bits: usize, radius: Option<u32>) -> Self {
+        FingerprintTokens { bits, radius, table: TokenTable::default() }
+    }
+
+    /// Appends one molecule's packed fingerprint (bit `i` at [`schema::fingerprints::bit`]).
+    pub fn push_packed(&mut self, packed: &[u8]) {
+        let bits = self.bits.min(8 * packed.len());
+        self.table.push((0..bits).filter(|&i| molpeg_core::schema::fingerprints::bit(packed, i)).map(|i| i as u32));
+    }
+}
+
+/// The SMILES model's input: each molecule's canonical SMILES as atom-level tokens
+/// ([`molpeg_core::smiles_tokens::tokenize`]), stored as ids into `names`, the dataset's own list of
+/// distinct tokens. A model maps these ids to its vocabulary when it batches
+/// ([`crate::model::Model::token_input`]), so one store serves vocabularies of any split.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SmilesTokens {
+    pub names: Vec<String>,
+    index: HashMap<String, u32>,
+    pub table: TokenTable,
+}
+
+impl SmilesTokens {
+    /// Appends one molecule's SMILES; an untokenizable string is an error saying where.
+    pub fn push(&mut self, smiles: &str) -> std::result::Result<(), String> {
+        let tokens = molpeg_core::smiles_tokens::tokenize(smiles).map_err(|e| format!("SMILES `{smiles}` does not tokenize: {e}"))?;
+        if tokens.is_empty() {
+            return Err("empty SMILES".into());
+        }
+        let (names, index) = (&mut self.names, &mut self.index);
+        let ids: Vec<u32> = tokens
+            .iter()
+            .map(|&t| {
+                *index.entry(t.to_string()).or_insert_with(|| {
+                    names.push(t.to_string());
+                    names.len() as u32 - 1
+                })
+            })
+            .collect();
+        self.table.push(ids);
+        Ok(())
+    }
+
+    /// Per-token counts over the molecules `indices`, by token name.
+    pub fn counts(&self, indices: &[u32]) -> Vec<(&str, usize)> {
+        let mut counts = vec![0usize; self.names.len()];
+        for &g in indices {
+            for &id in self.table.row(g as usize) {
+                counts[id as usize] += 1;
+            }
+        }
+        self.names.iter().map(String::as_str).zip(counts).filter(|&(_, n)| n > 0).collect()
+    }
 }
 
 /// The parts of one graph, as read from a row of `graphs.parquet`.
@@ -278,7 +379,13 @@ impl Dataset {
     /// Reads `graphs.parquet` and `split.parquet`. Molecules of `graphs` absent from `split` are ignored;
     /// a split id absent from `graphs` is an error (the split is stale).
     pub fn load(graphs_path: &Path, split_path: &Path) -> Result<Dataset> {
-        let (store, task_names, task_kind) = read_graphs(graphs_path)?;
+        Dataset::load_for(graphs_path, split_path, ModelKind::Gin)
+    }
+
+    /// [`Dataset::load`] with the inputs a `kind` model reads besides the graph
+    /// ([`read_graphs_for`]).
+    pub fn load_for(graphs_path: &Path, split_path: &Path, kind: ModelKind) -> Result<Dataset> {
+        let (store, task_names, task_kind) = read_graphs_for(graphs_path, kind)?;
         let mut rows: Vec<(u32, String)> = Vec::new();
         let source = ParquetSource::open_user(split_path, &split::schema())?;
         for batch in source.collect_columns(&[split::MOL_ID, split::SPLIT])? {
@@ -350,6 +457,30 @@ impl Dataset {
     pub fn index_of(&self, mol_id: u32) -> Option<u32> {
         self.index.get(&mol_id).copied()
     }
+}
+
+/// [`read_graphs`], plus the inputs a `kind` model reads: the fingerprints next to `path`
+/// ([`fingerprints_path`]) or the SMILES tokens.
+pub fn read_graphs_for(path: &Path, kind: ModelKind) -> Result<(GraphStore, Vec<String>, TaskKind)> {
+    let (mut store, names, task_kind) = read_graphs(path)?;
+    attach_inputs(&mut store, path, kind)?;
+    Ok((store, names, task_kind))
+}
+
+/// Attaches what a `kind` model reads besides the graph to a store read from `graphs_path` (nothing for
+/// the GIN; a table already attached is kept).
+pub fn attach_inputs(store: &mut GraphStore, graphs_path: &Path, kind: ModelKind) -> Result<()> {
+    match kind {
+        ModelKind::Gin => Ok(()),
+        ModelKind::Fingerprint if store.fingerprints.is_none() => attach_fingerprints(store, &fingerprints_path(graphs_path)),
+        ModelKind::Smiles if store.smiles.is_none() => attach_smiles(store, graphs_path),
+        ModelKind::Fingerprint | ModelKind::Smiles => Ok(()),
+    }
+}
+
+/// Where the featurize stage writes the fingerprints of `graphs_path`: the same directory.
+pub fn fingerprints_path(graphs_path: &Path) -> PathBuf {
+    graphs_path.with_file_name(molpeg_core::schema::fingerprints::FILE)
 }
 
 /// Reads the columns of `graphs.parquet` the trainer needs into a [`GraphStore`].
@@ -525,6 +656,53 @@ impl<'a> LabelLists<'a> {
         out.clear();
         out.extend((self.offsets[i]..self.offsets[i + 1]).map(|k| if self.values.is_null(k) { f32::NAN } else { self.values.value(k) }));
     }
+}
+
+/// Reads the Morgan fingerprints of every molecule of `store` from `path` (the featurize stage's
+/// `fingerprints.parquet`) into [`GraphStore::fingerprints`].
+pub fn attach_fingerprints(store: &mut GraphStore, path: &Path) -> Result<()> {
+    if !path.is_file() {
+        return Err(Error::data(
+            path,
+            format!("not found: the fingerprint model reads the featurize stage's fingerprints; run {} first", molpeg_core::fingerprint_file::PRODUCED_BY),
+        ));
+    }
+    let packed = molpeg_core::fingerprint_file::read_packed(path, &store.mol_ids, "molecules of graphs.parquet")?;
+    let mut fp = FingerprintTokens::new(packed.bits(), packed.radius);
+    for i in 0..store.len() {
+        fp.push_packed(packed.row(i));
+        if fp.table.row(i).is_empty() {
+            return Err(Error::Row { path: path.to_path_buf(), row: i, mol_id: store.mol_ids[i], message: "the fingerprint has no bit set, so the fingerprint model has no input token".into() });
+        }
+    }
+    store.fingerprints = Some(fp);
+    Ok(())
+}
+
+/// Reads the canonical SMILES of every molecule of `store` from `graphs_path` (the file the store
+/// was read from, so the rows are the store's) and tokenizes them into [`GraphStore::smiles`].
+pub fn attach_smiles(store: &mut GraphStore, graphs_path: &Path) -> Result<()> {
+    let wanted = [graphs::MOL_ID, graphs::CANONICAL_SMILES];
+    let source = ParquetSource::open(graphs_path, &graphs_columns(&wanted))?;
+    let mut tokens = SmilesTokens::default();
+    let mut row = 0usize;
+    for batch in source.collect_columns(&wanted)? {
+        let ids = columns::u32_values(graphs_path, graphs::MOL_ID, batch.column(0), row)?;
+        let smiles = columns::strings(graphs_path, graphs::CANONICAL_SMILES, batch.column(1), row)?;
+        for (mol_id, s) in ids.into_iter().zip(smiles) {
+            let row_err = |message: String| Error::Row { path: graphs_path.to_path_buf(), row, mol_id, message };
+            if store.mol_ids.get(row) != Some(&mol_id) {
+                return Err(row_err("the file's rows changed since its graphs were read; rerun the stage".into()));
+            }
+            tokens.push(&s).map_err(row_err)?;
+            row += 1;
+        }
+    }
+    if row != store.len() {
+        return Err(Error::data(graphs_path, format!("{row} SMILES rows for {} graphs", store.len())));
+    }
+    store.smiles = Some(tokens);
+    Ok(())
 }
 
 /// Reads `coreset.parquet` into a training plan. Every id must belong to the dataset's train split

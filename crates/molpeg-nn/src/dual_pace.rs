@@ -96,6 +96,11 @@ impl DualPace {
         if !(0.0..=1.0).contains(&options.beta) {
             return Err(Error::Config(format!("EMA beta {} must be in [0, 1]", options.beta)));
         }
+        if options.dropout == ReferenceDropout::Shared && !online.uses_loader_masks() {
+            // The token models draw dropout from libtorch's generator inside the forward pass, so ξ
+            // cannot replay θ's masks (re-seeding did not reproduce them; see ARCHITECTURE.md).
+            return Err(Error::Config(format!("reference_dropout = \"shared\" is implemented for the GIN only; the {} model's reference uses its own masks (\"independent\")", online.config.kind.as_str())));
+        }
         if options.init == ReferenceInit::Random {
             tch::manual_seed((mix_seed(seed, REFERENCE_INIT_STREAM) >> 1) as i64);
         }

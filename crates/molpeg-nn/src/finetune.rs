@@ -29,12 +29,14 @@ use serde::{Deserialize, Serialize};
 use tch::{Device, Tensor};
 
 use crate::checkpoint::{self, Checkpoint, Scope};
+use crate::batch::TokenCoverage;
 use crate::data::{load_coreset, Dataset, Sample, TaskKind};
 use crate::device::{describe, DeviceChoice};
 use crate::dual_pace::{DualPace, ReferenceDropout, ReferenceHead, ReferenceInit, ReferenceOptions};
 use crate::dynamic::PolicySchedule;
 use crate::metrics;
-use crate::model::{Jk, Model, ModelConfig, Pooling};
+use crate::model::{FingerprintInput, Jk, Model, ModelConfig, ModelKind, Pooling, SequenceConfig};
+use molpeg_core::smiles_tokens::Vocabulary;
 use crate::train::{shuffled, BatchOutcome, Evaluation, Objective, SampleLoss, TrainConfig, Trainer};
 use crate::{Error, Result};
 
@@ -131,6 +133,44 @@ pub struct FinetuneSettings {
     pub unscored: Unscored,
     /// Dynamic soft-random draws with replacement (the official code's `np.random.randint`).
     pub soft_random_replacement: bool,
+    /// The encoder: `gin` (layers, width, dropout, pooling and jk above), `fingerprint` or `smiles`
+    /// (the `[finetune.sequence]` table).
+    #[serde(skip_serializing_if = "is_default")]
+    pub model: ModelKind,
+    /// The token models' shape (`[finetune.sequence]`); unused by the GIN.
+    #[serde(skip_serializing_if = "is_default")]
+    pub sequence: SequenceSettings,
+}
+
+/// Whether `v` is its type's default: settings added after a release are left out of the stage
+/// parameters while they keep their default, so upgrading does not invalidate cached runs.
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
+}
+
+/// The token models' shape (`[finetune.sequence]`). Defaults are the scaling paper's
+/// (`Data-reindeer/MolScaling`, `model/fp_model.py`): one Transformer layer, 64-dim tokens, 8 heads,
+/// feed-forward width 300 (its `dim_feedforward = emb_dim`), dropout 0.1 (PyTorch's default), at
+/// most 510 SMILES tokens.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SequenceSettings {
+    pub layers: usize,
+    pub width: usize,
+    pub heads: usize,
+    pub ffn: usize,
+    pub dropout: f64,
+    /// SMILES tokens per molecule at most (longer SMILES are cut and counted in the summary).
+    pub max_len: usize,
+    /// A SMILES token enters the vocabulary when the training split has it this often; rarer ones
+    /// read as `<unk>`.
+    pub min_token_count: usize,
+}
+
+impl Default for SequenceSettings {
+    fn default() -> Self {
+        SequenceSettings { layers: 1, width: 64, heads: 8, ffn: 300, dropout: 0.1, max_len: 510, min_token_count: 1 }
+    }
 }
 
 /// Where dynamic MolPeg ranks samples it has not scored yet (`[finetune] unscored`).
@@ -175,13 +215,65 @@ impl Default for FinetuneSettings {
             sample_loss: SampleLoss::default(),
             unscored: Unscored::default(),
             soft_random_replacement: true,
+            model: ModelKind::Gin,
+            sequence: SequenceSettings::default(),
         }
     }
 }
 
 impl FinetuneSettings {
+    /// The GIN of these settings (layers, width, dropout, pooling, jk).
     pub fn model_config(&self, num_tasks: usize) -> ModelConfig {
-        ModelConfig { layers: self.layers, width: self.width, dropout: self.dropout, pooling: self.pooling, jk: self.jk, num_tasks }
+        ModelConfig { kind: Default::default(), sequence: None, layers: self.layers, width: self.width, dropout: self.dropout, pooling: self.pooling, jk: self.jk, num_tasks }
+    }
+
+    /// The model of these settings for `data`: the GIN, or a token model whose input (fingerprint
+    /// width, SMILES vocabulary from the training split) comes from the data. The data must hold the
+    /// model's inputs ([`Dataset::load_for`]).
+    pub fn model_config_for(&self, data: &Dataset) -> Result<ModelConfig> {
+        let num_tasks = data.num_tasks();
+        let q = &self.sequence;
+        let (fingerprint, vocabulary) = match self.model {
+            ModelKind::Gin => return Ok(self.model_config(num_tasks)),
+            ModelKind::Fingerprint => {
+                let fp = data.store.fingerprints.as_ref().ok_or_else(|| Error::Internal("fingerprints were not loaded".into()))?;
+                (Some(FingerprintInput { bits: fp.bits, radius: fp.radius }), None)
+            }
+            ModelKind::Smiles => {
+                let smiles = data.store.smiles.as_ref().ok_or_else(|| Error::Internal("SMILES tokens were not loaded".into()))?;
+                (None, Some(Vocabulary::from_counts(smiles.counts(&data.train), q.min_token_count)))
+            }
+        };
+        let max_len = match self.model {
+            ModelKind::Fingerprint => fingerprint.map_or(1, |f| f.bits),
+            _ => q.max_len,
+        };
+        let config = ModelConfig {
+            kind: self.model,
+            layers: q.layers,
+            width: q.width,
+            dropout: q.dropout,
+            pooling: Pooling::Mean,
+            jk: Jk::Last,
+            num_tasks,
+            sequence: Some(SequenceConfig { heads: q.heads, ffn: q.ffn, max_len, fingerprint, vocabulary }),
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks the `[finetune.sequence]` shape without data.
+    fn validate_sequence(&self) -> Result<()> {
+        let q = &self.sequence;
+        if q.layers == 0 || q.width == 0 || q.heads == 0 || q.width % q.heads != 0 || q.ffn == 0 || q.max_len == 0 {
+            return Err(Error::Config(format!(
+                "[finetune.sequence] needs layers, width, heads, ffn and max_len ≥ 1 with width a multiple of heads (got {q:?})"
+            )));
+        }
+        if !(0.0..1.0).contains(&q.dropout) {
+            return Err(Error::Config(format!("[finetune.sequence] dropout {} must be in [0, 1)", q.dropout)));
+        }
+        Ok(())
     }
 
     pub fn train_config(&self) -> TrainConfig {
@@ -203,6 +295,9 @@ impl FinetuneSettings {
     /// Checks everything that does not need the data.
     pub fn validate(&self) -> Result<()> {
         self.model_config(1).validate()?;
+        if self.model != ModelKind::Gin {
+            self.validate_sequence()?;
+        }
         if self.epochs == 0 {
             return Err(Error::Config("epochs must be at least 1".into()));
         }
@@ -308,6 +403,35 @@ pub struct FinetuneSummary {
     /// that was never defined (so "best epoch" is just the last one). Printed loudly.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// The encoder (`gin`, `fingerprint`, `smiles`).
+    #[serde(default)]
+    pub model: ModelKind,
+    /// The token models' input: vocabulary size and how well it covers the valid and test molecules.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens: Option<TokenSummary>,
+}
+
+/// [`FinetuneSummary::tokens`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenSummary {
+    /// Rows of the token embedding: fingerprint bits + 1 (padding), or the SMILES vocabulary's size
+    /// with `<pad>` and `<unk>`.
+    pub vocabulary: usize,
+    /// Tokens of the train split read (after truncation).
+    pub train: TokenCoverage,
+    /// Tokens of the valid and test splits: how many are `<unk>` (not in the training vocabulary) and
+    /// how many molecules were cut at the length limit.
+    pub valid_test: TokenCoverage,
+}
+
+impl TokenSummary {
+    /// The summary of `model`'s inputs on `data`, or `None` for the GIN.
+    pub fn of(model: &Model, data: &Dataset) -> Result<Option<TokenSummary>> {
+        let Some(input) = model.token_input(&data.store)? else { return Ok(None) };
+        let held_out: Vec<u32> = data.valid.iter().chain(&data.test).copied().collect();
+        let vocabulary = model.named_variables().into_iter().find(|(n, _)| n == "encoder.embedding.weight").map_or(0, |(_, t)| t.size()[0] as usize);
+        Ok(Some(TokenSummary { vocabulary, train: input.coverage(&data.store, &data.train), valid_test: input.coverage(&data.store, &held_out) }))
+    }
 }
 
 /// The warnings of [`FinetuneSummary::warnings`].
@@ -352,6 +476,18 @@ impl fmt::Display for FinetuneSummary {
         let undefined: Vec<String> = self.test_per_task.iter().filter(|t| t.status != metrics::STATUS_OK).map(|t| format!("{} ({})", t.task, t.status)).collect();
         if self.test_per_task.len() > 1 || !undefined.is_empty() {
             writeln!(f, "per-task test metrics: {} task(s) in summary.json and metrics.parquet; undefined for {}", self.test_per_task.len(), if undefined.is_empty() { "none".into() } else { undefined.join(", ") })?;
+        }
+        if let Some(t) = &self.tokens {
+            writeln!(
+                f,
+                "{} model: {} token ids; valid+test: {} tokens, {} unknown (<unk>), {} molecules cut at the length limit (train: {} cut)",
+                self.model.as_str(),
+                t.vocabulary,
+                t.valid_test.tokens,
+                t.valid_test.unknown,
+                t.valid_test.truncated_molecules,
+                t.train.truncated_molecules
+            )?;
         }
         for warning in &self.warnings {
             writeln!(f, "WARNING: {warning}")?;
@@ -539,7 +675,7 @@ pub struct Trained {
 pub fn train(data: &Dataset, s: &FinetuneSettings, plan: Vec<Sample>, device: Device, bar: &ProgressBar, log: bool) -> Result<Trained> {
     let monitor = s.monitor.resolve(data.task_kind)?;
     tch::manual_seed(s.seed as i64);
-    let model = Model::new(&s.model_config(data.num_tasks()), device)?;
+    let model = Model::new(&s.model_config_for(data)?, device)?;
     if let Some(p) = &s.pretrained {
         Checkpoint::read(p)?.load_into(&model, Scope::Encoder)?;
     }
@@ -658,6 +794,11 @@ pub fn run(config: &FinetuneConfig) -> Result<FinetuneSummary> {
         require_input(p, "pretrained checkpoint")?;
         inputs.push(p);
     }
+    let fingerprints = crate::data::fingerprints_path(&config.graphs);
+    if s.model == ModelKind::Fingerprint {
+        require_input(&fingerprints, "fingerprints.parquet, the fingerprint model's input (featurize with `fingerprints = true`)")?;
+        inputs.push(&fingerprints);
+    }
     if s.threads > 0 {
         tch::set_num_threads(s.threads as i32);
     }
@@ -675,7 +816,7 @@ pub fn run(config: &FinetuneConfig) -> Result<FinetuneSummary> {
     }
     stage.begin()?;
 
-    let data = Dataset::load(&config.graphs, &config.split)?;
+    let data = Dataset::load_for(&config.graphs, &config.split, s.model)?;
     let plan = match &s.coreset {
         Some(p) => load_coreset(p, &data)?,
         None => Sample::unweighted(&data.train),
@@ -724,6 +865,8 @@ pub fn run(config: &FinetuneConfig) -> Result<FinetuneSummary> {
         device: describe(device),
         parameters,
         warnings: evaluation_warnings(data.valid.len(), data.test.len(), monitor, &as_map(&fit.best_valid), &as_map(&fit.best_test)),
+        model: s.model,
+        tokens: TokenSummary::of(&trainer.model, &data)?,
     };
     for warning in &summary.warnings {
         eprintln!("finetune: WARNING: {warning}");

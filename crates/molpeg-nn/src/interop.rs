@@ -223,7 +223,7 @@ pub fn import(source: &Path, tensors: &BTreeMap<String, Tensor>, options: &Impor
                 if options.jk.is_none() && inputs == (layers + 1) * width {
                     jk = Jk::Concat;
                 }
-                let want = ModelConfig { layers, width, dropout: 0.0, pooling: options.pooling, jk, num_tasks }.graph_dim();
+                let want = ModelConfig { kind: Default::default(), sequence: None, layers, width, dropout: 0.0, pooling: options.pooling, jk, num_tasks }.graph_dim();
                 if inputs != want {
                     misshapen.push(format!("{head_prefix}weight: {:?}, expected [{tasks}, {want}] for jk {jk:?} ({layers} layers of width {width})", w.size()));
                 }
@@ -239,7 +239,7 @@ pub fn import(source: &Path, tensors: &BTreeMap<String, Tensor>, options: &Impor
         return Err(err(format!("cannot import as a {layers}-layer GIN of width {width}: {problems}")));
     }
 
-    let config = ModelConfig { layers, width, dropout: options.dropout, pooling: options.pooling, jk, num_tasks };
+    let config = ModelConfig { kind: Default::default(), sequence: None, layers, width, dropout: options.dropout, pooling: options.pooling, jk, num_tasks };
     let mut vars = Vec::new();
     tch::no_grad(|| -> Result<()> {
         for (name, _) in &layout {
@@ -286,6 +286,9 @@ pub struct Exported {
 /// Translates a molpeg checkpoint to a Hu state dict (see the module doc for the dropped rows).
 pub fn export(ckpt: &Checkpoint, options: &ExportOptions) -> Result<Exported> {
     let config = ckpt.model_config()?;
+    if config.kind != crate::model::ModelKind::Gin {
+        return Err(Error::checkpoint(&ckpt.path, format!("holds a {} model; only GIN checkpoints have a pretrain-gnns state dict", config.kind.as_str())));
+    }
     let model = Model::new(&config, Device::Cpu)?;
     ckpt.load_into(&model, if options.encoder_only { Scope::Encoder } else { Scope::Full })?;
     let with_head = config.num_tasks > 0 && !options.encoder_only;

@@ -1,4 +1,18 @@
-//! The GIN of Hu et al. (2019), as used by MolPeg, with a linear multi-task head.
+//! The model interface: a batch of molecules in, per-task outputs and a molecule-level embedding out.
+//! [`Model`] is one of three encoders ([`ModelKind`]) under the same linear multi-task head, and
+//! every training stage (fine-tuning, MolPeg scoring, dynamic pruning, the proxy embeddings, the
+//! scaling sweep, prediction) uses only this interface; the configuration travels in the checkpoint.
+//!
+//! - `gin`: the GIN of Hu et al. (2019), as used by MolPeg (below).
+//! - `fingerprint`: the set bits of the molecule's Morgan fingerprint as tokens (an embedding per bit
+//!   position), a Transformer encoder over them, masked mean pooling.
+//! - `smiles`: the canonical SMILES as atom-level tokens ([`molpeg_core::smiles_tokens`]) with
+//!   sinusoidal positions, a Transformer encoder with padding masks, masked mean pooling.
+//!
+//! The two token models share [`SequenceEncoder`] (PyTorch's post-norm `nn.TransformerEncoderLayer`
+//! with ReLU, under PyTorch's variable names, so a state dict loads into `torch.nn` directly).
+//!
+//! The GIN:
 //!
 //! Per layer `l`, node `i` aggregates `Σ_{j ∈ N(i) ∪ {i}} (h_j + e_ij)` with
 //! `e_ij = E_type[bond type] + E_dir[bond direction]` (self-loops: type 5, direction 0), then applies
@@ -18,8 +32,11 @@ use serde::{Deserialize, Serialize};
 use tch::nn::{Init, VarStore};
 use tch::{Device, Tensor};
 
-use crate::batch::Batch;
-use crate::data::{ATOM_TYPES, BOND_DIRECTIONS, BOND_TYPES, CHIRALITY_TAGS};
+use molpeg_core::smiles_tokens::Vocabulary;
+use tch::Kind;
+
+use crate::batch::{Batch, TokenInput};
+use crate::data::{GraphStore, ATOM_TYPES, BOND_DIRECTIONS, BOND_TYPES, CHIRALITY_TAGS};
 use crate::{Error, Result};
 
 /// Prefix of the encoder's variables; `--pretrained` loads exactly these.
@@ -44,22 +61,91 @@ pub enum Jk {
     Concat,
 }
 
-/// Shape of a GIN. `num_tasks == 0` builds the encoder alone (for pretraining).
+/// Which encoder a model has (`[finetune] model`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelKind {
+    /// Hu et al.'s GIN on the 2D graph.
+    #[default]
+    Gin,
+    /// A Transformer over the set bits of the Morgan fingerprint (`fingerprints.parquet`).
+    Fingerprint,
+    /// A Transformer over the canonical SMILES's atom-level tokens.
+    Smiles,
+}
+
+impl ModelKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModelKind::Gin => "gin",
+            ModelKind::Fingerprint => "fingerprint",
+            ModelKind::Smiles => "smiles",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        <ModelKind as clap::ValueEnum>::from_str(s, false).ok()
+    }
+
+    fn is_gin(&self) -> bool {
+        *self == ModelKind::Gin
+    }
+}
+
+/// Shape of a model. `num_tasks == 0` builds the encoder alone (for pretraining). For the token
+/// models `layers` counts Transformer layers, `width` is the token dimension, and `sequence` holds
+/// the rest; `pooling` and `jk` apply to the GIN only.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelConfig {
+    /// Absent in checkpoints written before there was more than one model, and for the GIN.
+    #[serde(default, skip_serializing_if = "ModelKind::is_gin")]
+    pub kind: ModelKind,
     pub layers: usize,
     pub width: usize,
     pub dropout: f64,
     pub pooling: Pooling,
     pub jk: Jk,
     pub num_tasks: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sequence: Option<SequenceConfig>,
+}
+
+/// What a token model needs besides layers and width.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SequenceConfig {
+    /// Attention heads (must divide the width).
+    pub heads: usize,
+    /// Hidden width of each layer's feed-forward block.
+    pub ffn: usize,
+    /// Tokens per molecule at most; longer sequences are cut (the SMILES model; the paper: 510).
+    pub max_len: usize,
+    /// The fingerprint model's input: Morgan bits and radius.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<FingerprintInput>,
+    /// The SMILES model's vocabulary, built from the training split.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vocabulary: Option<Vocabulary>,
+}
+
+/// The Morgan fingerprint a fingerprint model reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FingerprintInput {
+    pub bits: usize,
+    pub radius: Option<u32>,
 }
 
 impl ModelConfig {
     /// Hu et al.'s fine-tuning GIN: 5 layers of width 300, dropout 0.5, mean pooling, JK last.
     pub fn paper(num_tasks: usize) -> Self {
-        ModelConfig { layers: 5, width: 300, dropout: 0.5, pooling: Pooling::Mean, jk: Jk::Last, num_tasks }
+        ModelConfig::gin(5, 300, 0.5, num_tasks)
+    }
+
+    /// A GIN with mean pooling and JK last.
+    pub fn gin(layers: usize, width: usize, dropout: f64, num_tasks: usize) -> Self {
+        ModelConfig { kind: ModelKind::Gin, layers, width, dropout, pooling: Pooling::Mean, jk: Jk::Last, num_tasks, sequence: None }
     }
 
     pub fn validate(&self) -> Result<()> {
@@ -72,14 +158,43 @@ impl ModelConfig {
         if !(0.0..1.0).contains(&self.dropout) {
             return Err(Error::Config(format!("dropout {} must be in [0, 1)", self.dropout)));
         }
-        Ok(())
+        let kind = self.kind.as_str();
+        match (self.kind, &self.sequence) {
+            (ModelKind::Gin, None) => Ok(()),
+            (ModelKind::Gin, Some(_)) => Err(Error::Config("a GIN has no sequence settings".into())),
+            (_, None) => Err(Error::Config(format!("the {kind} model needs its sequence settings"))),
+            (_, Some(seq)) => {
+                if seq.heads == 0 || self.width % seq.heads != 0 {
+                    return Err(Error::Config(format!("the {kind} model's width {} must be a multiple of its {} attention heads", self.width, seq.heads)));
+                }
+                if seq.ffn == 0 || seq.max_len == 0 {
+                    return Err(Error::Config(format!("the {kind} model's ffn ({}) and max_len ({}) must be at least 1", seq.ffn, seq.max_len)));
+                }
+                match self.kind {
+                    ModelKind::Fingerprint if seq.fingerprint.is_none_or(|f| f.bits == 0) => Err(Error::Config("the fingerprint model needs its fingerprint's bit count".into())),
+                    ModelKind::Smiles if seq.vocabulary.as_ref().is_none_or(Vocabulary::is_empty) => {
+                        Err(Error::Config("the SMILES model needs a vocabulary with at least one token".into()))
+                    }
+                    _ => Ok(()),
+                }
+            }
+        }
     }
 
-    /// Width of the pooled graph representation (the head's input).
+    /// Width of the molecule embedding (the head's input).
     pub fn graph_dim(&self) -> usize {
-        match self.jk {
-            Jk::Concat => (self.layers + 1) * self.width,
-            Jk::Last | Jk::Sum => self.width,
+        match (self.kind, self.jk) {
+            (ModelKind::Gin, Jk::Concat) => (self.layers + 1) * self.width,
+            _ => self.width,
+        }
+    }
+
+    /// Rows of a token model's embedding table: `bits + 1` (0 pads) or the vocabulary's size.
+    fn token_rows(&self) -> usize {
+        let seq = self.sequence.as_ref().expect("validated");
+        match self.kind {
+            ModelKind::Fingerprint => seq.fingerprint.expect("validated").bits + 1,
+            _ => seq.vocabulary.as_ref().expect("validated").len(),
         }
     }
 }
@@ -135,13 +250,23 @@ struct GinLayer {
     bn_var: Tensor,
 }
 
-/// A GIN with its own [`VarStore`] (so an EMA copy is just a second `Model`).
-pub struct Model {
-    pub config: ModelConfig,
-    pub vs: VarStore,
+/// The GIN encoder's variables.
+struct Gin {
     atom_emb: Tensor,
     chirality_emb: Tensor,
     layers: Vec<GinLayer>,
+}
+
+enum Encoder {
+    Gin(Gin),
+    Sequence(SequenceEncoder),
+}
+
+/// A model with its own [`VarStore`] (so an EMA copy is just a second `Model`).
+pub struct Model {
+    pub config: ModelConfig,
+    pub vs: VarStore,
+    encoder: Encoder,
     head: Option<(Tensor, Tensor)>,
     /// Whether a train-mode forward updates BatchNorm's running statistics (PyTorch's
     /// `track_running_stats`). MolPeg's reference model turns it off: its train-mode forward uses batch
@@ -170,8 +295,81 @@ impl Model {
     pub fn new(config: &ModelConfig, device: Device) -> Result<Model> {
         config.validate()?;
         let vs = VarStore::new(device);
-        let d = config.width as i64;
         let root = vs.root();
+        let encoder = match config.kind {
+            ModelKind::Gin => Encoder::Gin(Gin::new(&root, config)?),
+            ModelKind::Fingerprint | ModelKind::Smiles => Encoder::Sequence(SequenceEncoder::new(&root.sub(SEQUENCE_ROOT), config, device)?),
+        };
+        let head = if config.num_tasks > 0 {
+            let h = root.sub(HEAD_NAME);
+            let fan_in = config.graph_dim();
+            let w = h.f_var("weight", &[config.num_tasks as i64, fan_in as i64], linear_init(fan_in))?;
+            let b = h.f_var("bias", &[config.num_tasks as i64], linear_init(fan_in))?;
+            Some((w, b))
+        } else {
+            None
+        };
+        Ok(Model { config: config.clone(), vs, encoder, head, track_running_stats: true })
+    }
+
+    /// Prefix of the encoder's variables (everything but the head): what `--pretrained` loads.
+    pub fn encoder_prefix(&self) -> &'static str {
+        match self.config.kind {
+            ModelKind::Gin => ENCODER_PREFIX,
+            _ => SEQUENCE_PREFIX,
+        }
+    }
+
+    /// Whether a training batch should carry dropout masks drawn by the loader ([`Batch::dropout`]):
+    /// the GIN's. The token models draw theirs from libtorch's generator.
+    pub fn uses_loader_masks(&self) -> bool {
+        self.config.kind == ModelKind::Gin
+    }
+
+    /// What the collator must add to `store`'s batches for this model, or an error saying which
+    /// input the store lacks or why it does not fit the model.
+    pub fn token_input(&self, store: &GraphStore) -> Result<Option<TokenInput>> {
+        let seq = match self.config.kind {
+            ModelKind::Gin => return Ok(None),
+            _ => self.config.sequence.as_ref().expect("validated"),
+        };
+        match self.config.kind {
+            ModelKind::Fingerprint => {
+                let want = seq.fingerprint.expect("validated");
+                let fp = store.fingerprints.as_ref().ok_or_else(|| Error::Config("the fingerprint model needs the molecules' fingerprints, which were not loaded".into()))?;
+                if fp.bits != want.bits || (want.radius.is_some() && fp.radius.is_some() && fp.radius != want.radius) {
+                    return Err(Error::Config(format!(
+                        "the model reads {}-bit Morgan fingerprints of radius {}, but the data has {}-bit fingerprints of radius {}: featurize with fingerprint_bits = {} and fingerprint_radius = {}",
+                        want.bits,
+                        want.radius.map_or("?".into(), |r| r.to_string()),
+                        fp.bits,
+                        fp.radius.map_or("?".into(), |r| r.to_string()),
+                        want.bits,
+                        want.radius.map_or("?".into(), |r| r.to_string()),
+                    )));
+                }
+                Ok(Some(TokenInput::FingerprintBits))
+            }
+            _ => {
+                let vocab = seq.vocabulary.as_ref().expect("validated");
+                let smiles = store.smiles.as_ref().ok_or_else(|| Error::Config("the SMILES model needs the molecules' SMILES tokens, which were not loaded".into()))?;
+                let map = smiles.names.iter().map(|t| vocab.id(t).unwrap_or(molpeg_core::smiles_tokens::UNK_ID)).collect();
+                Ok(Some(TokenInput::Smiles { map: std::sync::Arc::new(map), max_len: seq.max_len }))
+            }
+        }
+    }
+
+    fn gin(&self) -> &Gin {
+        match &self.encoder {
+            Encoder::Gin(g) => g,
+            Encoder::Sequence(_) => panic!("node representations exist for the GIN only (pretraining builds a GIN)"),
+        }
+    }
+}
+
+impl Gin {
+    fn new(root: &tch::nn::Path, config: &ModelConfig) -> Result<Gin> {
+        let d = config.width as i64;
         let gnn = root.sub("gnn");
         let atom_emb = gnn.sub("x_embedding1").f_var("weight", &[ATOM_TYPES as i64, d], xavier(ATOM_TYPES, config.width))?;
         let chirality_emb = gnn.sub("x_embedding2").f_var("weight", &[CHIRALITY_TAGS as i64, d], xavier(CHIRALITY_TAGS, config.width))?;
@@ -186,18 +384,11 @@ impl Model {
                 bn_var: bn.f_ones_no_train("running_var", &[d])?,
             });
         }
-        let head = if config.num_tasks > 0 {
-            let h = root.sub(HEAD_NAME);
-            let fan_in = config.graph_dim();
-            let w = h.f_var("weight", &[config.num_tasks as i64, fan_in as i64], linear_init(fan_in))?;
-            let b = h.f_var("bias", &[config.num_tasks as i64], linear_init(fan_in))?;
-            Some((w, b))
-        } else {
-            None
-        };
-        Ok(Model { config: config.clone(), vs, atom_emb, chirality_emb, layers, head, track_running_stats: true })
+        Ok(Gin { atom_emb, chirality_emb, layers })
     }
+}
 
+impl Model {
     pub fn device(&self) -> Device {
         self.vs.device()
     }
@@ -210,8 +401,9 @@ impl Model {
     /// [`Model::node_representations`] with explicit dropout masks `[layers, N, width]`; `None` in
     /// train mode draws fresh ones from libtorch's generator.
     pub fn node_representations_with(&self, batch: &Batch, train: bool, masks: Option<&Tensor>) -> Tensor {
+        let gin = self.gin();
         // index_select rather than embedding: its backward is an index_add, where embedding's sorts.
-        let h0 = self.atom_emb.index_select(0, &batch.atom_type) + self.chirality_emb.index_select(0, &batch.chirality);
+        let h0 = gin.atom_emb.index_select(0, &batch.atom_type) + gin.chirality_emb.index_select(0, &batch.chirality);
         let mut h = h0.shallow_clone();
         let mut jk: Option<Tensor> = None;
         let mut all = Vec::new();
@@ -220,7 +412,7 @@ impl Model {
             Jk::Concat => all.push(h0),
             Jk::Last => {}
         }
-        for l in 0..self.layers.len() {
+        for l in 0..gin.layers.len() {
             h = self.layer_forward(l, &h, batch, train, masks);
             match self.config.jk {
                 Jk::Sum => jk = Some(jk.take().expect("set before the loop") + &h),
@@ -236,8 +428,9 @@ impl Model {
     }
 
     fn layer_forward(&self, l: usize, h: &Tensor, batch: &Batch, train: bool, masks: Option<&Tensor>) -> Tensor {
-        let layer = &self.layers[l];
-        let last = l + 1 == self.layers.len();
+        let layers = &self.gin().layers;
+        let layer = &layers[l];
+        let last = l + 1 == layers.len();
         let out = layer.conv.forward(h, batch);
         let running = !train || self.track_running_stats;
         let mut out = out.batch_norm(
@@ -270,7 +463,12 @@ impl Model {
     }
 
     /// [`Model::graph_representations`] with explicit dropout masks (see [`Model::node_representations_with`]).
+    /// For the token models this is the pooled sequence embedding; `masks` apply to the GIN only.
     pub fn graph_representations_with(&self, batch: &Batch, train: bool, masks: Option<&Tensor>) -> Tensor {
+        if let Encoder::Sequence(encoder) = &self.encoder {
+            let tokens = batch.tokens.as_ref().expect("a token model's batch carries tokens: collate with Model::token_input");
+            return encoder.forward(tokens, train, self.config.dropout);
+        }
         let nodes = self.node_representations_with(batch, train, masks);
         match self.config.pooling {
             Pooling::Mean => batch.pool_mean.mm(&nodes),
@@ -334,6 +532,133 @@ impl Model {
     }
 }
 
+/// Root of the token models' encoder variables (`encoder.embedding.weight`,
+/// `encoder.layers.0.self_attn.in_proj_weight`, ...).
+const SEQUENCE_ROOT: &str = "encoder";
+/// Prefix of the token models' encoder variables.
+pub const SEQUENCE_PREFIX: &str = "encoder.";
+
+/// One post-norm Transformer encoder layer (PyTorch's `nn.TransformerEncoderLayer` with ReLU):
+/// `x = norm1(x + drop(attn(x)))`, `x = norm2(x + drop(linear2(drop(relu(linear1(x))))))`.
+struct TransformerLayer {
+    in_proj_weight: Tensor,
+    in_proj_bias: Tensor,
+    out_weight: Tensor,
+    out_bias: Tensor,
+    linear1: (Tensor, Tensor),
+    linear2: (Tensor, Tensor),
+    norm1: (Tensor, Tensor),
+    norm2: (Tensor, Tensor),
+}
+
+/// The token models' encoder: token embedding (+ sinusoidal positions for SMILES), Transformer
+/// layers with key padding masks, and the mean over each molecule's tokens.
+pub struct SequenceEncoder {
+    embedding: Tensor,
+    /// `[max_len, width]` sinusoidal position encodings (a constant, not a variable), for SMILES.
+    positions: Option<Tensor>,
+    layers: Vec<TransformerLayer>,
+    heads: i64,
+    width: i64,
+}
+
+const LAYER_NORM_EPS: f64 = 1e-5;
+
+/// Inverted dropout with a mask from libtorch's generator. Written out because `Tensor::dropout`
+/// takes a different kernel (drawing a different mask) with and without gradients, so θ's training
+/// pass and ξ's no-grad pass would not share masks after re-seeding (MolPeg's `shared` variant).
+fn drop(x: &Tensor, p: f64, train: bool) -> Tensor {
+    if !train || p == 0.0 {
+        return x.shallow_clone();
+    }
+    let mut mask = x.empty_like();
+    let _ = mask.bernoulli_float_(1.0 - p);
+    x * mask / (1.0 - p)
+}
+
+/// Vaswani et al.'s sinusoidal encodings: `PE[p, 2i] = sin(p / 10000^(2i/d))`, `PE[p, 2i+1] = cos(…)`.
+fn sinusoidal_positions(max_len: usize, width: usize, device: Device) -> Tensor {
+    let mut pe = vec![0f32; max_len * width];
+    for p in 0..max_len {
+        for i in (0..width).step_by(2) {
+            let angle = p as f64 * (-(10000f64.ln()) * i as f64 / width as f64).exp();
+            pe[p * width + i] = angle.sin() as f32;
+            if i + 1 < width {
+                pe[p * width + i + 1] = angle.cos() as f32;
+            }
+        }
+    }
+    Tensor::from_slice(&pe).view([max_len as i64, width as i64]).to_device(device)
+}
+
+impl SequenceEncoder {
+    fn new(path: &tch::nn::Path, config: &ModelConfig, device: Device) -> Result<SequenceEncoder> {
+        let seq = config.sequence.as_ref().expect("validated");
+        let (d, f) = (config.width, seq.ffn);
+        let rows = config.token_rows();
+        // PyTorch's defaults: nn.Embedding N(0, 1); MultiheadAttention's in_proj xavier-uniform with
+        // zero biases, out_proj as nn.Linear with zero bias; LayerNorm 1 / 0.
+        let embedding = path.sub("embedding").f_var("weight", &[rows as i64, d as i64], Init::Randn { mean: 0.0, stdev: 1.0 })?;
+        let mut layers = Vec::with_capacity(config.layers);
+        for l in 0..config.layers {
+            let p = path.sub("layers").sub(l);
+            let attn = p.sub("self_attn");
+            let linear = |name: &str, out: usize, inp: usize| -> Result<(Tensor, Tensor)> {
+                let q = p.sub(name);
+                Ok((q.f_var("weight", &[out as i64, inp as i64], linear_init(inp))?, q.f_var("bias", &[out as i64], linear_init(inp))?))
+            };
+            let norm = |name: &str| -> Result<(Tensor, Tensor)> {
+                let q = p.sub(name);
+                Ok((q.f_var("weight", &[d as i64], Init::Const(1.0))?, q.f_var("bias", &[d as i64], Init::Const(0.0))?))
+            };
+            layers.push(TransformerLayer {
+                in_proj_weight: attn.f_var("in_proj_weight", &[3 * d as i64, d as i64], xavier(3 * d, d))?,
+                in_proj_bias: attn.f_var("in_proj_bias", &[3 * d as i64], Init::Const(0.0))?,
+                out_weight: attn.sub("out_proj").f_var("weight", &[d as i64, d as i64], linear_init(d))?,
+                out_bias: attn.sub("out_proj").f_var("bias", &[d as i64], Init::Const(0.0))?,
+                linear1: linear("linear1", f, d)?,
+                linear2: linear("linear2", d, f)?,
+                norm1: norm("norm1")?,
+                norm2: norm("norm2")?,
+            });
+        }
+        let positions = (config.kind == ModelKind::Smiles).then(|| sinusoidal_positions(seq.max_len, d, device));
+        Ok(SequenceEncoder { embedding, positions, layers, heads: seq.heads as i64, width: d as i64 })
+    }
+
+    /// `[B, width]` mean over each molecule's tokens of the last layer's output; `tokens` is `[B, L]`
+    /// with [`crate::batch::PAD_ID`] after each sequence.
+    fn forward(&self, tokens: &Tensor, train: bool, p: f64) -> Tensor {
+        let (b, l) = (tokens.size()[0], tokens.size()[1]);
+        let (d, h) = (self.width, self.heads);
+        let keep = tokens.ne(crate::batch::PAD_ID);
+        let keep_f = keep.to_kind(Kind::Float).unsqueeze(-1);
+        let mut x = self.embedding.index_select(0, &tokens.flatten(0, -1)).view([b, l, d]);
+        if let Some(pe) = &self.positions {
+            x = x + pe.narrow(0, 0, l);
+        }
+        let mut x = drop(&x, p, train) * &keep_f;
+        // [B, 1, 1, L]: every query attends to its molecule's real tokens only.
+        let blocked = keep.logical_not().view([b, 1, 1, l]);
+        let attn_p = if train { p } else { 0.0 };
+        for layer in &self.layers {
+            let qkv = x.linear(&layer.in_proj_weight, Some(&layer.in_proj_bias)).view([b, l, 3, h, d / h]).permute([2, 0, 3, 1, 4]);
+            let (q, k, v) = (qkv.get(0), qkv.get(1), qkv.get(2));
+            // Written out rather than scaled_dot_product_attention, whose CPU kernels differ with and
+            // without gradients and so draw different dropout masks for θ's and ξ's passes.
+            let scores = q.matmul(&k.transpose(-2, -1)) / ((d / h) as f64).sqrt();
+            let weights = drop(&scores.masked_fill(&blocked, f64::NEG_INFINITY).softmax(-1, Kind::Float), attn_p, train);
+            let a = weights.matmul(&v);
+            let a = a.transpose(1, 2).reshape([b, l, d]).linear(&layer.out_weight, Some(&layer.out_bias));
+            x = (x + drop(&a, p, train)).layer_norm([d], Some(&layer.norm1.0), Some(&layer.norm1.1), LAYER_NORM_EPS, true);
+            let ff = x.linear(&layer.linear1.0, Some(&layer.linear1.1)).relu();
+            let ff = drop(&ff, p, train).linear(&layer.linear2.0, Some(&layer.linear2.1));
+            x = (x + drop(&ff, p, train)).layer_norm([d], Some(&layer.norm2.0), Some(&layer.norm2.1), LAYER_NORM_EPS, true);
+        }
+        (x * &keep_f).sum_dim_intlist(1, false, Kind::Float) / keep_f.sum_dim_intlist(1, false, Kind::Float).clamp_min(1.0)
+    }
+}
+
 /// `reference ← beta · reference + (1 − beta) · online`, for every variable including BatchNorm's
 /// running statistics (the EMA "reference model" of MolPeg's dual-pace scoring).
 pub fn ema_update(reference: &Model, online: &Model, beta: f64) -> Result<()> {
@@ -356,7 +681,6 @@ mod tests {
     use super::*;
     use crate::batch::collate;
     use crate::data::{GraphStore, GraphView, Sample};
-    use tch::Kind;
 
     fn store() -> GraphStore {
         let mut store = GraphStore::new(1);
@@ -370,10 +694,10 @@ mod tests {
     #[test]
     fn aggregation_equals_per_edge_sum() {
         tch::manual_seed(0);
-        let cfg = ModelConfig { layers: 1, width: 4, dropout: 0.0, pooling: Pooling::Mean, jk: Jk::Last, num_tasks: 1 };
+        let cfg = ModelConfig { kind: Default::default(), sequence: None, layers: 1, width: 4, dropout: 0.0, pooling: Pooling::Mean, jk: Jk::Last, num_tasks: 1 };
         let model = Model::new(&cfg, Device::Cpu).unwrap();
         let batch = collate(&store(), &Sample::unweighted(&[0, 1])).to_device(Device::Cpu);
-        let layer = &model.layers[0].conv;
+        let layer = &model.gin().layers[0].conv;
         let h = Tensor::randn([4, 4], (Kind::Float, Device::Cpu));
         let fast = layer.aggregate(&h, &batch);
         // Per-edge: (src, dst, type, dir) including self-loops (type 5, dir 0).
@@ -388,7 +712,7 @@ mod tests {
 
     #[test]
     fn names_follow_hu_and_shapes_match_config() {
-        let cfg = ModelConfig { layers: 2, width: 8, dropout: 0.5, pooling: Pooling::Max, jk: Jk::Concat, num_tasks: 3 };
+        let cfg = ModelConfig { kind: Default::default(), sequence: None, layers: 2, width: 8, dropout: 0.5, pooling: Pooling::Max, jk: Jk::Concat, num_tasks: 3 };
         let model = Model::new(&cfg, Device::Cpu).unwrap();
         let vars: std::collections::HashMap<_, _> = model.named_variables().into_iter().collect();
         assert_eq!(vars["gnn.x_embedding1.weight"].size(), [120, 8]);
@@ -411,7 +735,7 @@ mod tests {
 
     #[test]
     fn ema_moves_towards_online() {
-        let cfg = ModelConfig { layers: 1, width: 4, dropout: 0.0, pooling: Pooling::Mean, jk: Jk::Last, num_tasks: 1 };
+        let cfg = ModelConfig { kind: Default::default(), sequence: None, layers: 1, width: 4, dropout: 0.0, pooling: Pooling::Mean, jk: Jk::Last, num_tasks: 1 };
         let a = Model::new(&cfg, Device::Cpu).unwrap();
         let b = Model::new(&cfg, Device::Cpu).unwrap();
         let before = a.vs.variables()["graph_pred_linear.bias"].copy();

@@ -181,6 +181,10 @@ pub fn run_with(config: &FinetuneConfig, options: &ScoreOptions) -> Result<Score
     if let Some(p) = &s.pretrained {
         inputs.push(p);
     }
+    let fingerprints = crate::data::fingerprints_path(&config.graphs);
+    if s.model == crate::model::ModelKind::Fingerprint {
+        inputs.push(&fingerprints);
+    }
     if s.threads > 0 {
         tch::set_num_threads(s.threads as i32);
     }
@@ -202,12 +206,12 @@ pub fn run_with(config: &FinetuneConfig, options: &ScoreOptions) -> Result<Score
     stage.begin()?;
     let started = std::time::Instant::now();
 
-    let data = Dataset::load(&config.graphs, &config.split)?;
+    let data = Dataset::load_for(&config.graphs, &config.split, s.model)?;
     if data.train.is_empty() {
         return Err(Error::data(&config.split, "the train split is empty; nothing to score"));
     }
     tch::manual_seed(s.seed as i64);
-    let model = Model::new(&s.model_config(data.num_tasks()), device)?;
+    let model = Model::new(&s.model_config_for(&data)?, device)?;
     if let Some(p) = &s.pretrained {
         Checkpoint::read(p)?.load_into(&model, Scope::Encoder)?;
     }

@@ -234,12 +234,14 @@ impl Trainer {
         // model that shares θ's masks needs them there.
         let cfg = &self.model.config;
         let spec = |seed| DropoutSpec { layers: cfg.layers, width: cfg.width, p: cfg.dropout, seed };
-        let on_host = device == Device::Cpu || self.reference.as_ref().is_some_and(DualPace::shares_masks);
-        let dropout = (on_host && cfg.dropout > 0.0).then(|| spec(mix_seed(self.config.seed, self.epochs_trained)));
-        let independent_reference = self.reference.as_ref().is_some_and(|r| !r.shares_masks());
-        let reference_dropout = (device == Device::Cpu && cfg.dropout > 0.0 && independent_reference)
+        let loader_masks = self.model.uses_loader_masks() && cfg.dropout > 0.0;
+        let shared_reference = self.reference.as_ref().is_some_and(DualPace::shares_masks);
+        let on_host = device == Device::Cpu || shared_reference;
+        let dropout = (loader_masks && on_host).then(|| spec(mix_seed(self.config.seed, self.epochs_trained)));
+        let reference_dropout = (loader_masks && device == Device::Cpu && self.reference.is_some() && !shared_reference)
             .then(|| spec(mix_seed(mix_seed(self.config.seed, REFERENCE_DROPOUT_STREAM), self.epochs_trained)));
-        let options = LoaderOptions { batch_size: self.config.batch_size, prefetch: self.prefetch(), dropout, reference_dropout };
+        let tokens = self.model.token_input(store)?;
+        let options = LoaderOptions { batch_size: self.config.batch_size, prefetch: self.prefetch(), dropout, reference_dropout, tokens };
         self.epochs_trained += 1;
         let (model, optimizer, objective, reference) = (&self.model, &mut self.optimizer, &self.objective, self.reference.as_ref());
         for_each_batch(store, plan, &options, device, |batch| {
@@ -339,7 +341,7 @@ fn predict_impl(
     let mut side = representations.then(|| Representations { losses: Vec::with_capacity(indices.len()), embeddings: Vec::with_capacity(indices.len() * dim), dim });
     let (mut loss_sum, mut entries) = (0f64, 0f64);
     let plan = Sample::unweighted(indices);
-    let options = LoaderOptions { batch_size, prefetch, dropout: None, reference_dropout: None };
+    let options = LoaderOptions { batch_size, prefetch, dropout: None, reference_dropout: None, tokens: model.token_input(store)? };
     for_each_batch(store, &plan, &options, model.device(), |batch| {
         let (out, h) = model.forward_with_representations(&batch, false);
         loss_sum += objective.entry_losses(&out, &batch).sum(Kind::Double).double_value(&[]);

@@ -23,6 +23,7 @@ use arrow::array::{Array, ArrayRef, AsArray, Float32Array, StringArray, UInt32Ar
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use indicatif::ProgressBar;
+use molpeg_chem::fingerprint::MorganSpec;
 use molpeg_chem::{Featurizer, MolGraph, Reject};
 use molpeg_core::manifest::StageRun;
 use molpeg_core::parquet_io::{ParquetSink, ParquetSource};
@@ -30,10 +31,11 @@ use molpeg_core::schema::{self, meta};
 use molpeg_data::dataset::{DatasetSpec, LabelColumns, TaskType};
 use molpeg_data::source::RowReader;
 use molpeg_nn::checkpoint::{self, TaskInfo, FEATURE_SCHEME};
-use molpeg_nn::data::{GraphStore, GraphView, TaskKind};
+use molpeg_nn::batch::TokenCoverage;
+use molpeg_nn::data::{FingerprintTokens, GraphStore, GraphView, SmilesTokens, TaskKind};
 use molpeg_nn::device::{describe, DeviceChoice};
 use molpeg_nn::finetune::output_to_prediction;
-use molpeg_nn::model::Model;
+use molpeg_nn::model::{Model, ModelKind};
 use molpeg_nn::tch::Device;
 use molpeg_nn::train::{predict_with, Objective};
 use rayon::prelude::*;
@@ -118,6 +120,10 @@ pub struct PredictSummary {
     pub device: String,
     pub predictions: PathBuf,
     pub rejects: PathBuf,
+    /// Per model (in `--model` order), for token models: tokens read, tokens not in the model's
+    /// vocabulary (read as `<unk>`), molecules cut at its length limit; `null` for a GIN.
+    #[serde(default)]
+    pub token_coverage: Vec<Option<TokenCoverage>>,
 }
 
 impl std::fmt::Display for PredictSummary {
@@ -138,7 +144,13 @@ impl std::fmt::Display for PredictSummary {
             self.molecules_per_second,
             self.device,
             self.predictions.display()
-        )
+        )?;
+        for (i, c) in self.token_coverage.iter().enumerate() {
+            if let Some(c) = c.filter(|c| c.unknown > 0 || c.truncated_molecules > 0) {
+                write!(f, "\nmodel {}: {} of {} tokens not in its vocabulary (read as <unk>), {} molecules cut at its length limit", i + 1, c.unknown, c.tokens, c.truncated_molecules)?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -146,6 +158,39 @@ impl std::fmt::Display for PredictSummary {
 struct Member {
     model: Model,
     objective: Objective,
+}
+
+/// What the featurizer must produce besides the graph for an ensemble's token models.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct ExtraInputs {
+    morgan: Option<MorganSpec>,
+    smiles: bool,
+}
+
+impl ExtraInputs {
+    fn of(members: &[Member], paths: &[PathBuf]) -> Result<ExtraInputs> {
+        let mut inputs = ExtraInputs::default();
+        for (m, path) in members.iter().zip(paths) {
+            let c = &m.model.config;
+            match c.kind {
+                ModelKind::Gin => {}
+                ModelKind::Smiles => inputs.smiles = true,
+                ModelKind::Fingerprint => {
+                    let fp = c.sequence.as_ref().and_then(|q| q.fingerprint).ok_or_else(|| Error::Model { path: path.clone(), message: "a fingerprint model without its fingerprint settings".into() })?;
+                    let radius = fp.radius.ok_or_else(|| Error::Model {
+                        path: path.clone(),
+                        message: "the model does not record its fingerprint's Morgan radius (its fingerprints.parquet had none); molpeg-predict cannot make the same fingerprints".into(),
+                    })?;
+                    let spec = MorganSpec { radius, bits: fp.bits as u32 };
+                    if inputs.morgan.is_some_and(|m| m != spec) {
+                        return Err(Error::Model { path: path.clone(), message: "the ensemble's fingerprint models read different fingerprints; predict with each separately".into() });
+                    }
+                    inputs.morgan = Some(spec);
+                }
+            }
+        }
+        Ok(inputs)
+    }
 }
 
 /// Checks that `info` was trained on this build's featurizer.
@@ -293,19 +338,55 @@ struct Sinks {
 }
 
 /// Predictions of one chunk: `(row, smiles, graph)` accepted, `(row, smiles, reason)` rejected.
-fn predict_chunk(members: &[Member], info: &TaskInfo, chunk: Vec<(u32, String)>, batch_size: usize, sinks: &mut Sinks, path: &Path) -> Result<(usize, usize)> {
+#[allow(clippy::too_many_arguments)]
+fn predict_chunk(
+    members: &[Member],
+    info: &TaskInfo,
+    extra: &ExtraInputs,
+    chunk: Vec<(u32, String)>,
+    batch_size: usize,
+    sinks: &mut Sinks,
+    coverage: &mut [Option<TokenCoverage>],
+    path: &Path,
+) -> Result<(usize, usize)> {
     let tasks = info.task_names.len();
-    let featurized: Vec<(u32, String, Result<MolGraph, Reject>)> =
-        chunk.into_par_iter().map_init(Featurizer::new, |f, (row, smiles)| { let g = f.featurize(&smiles); (row, smiles, g) }).collect();
+    let featurized: Vec<(u32, String, Result<MolGraph, Reject>)> = chunk
+        .into_par_iter()
+        .map_init(|| Featurizer::with_fingerprint(extra.morgan), |f, (row, smiles)| {
+            let g = f.featurize(&smiles);
+            (row, smiles, g)
+        })
+        .collect();
     let mut store = GraphStore::new(tasks);
+    if let Some(spec) = extra.morgan {
+        store.fingerprints = Some(FingerprintTokens::new(spec.bits as usize, Some(spec.radius)));
+    }
+    if extra.smiles {
+        store.smiles = Some(SmilesTokens::default());
+    }
     let nan = vec![f32::NAN; tasks];
     let mut scratch = Vec::new();
     let (mut rows, mut smiles, mut canonical) = (Vec::new(), Vec::new(), Vec::new());
     let (mut rej_rows, mut rej_smiles, mut reasons) = (Vec::new(), Vec::new(), Vec::new());
     for (row, s, graph) in featurized {
         let pushed = graph.map_err(|r| r.to_string()).and_then(|g| {
+            // Token inputs are checked before the graph goes in, so the store's tables stay aligned.
+            if extra.smiles {
+                molpeg_core::smiles_tokens::tokenize(&g.canonical_smiles).map_err(|e| format!("canonical SMILES `{}` does not tokenize: {e}", g.canonical_smiles))?;
+            }
+            let packed = g.fingerprint.as_deref().unwrap_or(&[]);
+            if extra.morgan.is_some() && !packed.iter().any(|&b| b != 0) {
+                return Err("the Morgan fingerprint has no bit set, so the fingerprint model has no input".to_string());
+            }
             let view = GraphView { atoms: &g.atom_hu, edges: &g.edge_index, bonds: &g.bond_hu, labels: &nan };
-            store.push(row, view, &mut scratch).map(|()| g.canonical_smiles)
+            store.push(row, view, &mut scratch)?;
+            if let Some(fp) = store.fingerprints.as_mut() {
+                fp.push_packed(packed);
+            }
+            if let Some(tokens) = store.smiles.as_mut() {
+                tokens.push(&g.canonical_smiles)?;
+            }
+            Ok(g.canonical_smiles)
         });
         match pushed {
             Ok(c) => {
@@ -333,7 +414,13 @@ fn predict_chunk(members: &[Member], info: &TaskInfo, chunk: Vec<(u32, String)>,
     }
     let indices: Vec<u32> = (0..store.len() as u32).collect();
     let mut per_model: Vec<Vec<f32>> = Vec::with_capacity(members.len());
-    for m in members {
+    for (m, total) in members.iter().zip(coverage.iter_mut()) {
+        if let (Some(input), Some(total)) = (m.model.token_input(&store)?, total.as_mut()) {
+            let c = input.coverage(&store, &indices);
+            total.tokens += c.tokens;
+            total.unknown += c.unknown;
+            total.truncated_molecules += c.truncated_molecules;
+        }
         let out = predict_with(&m.model, &m.objective, &store, &indices, batch_size, false)?.outputs;
         per_model.push(out.into_iter().map(|v| output_to_prediction(info.task_kind, v)).collect());
     }
@@ -392,6 +479,8 @@ pub fn run(config: &PredictConfig) -> Result<PredictSummary> {
         }
     }
     let (members, info) = load_models(&config.models, device)?;
+    let extra_inputs = ExtraInputs::of(&members, &config.models)?;
+    let mut coverage: Vec<Option<TokenCoverage>> = members.iter().map(|m| (m.model.config.kind != ModelKind::Gin).then(TokenCoverage::default)).collect();
     let ensemble = members.len() > 1;
     let out_schema = schema::predictions::schema(&info.task_names, ensemble).map_err(Error::Config)?;
     let (rows, known) = open_rows(config)?;
@@ -438,14 +527,14 @@ pub fn run(config: &PredictConfig) -> Result<PredictSummary> {
         chunk.push(item?);
         if chunk.len() == config.chunk_rows {
             let n = chunk.len();
-            let (a, r) = predict_chunk(&members, &info, std::mem::take(&mut chunk), config.batch_size, &mut sinks, &predictions_path)?;
+            let (a, r) = predict_chunk(&members, &info, &extra_inputs, std::mem::take(&mut chunk), config.batch_size, &mut sinks, &mut coverage, &predictions_path)?;
             (input_rows, accepted, rejected) = (input_rows + n, accepted + a, rejected + r);
             bar.inc(n as u64);
         }
     }
     if !chunk.is_empty() {
         let n = chunk.len();
-        let (a, r) = predict_chunk(&members, &info, chunk, config.batch_size, &mut sinks, &predictions_path)?;
+        let (a, r) = predict_chunk(&members, &info, &extra_inputs, chunk, config.batch_size, &mut sinks, &mut coverage, &predictions_path)?;
         (input_rows, accepted, rejected) = (input_rows + n, accepted + a, rejected + r);
         bar.inc(n as u64);
     }
@@ -467,6 +556,7 @@ pub fn run(config: &PredictConfig) -> Result<PredictSummary> {
         device: describe(device),
         predictions: predictions.clone(),
         rejects: rejects.clone(),
+        token_coverage: coverage,
     };
     stage.finish(&[&predictions, &rejects], &summary)?;
     Ok(summary)

@@ -3,20 +3,14 @@
 //! per bit, in the caller's order, and [`select_by_fingerprints`] runs a rule on them. This crate
 //! never links RDKit: the fingerprints arrive as a Parquet file.
 
-use std::collections::HashMap;
 use std::path::Path;
 
-use arrow::array::AsArray;
-use arrow::datatypes::UInt32Type;
-use molpeg_core::parquet_io::ParquetSource;
-use molpeg_core::schema::{self, fingerprints};
+use molpeg_core::fingerprint_file::read_packed;
+pub use molpeg_core::fingerprint_file::PRODUCED_BY;
 use molpeg_core::Error;
 
 use crate::keep::KeepFraction;
 use crate::rules::{Matrix, Pick, RuleInputs, StaticRule};
-
-/// What writes the fingerprint file, for error messages.
-pub const PRODUCED_BY: &str = "`molpeg-featurize --fingerprints` (or `fingerprints = true` in the pipeline's [featurize] section)";
 
 /// Unpacked fingerprints: `bits` is N×`width`, row i belongs to the caller's `mol_ids[i]`.
 #[derive(Debug, Clone, PartialEq)]
@@ -28,41 +22,14 @@ pub struct FingerprintBits {
 /// Reads the fingerprints of `mol_ids` from `path`. A molecule without a row (a file from another
 /// dataset or an older featurize run) or with two rows is an error naming the file.
 pub fn read_bits(path: &Path, mol_ids: &[u32]) -> Result<FingerprintBits, Error> {
-    let source = ParquetSource::open(path, &fingerprints::base_schema())?;
-    let found = source.schema();
-    let bytes = fingerprints::bytes(&found)
-        .ok_or_else(|| Error::invalid(path, format!("column `{}` is missing or not fixed-size binary", fingerprints::MORGAN)))?;
-    schema::check(path, &fingerprints::schema(bytes), &found)?;
-    let (bytes, width) = (bytes as usize, 8 * bytes as usize);
-    let at: HashMap<u32, usize> = mol_ids.iter().enumerate().map(|(i, &m)| (m, i)).collect();
+    let packed = read_packed(path, mol_ids, "training molecules")?;
+    let width = packed.bits();
     let mut bits = vec![0u8; mol_ids.len() * width];
-    let mut seen = vec![false; mol_ids.len()];
-    for batch in source.read_columns(&[fingerprints::MOL_ID, fingerprints::MORGAN])? {
-        let batch = batch.map_err(|e| Error::arrow(path, e))?;
-        let ids = batch.column(0).as_primitive::<UInt32Type>();
-        let packed = batch.column(1).as_fixed_size_binary();
-        for row in 0..batch.num_rows() {
-            let Some(&i) = at.get(&ids.value(row)) else { continue };
-            if std::mem::replace(&mut seen[i], true) {
-                return Err(Error::invalid(path, format!("mol_id {} appears twice", ids.value(row))));
-            }
-            let value = packed.value(row);
-            for (j, bit) in bits[i * width..(i + 1) * width].iter_mut().enumerate() {
-                *bit = fingerprints::bit(value, j) as u8;
-            }
-            debug_assert_eq!(value.len(), bytes);
+    for (i, row) in bits.chunks_mut(width.max(1)).enumerate().take(mol_ids.len()) {
+        let value = packed.row(i);
+        for (j, bit) in row.iter_mut().enumerate() {
+            *bit = molpeg_core::schema::fingerprints::bit(value, j) as u8;
         }
-    }
-    let missing: Vec<u32> = mol_ids.iter().zip(&seen).filter(|(_, &s)| !s).map(|(&m, _)| m).collect();
-    if !missing.is_empty() {
-        return Err(Error::invalid(
-            path,
-            format!(
-                "{} training molecules have no fingerprint (first mol_ids: {:?}); the file comes from another featurize run: rerun {PRODUCED_BY} with --force",
-                missing.len(),
-                &missing[..missing.len().min(5)]
-            ),
-        ));
     }
     Ok(FingerprintBits { bits, width })
 }
@@ -86,6 +53,11 @@ mod tests {
     use arrow::record_batch::RecordBatch;
     use molpeg_core::manifest::Outcome;
     use molpeg_core::parquet_io::write_batches;
+
+    use arrow::array::AsArray;
+    use arrow::datatypes::UInt32Type;
+    use molpeg_core::parquet_io::ParquetSource;
+    use molpeg_core::schema::{self, fingerprints};
 
     use super::*;
     use crate::select::{self, SelectConfig};

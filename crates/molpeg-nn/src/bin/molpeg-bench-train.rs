@@ -57,7 +57,7 @@ fn main() -> anyhow::Result<()> {
     let data = Dataset::load(&graphs, &split)?;
     let tasks = data.num_tasks();
     tch::manual_seed(0);
-    let cfg = ModelConfig { layers: a.layers, width: a.width, dropout: 0.5, pooling: Pooling::Mean, jk: Jk::Last, num_tasks: tasks };
+    let cfg = ModelConfig { kind: Default::default(), sequence: None, layers: a.layers, width: a.width, dropout: 0.5, pooling: Pooling::Mean, jk: Jk::Last, num_tasks: tasks };
     let model = Model::new(&cfg, device)?;
     let objective = Objective::for_task(data.task_kind, &data.store, &data.train);
     let config = TrainConfig { batch_size: a.batch_size, eval_batch_size: a.batch_size, lr: 1e-3, weight_decay: 0.0, prefetch: !a.no_prefetch, seed: 0 };
