@@ -33,12 +33,6 @@ impl PackedFingerprints {
     pub fn row(&self, i: usize) -> &[u8] {
         &self.packed[i * self.bytes..(i + 1) * self.bytes]
     }
-
-    /// The set bits of row `i`, ascending.
-    pub fn on_bits(&self, i: usize) -> impl Iterator<Item = usize> + '_ {
-        let row = self.row(i);
-        (0..self.bits()).filter(move |&j| fingerprints::bit(row, j))
-    }
 }
 
 /// Reads the fingerprints of `mol_ids` from `path`. A molecule without a row (a file from another

@@ -55,28 +55,34 @@ pub enum TokenInput {
 }
 
 impl TokenInput {
+    /// Molecule `g`'s tokens in the store's own ids (bit indices, or dataset SMILES token ids), before
+    /// truncation.
+    fn row<'a>(&self, store: &'a GraphStore, g: usize) -> &'a [u32] {
+        let table = match self {
+            TokenInput::FingerprintBits => &store.fingerprints.as_ref().expect("checked by token_input").table,
+            TokenInput::Smiles { .. } => &store.smiles.as_ref().expect("checked by token_input").table,
+        };
+        table.row(g)
+    }
+
+    /// Molecule `g`'s tokens after truncation.
+    fn kept<'a>(&self, store: &'a GraphStore, g: usize) -> &'a [u32] {
+        let row = self.row(store, g);
+        match self {
+            TokenInput::FingerprintBits => row,
+            TokenInput::Smiles { max_len, .. } => &row[..row.len().min(*max_len)],
+        }
+    }
+
     /// Appends molecule `g`'s model ids (at most `len`, then padding up to `len`) to `out`.
     fn write(&self, store: &GraphStore, g: usize, len: usize, out: &mut Vec<i64>) {
         let start = out.len();
+        let row = self.kept(store, g).iter().take(len);
         match self {
-            TokenInput::FingerprintBits => {
-                let row = store.fingerprints.as_ref().expect("checked by token_input").table.row(g);
-                out.extend(row.iter().take(len).map(|&b| b as i64 + 1));
-            }
-            TokenInput::Smiles { map, .. } => {
-                let row = store.smiles.as_ref().expect("checked by token_input").table.row(g);
-                out.extend(row.iter().take(len).map(|&t| map[t as usize]));
-            }
+            TokenInput::FingerprintBits => out.extend(row.map(|&b| b as i64 + 1)),
+            TokenInput::Smiles { map, .. } => out.extend(row.map(|&t| map[t as usize])),
         }
         out.resize(start + len, PAD_ID);
-    }
-
-    /// Tokens molecule `g` contributes, after truncation.
-    fn length(&self, store: &GraphStore, g: usize) -> usize {
-        match self {
-            TokenInput::FingerprintBits => store.fingerprints.as_ref().expect("checked by token_input").table.row(g).len(),
-            TokenInput::Smiles { max_len, .. } => store.smiles.as_ref().expect("checked by token_input").table.row(g).len().min(*max_len),
-        }
     }
 
     /// How well the model's vocabulary covers molecules `indices`: tokens read, tokens mapped to
@@ -84,16 +90,11 @@ impl TokenInput {
     pub fn coverage(&self, store: &GraphStore, indices: &[u32]) -> TokenCoverage {
         let mut c = TokenCoverage::default();
         for &g in indices {
-            let g = g as usize;
-            match self {
-                TokenInput::FingerprintBits => c.tokens += self.length(store, g) as u64,
-                TokenInput::Smiles { map, max_len } => {
-                    let row = store.smiles.as_ref().expect("checked by token_input").table.row(g);
-                    let kept = &row[..row.len().min(*max_len)];
-                    c.tokens += kept.len() as u64;
-                    c.unknown += kept.iter().filter(|&&t| map[t as usize] == molpeg_core::smiles_tokens::UNK_ID).count() as u64;
-                    c.truncated_molecules += (row.len() > *max_len) as u64;
-                }
+            let (row, kept) = (self.row(store, g as usize), self.kept(store, g as usize));
+            c.tokens += kept.len() as u64;
+            c.truncated_molecules += (kept.len() < row.len()) as u64;
+            if let TokenInput::Smiles { map, .. } = self {
+                c.unknown += kept.iter().filter(|&&t| map[t as usize] == molpeg_core::smiles_tokens::UNK_ID).count() as u64;
             }
         }
         c
@@ -147,7 +148,7 @@ pub fn collate_with(store: &GraphStore, samples: &[Sample], tokens: Option<&Toke
         token_len: 0,
     };
     if let Some(input) = tokens {
-        let len = samples.iter().map(|s| input.length(store, s.index as usize)).max().unwrap_or(0);
+        let len = samples.iter().map(|s| input.kept(store, s.index as usize).len()).max().unwrap_or(0);
         out.tokens.reserve(b * len);
         for s in samples {
             input.write(store, s.index as usize, len, &mut out.tokens);

@@ -141,10 +141,23 @@ impl FingerprintTokens {
         FingerprintTokens { bits, radius, table: TokenTable::default() }
     }
 
-    /// Appends one molecule's packed fingerprint (bit `i` at [`schema::fingerprints::bit`]).
-    pub fn push_packed(&mut self, packed: &[u8]) {
+    /// Why a packed fingerprint cannot be a fingerprint model's input: it has no bit set, so the
+    /// model would get no token.
+    pub fn check(packed: &[u8]) -> std::result::Result<(), String> {
+        if packed.iter().any(|&b| b != 0) {
+            Ok(())
+        } else {
+            Err("the Morgan fingerprint has no bit set, so the fingerprint model has no input token".into())
+        }
+    }
+
+    /// Appends one molecule's packed fingerprint (bit `i` at [`molpeg_core::schema::fingerprints::bit`]),
+    /// or says why it cannot ([`FingerprintTokens::check`]) and appends nothing.
+    pub fn push_packed(&mut self, packed: &[u8]) -> std::result::Result<(), String> {
+        FingerprintTokens::check(packed)?;
         let bits = self.bits.min(8 * packed.len());
         self.table.push((0..bits).filter(|&i| molpeg_core::schema::fingerprints::bit(packed, i)).map(|i| i as u32));
+        Ok(())
     }
 }
 
@@ -162,10 +175,23 @@ pub struct SmilesTokens {
 impl SmilesTokens {
     /// Appends one molecule's SMILES; an untokenizable string is an error saying where.
     pub fn push(&mut self, smiles: &str) -> std::result::Result<(), String> {
+        let tokens = SmilesTokens::tokenize(smiles)?;
+        self.push_tokens(&tokens);
+        Ok(())
+    }
+
+    /// The tokens of `smiles`, or why it cannot be a SMILES model's input (it does not tokenize, or is
+    /// empty).
+    pub fn tokenize(smiles: &str) -> std::result::Result<Vec<&str>, String> {
         let tokens = molpeg_core::smiles_tokens::tokenize(smiles).map_err(|e| format!("SMILES `{smiles}` does not tokenize: {e}"))?;
         if tokens.is_empty() {
             return Err("empty SMILES".into());
         }
+        Ok(tokens)
+    }
+
+    /// Appends one molecule's tokens (from [`SmilesTokens::tokenize`]).
+    pub fn push_tokens(&mut self, tokens: &[&str]) {
         let (names, index) = (&mut self.names, &mut self.index);
         let ids: Vec<u32> = tokens
             .iter()
@@ -177,7 +203,6 @@ impl SmilesTokens {
             })
             .collect();
         self.table.push(ids);
-        Ok(())
     }
 
     /// Per-token counts over the molecules `indices`, by token name.
@@ -483,6 +508,17 @@ pub fn fingerprints_path(graphs_path: &Path) -> PathBuf {
     graphs_path.with_file_name(molpeg_core::schema::fingerprints::FILE)
 }
 
+/// The files a `kind` model reads besides `graphs_path` (the SMILES model reads graphs.parquet
+/// itself): a training stage's extra manifest inputs. A missing one is an error saying what makes it.
+pub fn model_input_files(graphs_path: &Path, kind: ModelKind) -> Result<Vec<PathBuf>> {
+    if kind != ModelKind::Fingerprint {
+        return Ok(Vec::new());
+    }
+    let path = fingerprints_path(graphs_path);
+    require_fingerprints(&path)?;
+    Ok(vec![path])
+}
+
 /// Reads the columns of `graphs.parquet` the trainer needs into a [`GraphStore`].
 pub fn read_graphs(path: &Path) -> Result<(GraphStore, Vec<String>, TaskKind)> {
     let source = ParquetSource::open(path, &graphs_columns(&TRAIN_COLUMNS))?;
@@ -658,22 +694,22 @@ impl<'a> LabelLists<'a> {
     }
 }
 
+/// An error saying what makes `path` when the fingerprint file is missing.
+fn require_fingerprints(path: &Path) -> Result<()> {
+    if path.is_file() {
+        return Ok(());
+    }
+    Err(Error::data(path, format!("not found: the fingerprint model reads the featurize stage's fingerprints; run {} first", molpeg_core::fingerprint_file::PRODUCED_BY)))
+}
+
 /// Reads the Morgan fingerprints of every molecule of `store` from `path` (the featurize stage's
 /// `fingerprints.parquet`) into [`GraphStore::fingerprints`].
 pub fn attach_fingerprints(store: &mut GraphStore, path: &Path) -> Result<()> {
-    if !path.is_file() {
-        return Err(Error::data(
-            path,
-            format!("not found: the fingerprint model reads the featurize stage's fingerprints; run {} first", molpeg_core::fingerprint_file::PRODUCED_BY),
-        ));
-    }
+    require_fingerprints(path)?;
     let packed = molpeg_core::fingerprint_file::read_packed(path, &store.mol_ids, "molecules of graphs.parquet")?;
     let mut fp = FingerprintTokens::new(packed.bits(), packed.radius);
     for i in 0..store.len() {
-        fp.push_packed(packed.row(i));
-        if fp.table.row(i).is_empty() {
-            return Err(Error::Row { path: path.to_path_buf(), row: i, mol_id: store.mol_ids[i], message: "the fingerprint has no bit set, so the fingerprint model has no input token".into() });
-        }
+        fp.push_packed(packed.row(i)).map_err(|message| Error::Row { path: path.to_path_buf(), row: i, mol_id: store.mol_ids[i], message })?;
     }
     store.fingerprints = Some(fp);
     Ok(())

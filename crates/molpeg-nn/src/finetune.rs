@@ -233,20 +233,17 @@ impl FinetuneSettings {
     pub fn model_config_for(&self, data: &Dataset) -> Result<ModelConfig> {
         let num_tasks = data.num_tasks();
         let q = &self.sequence;
-        let (fingerprint, vocabulary) = match self.model {
+        // A fingerprint has at most `bits` set bits, so its length limit never cuts.
+        let (fingerprint, vocabulary, max_len) = match self.model {
             ModelKind::Gin => return Ok(self.model_config(num_tasks)),
             ModelKind::Fingerprint => {
                 let fp = data.store.fingerprints.as_ref().ok_or_else(|| Error::Internal("fingerprints were not loaded".into()))?;
-                (Some(FingerprintInput { bits: fp.bits, radius: fp.radius }), None)
+                (Some(FingerprintInput { bits: fp.bits, radius: fp.radius }), None, fp.bits)
             }
             ModelKind::Smiles => {
                 let smiles = data.store.smiles.as_ref().ok_or_else(|| Error::Internal("SMILES tokens were not loaded".into()))?;
-                (None, Some(Vocabulary::from_counts(smiles.counts(&data.train), q.min_token_count)))
+                (None, Some(Vocabulary::from_counts(smiles.counts(&data.train), q.min_token_count)), q.max_len)
             }
-        };
-        let max_len = match self.model {
-            ModelKind::Fingerprint => fingerprint.map_or(1, |f| f.bits),
-            _ => q.max_len,
         };
         let config = ModelConfig {
             kind: self.model,
@@ -265,15 +262,13 @@ impl FinetuneSettings {
     /// Checks the `[finetune.sequence]` shape without data.
     fn validate_sequence(&self) -> Result<()> {
         let q = &self.sequence;
-        if q.layers == 0 || q.width == 0 || q.heads == 0 || q.width % q.heads != 0 || q.ffn == 0 || q.max_len == 0 {
-            return Err(Error::Config(format!(
-                "[finetune.sequence] needs layers, width, heads, ffn and max_len ≥ 1 with width a multiple of heads (got {q:?})"
-            )));
-        }
-        if !(0.0..1.0).contains(&q.dropout) {
-            return Err(Error::Config(format!("[finetune.sequence] dropout {} must be in [0, 1)", q.dropout)));
-        }
-        Ok(())
+        let what = format!("{} ([finetune.sequence])", self.model.as_str());
+        let in_section = |e: Error| match e {
+            Error::Config(m) => Error::Config(format!("[finetune.sequence] {m}")),
+            other => other,
+        };
+        ModelConfig::gin(q.layers, q.width, q.dropout, 1).validate().map_err(in_section)?;
+        crate::model::check_sequence_shape(&what, q.width, q.heads, q.ffn, q.max_len)
     }
 
     pub fn train_config(&self) -> TrainConfig {
@@ -429,7 +424,7 @@ impl TokenSummary {
     pub fn of(model: &Model, data: &Dataset) -> Result<Option<TokenSummary>> {
         let Some(input) = model.token_input(&data.store)? else { return Ok(None) };
         let held_out: Vec<u32> = data.valid.iter().chain(&data.test).copied().collect();
-        let vocabulary = model.named_variables().into_iter().find(|(n, _)| n == "encoder.embedding.weight").map_or(0, |(_, t)| t.size()[0] as usize);
+        let vocabulary = model.config.token_rows().unwrap_or(0);
         Ok(Some(TokenSummary { vocabulary, train: input.coverage(&data.store, &data.train), valid_test: input.coverage(&data.store, &held_out) }))
     }
 }
@@ -794,11 +789,8 @@ pub fn run(config: &FinetuneConfig) -> Result<FinetuneSummary> {
         require_input(p, "pretrained checkpoint")?;
         inputs.push(p);
     }
-    let fingerprints = crate::data::fingerprints_path(&config.graphs);
-    if s.model == ModelKind::Fingerprint {
-        require_input(&fingerprints, "fingerprints.parquet, the fingerprint model's input (featurize with `fingerprints = true`)")?;
-        inputs.push(&fingerprints);
-    }
+    let model_inputs = crate::data::model_input_files(&config.graphs, s.model)?;
+    inputs.extend(model_inputs.iter().map(PathBuf::as_path));
     if s.threads > 0 {
         tch::set_num_threads(s.threads as i32);
     }

@@ -164,12 +164,7 @@ impl ModelConfig {
             (ModelKind::Gin, Some(_)) => Err(Error::Config("a GIN has no sequence settings".into())),
             (_, None) => Err(Error::Config(format!("the {kind} model needs its sequence settings"))),
             (_, Some(seq)) => {
-                if seq.heads == 0 || self.width % seq.heads != 0 {
-                    return Err(Error::Config(format!("the {kind} model's width {} must be a multiple of its {} attention heads", self.width, seq.heads)));
-                }
-                if seq.ffn == 0 || seq.max_len == 0 {
-                    return Err(Error::Config(format!("the {kind} model's ffn ({}) and max_len ({}) must be at least 1", seq.ffn, seq.max_len)));
-                }
+                check_sequence_shape(kind, self.width, seq.heads, seq.ffn, seq.max_len)?;
                 match self.kind {
                     ModelKind::Fingerprint if seq.fingerprint.is_none_or(|f| f.bits == 0) => Err(Error::Config("the fingerprint model needs its fingerprint's bit count".into())),
                     ModelKind::Smiles if seq.vocabulary.as_ref().is_none_or(Vocabulary::is_empty) => {
@@ -189,14 +184,28 @@ impl ModelConfig {
         }
     }
 
-    /// Rows of a token model's embedding table: `bits + 1` (0 pads) or the vocabulary's size.
-    fn token_rows(&self) -> usize {
-        let seq = self.sequence.as_ref().expect("validated");
+    /// Rows of a token model's embedding table: `bits + 1` (0 pads) or the vocabulary's size; `None`
+    /// for the GIN.
+    pub fn token_rows(&self) -> Option<usize> {
+        let seq = self.sequence.as_ref()?;
         match self.kind {
-            ModelKind::Fingerprint => seq.fingerprint.expect("validated").bits + 1,
-            _ => seq.vocabulary.as_ref().expect("validated").len(),
+            ModelKind::Gin => None,
+            ModelKind::Fingerprint => seq.fingerprint.map(|f| f.bits + 1),
+            ModelKind::Smiles => seq.vocabulary.as_ref().map(Vocabulary::len),
         }
     }
+}
+
+/// The data-independent part of a token model's shape: `heads` divides `width`, `ffn` and `max_len`
+/// at least 1. `what` names the model in the error.
+pub fn check_sequence_shape(what: &str, width: usize, heads: usize, ffn: usize, max_len: usize) -> Result<()> {
+    if heads == 0 || width % heads != 0 {
+        return Err(Error::Config(format!("the {what} model's width {width} must be a multiple of its {heads} attention heads")));
+    }
+    if ffn == 0 || max_len == 0 {
+        return Err(Error::Config(format!("the {what} model's ffn ({ffn}) and max_len ({max_len}) must be at least 1")));
+    }
+    Ok(())
 }
 
 /// Hu et al.'s `GINConv`: the edge-aware neighbourhood sum followed by `MLP(in → 2·in → out)`. The
@@ -329,28 +338,27 @@ impl Model {
     /// What the collator must add to `store`'s batches for this model, or an error saying which
     /// input the store lacks or why it does not fit the model.
     pub fn token_input(&self, store: &GraphStore) -> Result<Option<TokenInput>> {
-        let seq = match self.config.kind {
-            ModelKind::Gin => return Ok(None),
-            _ => self.config.sequence.as_ref().expect("validated"),
-        };
+        let Some(seq) = self.config.sequence.as_ref() else { return Ok(None) };
         match self.config.kind {
+            ModelKind::Gin => Ok(None),
             ModelKind::Fingerprint => {
                 let want = seq.fingerprint.expect("validated");
                 let fp = store.fingerprints.as_ref().ok_or_else(|| Error::Config("the fingerprint model needs the molecules' fingerprints, which were not loaded".into()))?;
                 if fp.bits != want.bits || (want.radius.is_some() && fp.radius.is_some() && fp.radius != want.radius) {
+                    let radius = |r: Option<u32>| r.map_or("?".into(), |r| r.to_string());
                     return Err(Error::Config(format!(
                         "the model reads {}-bit Morgan fingerprints of radius {}, but the data has {}-bit fingerprints of radius {}: featurize with fingerprint_bits = {} and fingerprint_radius = {}",
                         want.bits,
-                        want.radius.map_or("?".into(), |r| r.to_string()),
+                        radius(want.radius),
                         fp.bits,
-                        fp.radius.map_or("?".into(), |r| r.to_string()),
+                        radius(fp.radius),
                         want.bits,
-                        want.radius.map_or("?".into(), |r| r.to_string()),
+                        radius(want.radius),
                     )));
                 }
                 Ok(Some(TokenInput::FingerprintBits))
             }
-            _ => {
+            ModelKind::Smiles => {
                 let vocab = seq.vocabulary.as_ref().expect("validated");
                 let smiles = store.smiles.as_ref().ok_or_else(|| Error::Config("the SMILES model needs the molecules' SMILES tokens, which were not loaded".into()))?;
                 let map = smiles.names.iter().map(|t| vocab.id(t).unwrap_or(molpeg_core::smiles_tokens::UNK_ID)).collect();
@@ -595,7 +603,7 @@ impl SequenceEncoder {
     fn new(path: &tch::nn::Path, config: &ModelConfig, device: Device) -> Result<SequenceEncoder> {
         let seq = config.sequence.as_ref().expect("validated");
         let (d, f) = (config.width, seq.ffn);
-        let rows = config.token_rows();
+        let rows = config.token_rows().expect("validated");
         // PyTorch's defaults: nn.Embedding N(0, 1); MultiheadAttention's in_proj xavier-uniform with
         // zero biases, out_proj as nn.Linear with zero bias; LayerNorm 1 / 0.
         let embedding = path.sub("embedding").f_var("weight", &[rows as i64, d as i64], Init::Randn { mean: 0.0, stdev: 1.0 })?;

@@ -181,10 +181,8 @@ pub fn run_with(config: &FinetuneConfig, options: &ScoreOptions) -> Result<Score
     if let Some(p) = &s.pretrained {
         inputs.push(p);
     }
-    let fingerprints = crate::data::fingerprints_path(&config.graphs);
-    if s.model == crate::model::ModelKind::Fingerprint {
-        inputs.push(&fingerprints);
-    }
+    let model_inputs = crate::data::model_input_files(&config.graphs, s.model)?;
+    inputs.extend(model_inputs.iter().map(PathBuf::as_path));
     if s.threads > 0 {
         tch::set_num_threads(s.threads as i32);
     }

@@ -1131,6 +1131,32 @@ fn checkpoint_cli(args: &[&std::ffi::OsStr]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// tests/fixtures/hiv-300.csv (300 real HIV molecules) through the real featurize stage (RDKit) into
+/// `dir`, with `featurize_section` as the pipeline's `[featurize]` body; the path of its graphs.parquet.
+/// None, with a notice, when molpeg-featurize is not built.
+fn featurize_hiv_fixture(dir: &Path, featurize_section: &str) -> Option<PathBuf> {
+    let Some(featurize) = workspace_bin("molpeg-featurize") else {
+        eprintln!("skipping: build molpeg-featurize first (cargo build --workspace)");
+        return None;
+    };
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/hiv-300.csv").canonicalize().unwrap();
+    let pipeline = format!(
+        "name = \"hivfx\"\n[dataset]\nname = \"hivfx\"\nfile = \"hiv-300.csv\"\npath = {:?}\nsmiles_column = \"smiles\"\n\
+         label_columns = [\"HIV_active\"]\nignore_columns = [\"activity\"]\ntask_type = \"binary\"\nmissing = [\"\"]\n[featurize]\n{featurize_section}",
+        fixture.display().to_string()
+    );
+    std::fs::write(dir.join("hivfx.toml"), pipeline).unwrap();
+    let out = Command::new(&featurize)
+        .current_dir(dir)
+        .args(["--pipeline", "hivfx.toml", "--runs-dir", "runs"])
+        .env("MOLPEG_DATA_DIR", dir.join("data"))
+        .env_remove("MOLPEG_DATA_MIRROR")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    Some(dir.join("runs/hivfx/featurize/graphs.parquet"))
+}
+
 /// A reference PyTorch GIN with pretrain-gnns' architecture and names (tests/support/hu_gin.py, random
 /// weights and BatchNorm statistics) saved with `torch.save(state_dict())` → `molpeg-checkpoint import`
 /// → molpeg's eval outputs on the 300 HIV molecules of tests/fixtures/hiv-300.csv (featurized by the
@@ -1143,30 +1169,10 @@ fn hu_checkpoints_import_and_export_match_a_pytorch_gin_on_hiv() {
     use molpeg_nn::interop;
     one_thread();
     let python = std::env::var("MOLPEG_PYTHON").unwrap_or_else(|_| "python3".into());
-    let Some(featurize) = workspace_bin("molpeg-featurize") else {
-        eprintln!("skipping the interop test: build molpeg-featurize first (cargo build --workspace)");
-        return;
-    };
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let reference = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/hu_gin.py");
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let fixture = root.join("tests/fixtures/hiv-300.csv").canonicalize().unwrap();
-    let pipeline = format!(
-        "name = \"hivfx\"\n[dataset]\nname = \"hivfx\"\nfile = \"hiv-300.csv\"\npath = {:?}\nsmiles_column = \"smiles\"\n\
-         label_columns = [\"HIV_active\"]\nignore_columns = [\"activity\"]\ntask_type = \"binary\"\nmissing = [\"\"]\n",
-        fixture.display().to_string()
-    );
-    std::fs::write(d.join("hivfx.toml"), pipeline).unwrap();
-    let out = Command::new(&featurize)
-        .current_dir(d)
-        .args(["--pipeline", "hivfx.toml", "--runs-dir", "runs"])
-        .env("MOLPEG_DATA_DIR", d.join("data"))
-        .env_remove("MOLPEG_DATA_MIRROR")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let graphs = d.join("runs/hivfx/featurize/graphs.parquet");
+    let Some(graphs) = featurize_hiv_fixture(d, "") else { return };
     let (store, _, _) = molpeg_nn::data::read_graphs(&graphs).unwrap();
     let index: std::collections::HashMap<u32, u32> = store.mol_ids.iter().enumerate().map(|(i, &m)| (m, i as u32)).collect();
     // Each Python start costs seconds (importing torch), so there are four: the reference (make +

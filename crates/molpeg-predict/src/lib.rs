@@ -371,20 +371,18 @@ fn predict_chunk(
     for (row, s, graph) in featurized {
         let pushed = graph.map_err(|r| r.to_string()).and_then(|g| {
             // Token inputs are checked before the graph goes in, so the store's tables stay aligned.
-            if extra.smiles {
-                molpeg_core::smiles_tokens::tokenize(&g.canonical_smiles).map_err(|e| format!("canonical SMILES `{}` does not tokenize: {e}", g.canonical_smiles))?;
-            }
+            let tokens = if extra.smiles { SmilesTokens::tokenize(&g.canonical_smiles)? } else { Vec::new() };
             let packed = g.fingerprint.as_deref().unwrap_or(&[]);
-            if extra.morgan.is_some() && !packed.iter().any(|&b| b != 0) {
-                return Err("the Morgan fingerprint has no bit set, so the fingerprint model has no input".to_string());
+            if extra.morgan.is_some() {
+                FingerprintTokens::check(packed)?;
             }
             let view = GraphView { atoms: &g.atom_hu, edges: &g.edge_index, bonds: &g.bond_hu, labels: &nan };
             store.push(row, view, &mut scratch)?;
             if let Some(fp) = store.fingerprints.as_mut() {
-                fp.push_packed(packed);
+                fp.push_packed(packed)?;
             }
-            if let Some(tokens) = store.smiles.as_mut() {
-                tokens.push(&g.canonical_smiles)?;
+            if let Some(table) = store.smiles.as_mut() {
+                table.push_tokens(&tokens);
             }
             Ok(g.canonical_smiles)
         });

@@ -18,7 +18,7 @@ use molpeg_nn::score::{self, ScoreOptions};
 use molpeg_nn::tch::Device;
 use molpeg_nn::train::{predict_with, Objective, TrainConfig, Trainer};
 
-use super::{one_thread, workspace_bin};
+use super::{featurize_hiv_fixture, one_thread};
 
 /// The token models draw dropout (and every model its initial weights) from libtorch's one global
 /// generator, which the tests of this binary share across threads: the tests that check exact
@@ -33,27 +33,7 @@ fn exclusive() -> std::sync::MutexGuard<'static, ()> {
 /// HIV fingerprint) into `dir`, plus a split (mol_id % 5: 3 valid, 4 test; each has positives). None when
 /// molpeg-featurize is not built.
 fn featurized(dir: &Path) -> Option<(PathBuf, PathBuf)> {
-    let Some(featurize) = workspace_bin("molpeg-featurize") else {
-        eprintln!("skipping: build molpeg-featurize first (cargo build --workspace)");
-        return None;
-    };
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/hiv-300.csv").canonicalize().unwrap();
-    let pipeline = format!(
-        "name = \"fx\"\n[dataset]\nname = \"fx\"\nfile = \"hiv-300.csv\"\npath = {:?}\nsmiles_column = \"smiles\"\n\
-         label_columns = [\"HIV_active\"]\nignore_columns = [\"activity\"]\ntask_type = \"binary\"\nmissing = [\"\"]\n\
-         [featurize]\nthreads = 1\nfingerprints = true\nfingerprint_radius = 2\nfingerprint_bits = 1024\n",
-        fixture.display().to_string()
-    );
-    std::fs::write(dir.join("fx.toml"), pipeline).unwrap();
-    let out = Command::new(&featurize)
-        .current_dir(dir)
-        .args(["--pipeline", "fx.toml", "--runs-dir", "runs"])
-        .env("MOLPEG_DATA_DIR", dir.join("data"))
-        .env_remove("MOLPEG_DATA_MIRROR")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let graphs = dir.join("runs/fx/featurize/graphs.parquet");
+    let graphs = featurize_hiv_fixture(dir, "threads = 1\nfingerprints = true\nfingerprint_radius = 2\nfingerprint_bits = 1024\n")?;
     let (store, _, _) = molpeg_nn::data::read_graphs(&graphs).unwrap();
     let rows: Vec<(u32, &str)> = store.mol_ids.iter().map(|&m| (m, match m % 5 { 3 => "valid", 4 => "test", _ => "train" })).collect();
     let split = dir.join("split.parquet");
@@ -150,7 +130,7 @@ fn exercise(kind: ModelKind) {
     let (loaded, _) = checkpoint::load_model(&dir.path().join("ft-a/model.safetensors"), Device::Cpu).unwrap();
     assert_eq!(loaded.config, config, "the checkpoint carries the model's configuration, vocabulary included");
     let outputs = predict_with(&loaded, &Objective::binary(1), &data.store, &data.test, 64, false).unwrap().outputs;
-    let preds = molpeg_core::parquet_io::ParquetSource::open(&dir.path().join("ft-a/predictions.parquet"), &molpeg_core::schema::eval_predictions::schema()).unwrap();
+    let preds = molpeg_core::parquet_io::ParquetSource::open(dir.path().join("ft-a/predictions.parquet"), &molpeg_core::schema::eval_predictions::schema()).unwrap();
     let batches = preds.collect_columns(&[molpeg_core::schema::eval_predictions::SPLIT, molpeg_core::schema::eval_predictions::PREDICTION]).unwrap();
     use arrow::array::AsArray;
     let stage_test: Vec<f32> = batches
@@ -169,10 +149,10 @@ fn exercise(kind: ModelKind) {
     // MolPeg scoring with the proxy signals: scores from the dual-pace EMA over this model's variables,
     // and embeddings of the model's width for herding / k-center / k-means.
     let score_settings = FinetuneSettings { epochs: 2, ..s.clone() };
-    let summary = score::run_with(&stage(&graphs, &split, dir.path().join("score"), score_settings), &ScoreOptions { signals: true, ..Default::default() }).unwrap();
+    let summary = score::run_with(&stage(&graphs, &split, dir.path().join("score"), score_settings), &ScoreOptions { signals: true }).unwrap();
     assert_eq!(summary.sightings, 2 * data.train.len());
     assert!(summary.mean_score > 0.0 && summary.mean_score.is_finite(), "{summary:?}");
-    let emb = molpeg_core::parquet_io::ParquetSource::open(&dir.path().join("score").join("embeddings.parquet"), &molpeg_core::schema::embeddings::schema(16)).unwrap();
+    let emb = molpeg_core::parquet_io::ParquetSource::open(dir.path().join("score").join("embeddings.parquet"), &molpeg_core::schema::embeddings::schema(16)).unwrap();
     assert_eq!(emb.num_rows, data.train.len());
 
     // Dynamic MolPeg at keep 0.5 trains on half the split per epoch.
