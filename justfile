@@ -96,6 +96,6 @@ checkpoint direction in out *flags: build
 test: setup
     cargo test --workspace --no-fail-fast
 
-# Benchmarks: `just bench featurize`, `just bench train` or `just bench contention` (training next to one busy process); results go to bench/results/.
+# Benchmarks: `just bench featurize`, `just bench train`, `just bench tokens` (token models alone; `bench train` runs them too) or `just bench contention` (training next to one busy process); results go to bench/results/.
 bench what: build
     bash bench/{{what}}.sh

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `just bench train`: training/inference throughput of molpeg's GIN vs PyTorch Geometric's, same
 # molecules, same threads. Runs molpeg (A) and PyG (B) alternately A B A B ... ROUNDS times per model
-# size and reports medians; writes bench/results/train-LABEL.md and the raw JSON lines next to it.
+# size and reports medians; writes bench/results/train-LABEL.md and the raw JSON lines next to it;
+# then the token models (bench/tokens.sh → bench/results/tokens-hiv.md; TOKENS=0 skips them).
 #
 # Usage: bench/train.sh [ROUNDS] [DATA_DIR] [LABEL]
 #   Default data: the HIV training split (runs/hiv/{featurize,split}, made by the stages if missing),
@@ -10,10 +11,8 @@
 # Needs: the release binaries (just build); installs torch_geometric into $MOLPEG_PYTHON's venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/lib.sh
 ROUNDS=${1:-3}
-PY=${MOLPEG_PYTHON:-python3}
-RELEASE=${CARGO_TARGET_DIR:-target}/release
-BIN=${MOLPEG_BENCH_BIN:-$RELEASE/molpeg-bench-train}
 THREADS=${THREADS:-2}
 "$PY" -c "import torch_geometric" 2>/dev/null || "$PY" -m pip install -q torch_geometric
 if [ "${2:-hiv}" = hiv ]; then
@@ -35,32 +34,6 @@ OUT=bench/results
 mkdir -p "$OUT"
 RAW="$OUT/train-$LABEL.jsonl"
 : > "$RAW"
-# The machine may be shared: before each run wait until the CPUs are idle, and rerun (up to 3 times) a
-# run during which other processes used more than 10% of the CPUs; each JSON line records that share.
-HZ=$(getconf CLK_TCK)
-cpu_jiffies() { awk '/^cpu /{print $2+$3+$4+$7+$8, $2+$3+$4+$5+$6+$7+$8}' /proc/stat; }
-wait_idle() {
-  for _ in $(seq 120); do
-    read -r b0 t0 < <(cpu_jiffies); sleep 2; read -r b1 t1 < <(cpu_jiffies)
-    awk -v b=$((b1 - b0)) -v t=$((t1 - t0)) 'BEGIN { exit !(b < 0.1 * t) }' && return
-  done
-  echo "warning: CPUs still busy after 4 minutes; measuring anyway" >&2
-}
-run_clean() {
-  local out foreign
-  for _ in 1 2 3; do
-    wait_idle
-    read -r b0 t0 < <(cpu_jiffies)
-    out=$(/usr/bin/time -f "%U %S" -o "$TIMES" "$@" 2>/dev/null | tail -1)
-    read -r b1 t1 < <(cpu_jiffies)
-    foreign=$(awk -v b=$((b1 - b0)) -v t=$((t1 - t0)) -v hz="$HZ" -v own="$(tail -1 "$TIMES")" \
-      'BEGIN { split(own, c, " "); f = (b / hz - c[1] - c[2]) / (t / hz); print (f < 0 ? 0 : f) }')
-    awk -v f="$foreign" 'BEGIN { exit !(f < 0.1) }' && break
-    echo "rerunning (other processes used ${foreign} of the CPUs): $*" >&2
-  done
-  "$PY" -c 'import json, sys; d = json.loads(sys.argv[1]); d["foreign_cpu_share"] = float(sys.argv[2]); print(json.dumps(d))' "$out" "$foreign"
-}
-TIMES=$(mktemp)
 # (layers, width, batches per timed rep)
 SIZES=("5 300 4" "3 64 20")
 for size in "${SIZES[@]}"; do
@@ -106,3 +79,5 @@ out += ["", "GEMM ceiling:"] + extra + ["", f"Raw runs: `{raw}`."]
 open(md, "w").write("\n".join(out) + "\n")
 print("\n".join(out))
 PYEOF
+# The token models' throughput (fingerprint and SMILES Transformers; bench/tokens.sh, its own table).
+[ "${TOKENS:-1}" = 0 ] || bash bench/tokens.sh "$ROUNDS"

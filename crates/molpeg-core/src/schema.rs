@@ -462,8 +462,12 @@ pub mod scaling_results {
     pub const KIND: &str = "scaling_results";
     pub const DATASET: &str = "dataset";
     pub const SPLIT: &str = "split";
+    /// The encoder (`[finetune] model`): `gin`, `fingerprint` or `smiles`. Files written before the
+    /// modality axis lack the column; their rows are GIN rows.
+    pub const MODEL: &str = "model";
     /// `scratch` or the pretrained checkpoint's path as given.
     pub const PRETRAINED: &str = "pretrained";
+    /// The GIN's layers and hidden width, or a token model's Transformer layers and token width.
     pub const LAYERS: &str = "layers";
     pub const WIDTH: &str = "width";
     /// `full` (fraction 1), `random`, `select:RULE` or `dynamic:POLICY`.
@@ -482,13 +486,14 @@ pub mod scaling_results {
     /// Hash of the settings and inputs that produced the cell; rows of other settings are never mixed.
     pub const SETTINGS_HASH: &str = "settings_hash";
     /// The columns that identify a cell.
-    pub const KEY: [&str; 8] = [DATASET, SPLIT, PRETRAINED, LAYERS, WIDTH, STRATEGY, FRACTION, SEED];
+    pub const KEY: [&str; 9] = [DATASET, SPLIT, MODEL, PRETRAINED, LAYERS, WIDTH, STRATEGY, FRACTION, SEED];
 
     /// The curve's axes, the leading columns of both scaling files.
     pub(super) fn axis_fields() -> Vec<Field> {
         vec![
             Field::new(DATASET, DataType::Utf8, false),
             Field::new(SPLIT, DataType::Utf8, false),
+            Field::new(MODEL, DataType::Utf8, false),
             Field::new(PRETRAINED, DataType::Utf8, false),
             Field::new(LAYERS, DataType::UInt32, false),
             Field::new(WIDTH, DataType::UInt32, false),
@@ -517,7 +522,7 @@ pub mod scaling_results {
 /// values, form).
 pub mod scaling_fits {
     use super::*;
-    pub use super::scaling_results::{DATASET, LAYERS, METRIC, PRETRAINED, SPLIT, STRATEGY, WIDTH};
+    pub use super::scaling_results::{DATASET, LAYERS, METRIC, MODEL, PRETRAINED, SPLIT, STRATEGY, WIDTH};
     pub const KIND: &str = "scaling_fits";
     /// `power` (m = a·x^b) or `saturating` (m = c − a·x^(−alpha)).
     pub const FORM: &str = "form";

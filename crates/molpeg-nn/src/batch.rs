@@ -65,6 +65,11 @@ impl TokenInput {
         table.row(g)
     }
 
+    /// How many tokens molecule `g` gives the model (after truncation).
+    pub fn length(&self, store: &GraphStore, g: usize) -> usize {
+        self.kept(store, g).len()
+    }
+
     /// Molecule `g`'s tokens after truncation.
     fn kept<'a>(&self, store: &'a GraphStore, g: usize) -> &'a [u32] {
         let row = self.row(store, g);

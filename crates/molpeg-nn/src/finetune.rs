@@ -165,11 +165,16 @@ pub struct SequenceSettings {
     /// A SMILES token enters the vocabulary when the training split has it this often; rarer ones
     /// read as `<unk>`.
     pub min_token_count: usize,
+    /// Length-bucketed training batches: each window of this many batches of the shuffled epoch is
+    /// sorted by token length before it is cut into batches, and the batches are then shuffled, so
+    /// a batch pads to the length of similar molecules instead of the longest of 256 random ones
+    /// (5–10× less attention work on HIV's SMILES). 0 or 1: plain random batches (MolScaling's).
+    pub length_buckets: usize,
 }
 
 impl Default for SequenceSettings {
     fn default() -> Self {
-        SequenceSettings { layers: 1, width: 64, heads: 8, ffn: 300, dropout: 0.1, max_len: 510, min_token_count: 1 }
+        SequenceSettings { layers: 1, width: 64, heads: 8, ffn: 300, dropout: 0.1, max_len: 510, min_token_count: 1, length_buckets: 16 }
     }
 }
 
@@ -279,6 +284,7 @@ impl FinetuneSettings {
             weight_decay: self.weight_decay,
             prefetch: self.prefetch,
             seed: self.seed,
+            length_buckets: self.sequence.length_buckets,
         }
     }
 

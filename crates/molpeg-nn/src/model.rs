@@ -579,9 +579,11 @@ fn drop(x: &Tensor, p: f64, train: bool) -> Tensor {
     if !train || p == 0.0 {
         return x.shallow_clone();
     }
+    // Scaled in place: one temporary besides the output (attention weights are [B, heads, L, L]).
     let mut mask = x.empty_like();
     let _ = mask.bernoulli_float_(1.0 - p);
-    x * mask / (1.0 - p)
+    let _ = mask.g_mul_scalar_(1.0 / (1.0 - p));
+    x * mask
 }
 
 /// Vaswani et al.'s sinusoidal encodings: `PE[p, 2i] = sin(p / 10000^(2i/d))`, `PE[p, 2i+1] = cos(…)`.
@@ -654,8 +656,10 @@ impl SequenceEncoder {
             let (q, k, v) = (qkv.get(0), qkv.get(1), qkv.get(2));
             // Written out rather than scaled_dot_product_attention, whose CPU kernels differ with and
             // without gradients and so draw different dropout masks for θ's and ξ's passes.
-            let scores = q.matmul(&k.transpose(-2, -1)) / ((d / h) as f64).sqrt();
-            let weights = drop(&scores.masked_fill(&blocked, f64::NEG_INFINITY).softmax(-1, Kind::Float), attn_p, train);
+            // q is scaled (not the [B, h, L, L] scores) and the padding is blocked in place.
+            let mut scores = (q * (1.0 / ((d / h) as f64).sqrt())).matmul(&k.transpose(-2, -1));
+            let _ = scores.masked_fill_(&blocked, f64::NEG_INFINITY);
+            let weights = drop(&scores.softmax(-1, Kind::Float), attn_p, train);
             let a = weights.matmul(&v);
             let a = a.transpose(1, 2).reshape([b, l, d]).linear(&layer.out_weight, Some(&layer.out_bias));
             x = (x + drop(&a, p, train)).layer_norm([d], Some(&layer.norm1.0), Some(&layer.norm1.1), LAYER_NORM_EPS, true);

@@ -125,6 +125,9 @@ pub struct TrainConfig {
     /// Seed of the CPU dropout masks (drawn by the loader, see [`DropoutSpec`]); epoch `k` of this
     /// trainer uses `mix_seed(seed, k)`.
     pub seed: u64,
+    /// Token models: batches per length-sorted window of an epoch ([`length_bucketed`]); 0 or 1
+    /// keeps the plan's order. The GIN ignores it.
+    pub length_buckets: usize,
 }
 
 impl TrainConfig {
@@ -241,6 +244,16 @@ impl Trainer {
         let reference_dropout = (loader_masks && device == Device::Cpu && self.reference.is_some() && !shared_reference)
             .then(|| spec(mix_seed(mix_seed(self.config.seed, REFERENCE_DROPOUT_STREAM), self.epochs_trained)));
         let tokens = self.model.token_input(store)?;
+        let bucketed;
+        let plan = match &tokens {
+            Some(input) if self.config.length_buckets > 1 => {
+                let lengths: Vec<usize> = plan.iter().map(|s| input.length(store, s.index as usize)).collect();
+                let seed = mix_seed(mix_seed(self.config.seed, LENGTH_BUCKET_STREAM), self.epochs_trained);
+                bucketed = length_bucketed(plan, &lengths, self.config.batch_size, self.config.length_buckets, seed);
+                &bucketed[..]
+            }
+            _ => plan,
+        };
         let options = LoaderOptions { batch_size: self.config.batch_size, prefetch: self.prefetch(), dropout, reference_dropout, tokens };
         self.epochs_trained += 1;
         let (model, optimizer, objective, reference) = (&self.model, &mut self.optimizer, &self.objective, self.reference.as_ref());
@@ -336,12 +349,28 @@ fn predict_impl(
     representations: bool,
 ) -> Result<(Predictions, Option<Representations>)> {
     let _guard = tch::no_grad_guard();
+    let tokens = model.token_input(store)?;
+    // A token model evaluates its molecules shortest first (outputs are put back in `indices`' order):
+    // batches of similar lengths pad little. Each molecule's output does not depend on its batch.
+    let order: Option<Vec<usize>> = tokens.as_ref().map(|input| {
+        let mut order: Vec<usize> = (0..indices.len()).collect();
+        order.sort_by_key(|&i| input.length(store, indices[i] as usize));
+        order
+    });
+    let sorted: Vec<u32>;
+    let run_indices = match &order {
+        Some(order) => {
+            sorted = order.iter().map(|&i| indices[i]).collect();
+            &sorted[..]
+        }
+        None => indices,
+    };
     let mut outputs = Vec::with_capacity(indices.len() * store.num_tasks);
     let dim = model.config.graph_dim();
     let mut side = representations.then(|| Representations { losses: Vec::with_capacity(indices.len()), embeddings: Vec::with_capacity(indices.len() * dim), dim });
     let (mut loss_sum, mut entries) = (0f64, 0f64);
-    let plan = Sample::unweighted(indices);
-    let options = LoaderOptions { batch_size, prefetch, dropout: None, reference_dropout: None, tokens: model.token_input(store)? };
+    let plan = Sample::unweighted(run_indices);
+    let options = LoaderOptions { batch_size, prefetch, dropout: None, reference_dropout: None, tokens };
     for_each_batch(store, &plan, &options, model.device(), |batch| {
         let (out, h) = model.forward_with_representations(&batch, false);
         loss_sum += objective.entry_losses(&out, &batch).sum(Kind::Double).double_value(&[]);
@@ -354,7 +383,44 @@ fn predict_impl(
         Ok(())
     })?;
     objective.to_original_units(&mut outputs);
+    if let Some(order) = &order {
+        outputs = unpermute_rows(&outputs, order, store.num_tasks);
+        if let Some(side) = side.as_mut() {
+            side.losses = unpermute_rows(&side.losses, order, 1);
+            side.embeddings = unpermute_rows(&side.embeddings, order, dim);
+        }
+    }
     Ok((Predictions { outputs, loss_sum, labelled: entries }, side))
+}
+
+/// Rows of `width` values computed in `order` (row k belongs to `order[k]`), back in original order.
+fn unpermute_rows(rows: &[f32], order: &[usize], width: usize) -> Vec<f32> {
+    let mut out = vec![0f32; rows.len()];
+    for (k, &i) in order.iter().enumerate() {
+        out[i * width..(i + 1) * width].copy_from_slice(&rows[k * width..(k + 1) * width]);
+    }
+    out
+}
+
+/// Stream of the length buckets' batch order (apart from the dropout streams).
+const LENGTH_BUCKET_STREAM: u64 = 0x6C65_6E67_7468;
+
+/// `plan` regrouped for a token model: every window of `window` batches is sorted by `lengths`
+/// (parallel to `plan`; stable, so ties keep the shuffled order) and cut into batches, and the
+/// batches of the epoch are shuffled with `seed`. The same samples, and as many batches as before
+/// (only the last window may end in a short batch, which stays last).
+pub fn length_bucketed(plan: &[Sample], lengths: &[usize], batch_size: usize, window: usize, seed: u64) -> Vec<Sample> {
+    let mut batches: Vec<Vec<Sample>> = Vec::with_capacity(plan.len().div_ceil(batch_size));
+    let mut order: Vec<usize> = (0..plan.len()).collect();
+    for chunk in order.chunks_mut(batch_size * window.max(1)) {
+        chunk.sort_by_key(|&i| lengths[i]);
+        batches.extend(chunk.chunks(batch_size).map(|b| b.iter().map(|&i| plan[i]).collect()));
+    }
+    let short_last = batches.last().is_some_and(|b| b.len() < batch_size);
+    let full = batches.len() - short_last as usize;
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    batches[..full].shuffle(&mut rng);
+    batches.concat()
 }
 
 /// `plan` in a random order that depends only on `(seed, epoch)`.
@@ -379,5 +445,40 @@ mod tests {
         let mut sorted: Vec<u32> = shuffled(&plan, 1, 3).iter().map(|s| s.index).collect();
         sorted.sort();
         assert_eq!(sorted, (0..50).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn length_buckets_regroup_without_losing_samples() {
+        // 103 samples in a shuffled order, lengths unrelated to the index.
+        let plan = shuffled(&Sample::unweighted(&(0..103).collect::<Vec<_>>()), 7, 0);
+        let lengths: Vec<usize> = plan.iter().map(|s| (s.index as usize * 37) % 61).collect();
+        let length_of = |index: u32| (index as usize * 37) % 61;
+        let (batch, window) = (10, 4);
+        let out = length_bucketed(&plan, &lengths, batch, window, 5);
+        assert_eq!(out, length_bucketed(&plan, &lengths, batch, window, 5), "deterministic given the seed");
+        assert_ne!(out, length_bucketed(&plan, &lengths, batch, window, 6), "the batch order follows the seed");
+        let mut indices: Vec<u32> = out.iter().map(|s| s.index).collect();
+        indices.sort();
+        assert_eq!(indices, (0..103).collect::<Vec<_>>(), "every sample exactly once");
+        // The short batch (3 samples) stays last; every full batch is sorted and comes from one window.
+        let batches: Vec<&[Sample]> = out.chunks(batch).collect();
+        assert_eq!(batches.len(), 11);
+        assert_eq!(batches[10].len(), 3);
+        let window_of: std::collections::HashMap<u32, usize> = plan.iter().enumerate().map(|(k, s)| (s.index, k / (batch * window))).collect();
+        for b in &batches {
+            assert!(b.windows(2).all(|w| length_of(w[0].index) <= length_of(w[1].index)), "a batch is sorted by length");
+            assert!(b.iter().all(|s| window_of[&s.index] == window_of[&b[0].index]), "a batch stays in its window");
+        }
+        // A batch spans less of the length range than a random batch of the same plan would.
+        let spread = |b: &[Sample]| b.iter().map(|s| length_of(s.index)).max().unwrap() - b.iter().map(|s| length_of(s.index)).min().unwrap();
+        let bucketed: usize = batches[..10].iter().map(|b| spread(b)).sum();
+        let random: usize = plan.chunks(batch).take(10).map(spread).sum();
+        assert!(bucketed * 2 < random, "bucketed spread {bucketed} vs random {random}");
+        // Window 1 keeps the plan's batches (each sorted inside), only reordered.
+        let mut one: Vec<Vec<u32>> = length_bucketed(&plan, &lengths, batch, 1, 5).chunks(batch).map(|b| b.iter().map(|s| s.index).collect()).collect();
+        let mut original: Vec<Vec<u32>> = plan.chunks(batch).map(|b| { let mut v: Vec<u32> = b.iter().map(|s| s.index).collect(); v.sort_by_key(|&i| length_of(i)); v }).collect();
+        one.sort();
+        original.sort();
+        assert_eq!(one, original);
     }
 }

@@ -33,7 +33,7 @@ fn small_model(tasks: usize) -> ModelConfig {
 }
 
 fn train_config(batch_size: usize, lr: f64) -> TrainConfig {
-    TrainConfig { batch_size, eval_batch_size: 64, lr, weight_decay: 0.0, prefetch: true, seed: 0 }
+    TrainConfig { batch_size, eval_batch_size: 64, lr, weight_decay: 0.0, prefetch: true, seed: 0, length_buckets: 16 }
 }
 
 fn write(dir: &Path, spec: &SyntheticSpec) -> Dataset {

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 use molpeg_data::split::SplitMethod;
+use molpeg_nn::model::ModelKind;
 use molpeg_prune::policy::POLICY_NAMES;
 use molpeg_prune::select::Rule;
 use serde::{Deserialize, Serialize};
@@ -30,9 +31,14 @@ pub struct ScalingSettings {
     /// Split axis: methods (`random`, `scaffold`, `imbalanced-scaffold`) computed in-process with the
     /// `[split]` section's fractions and seed. Empty: the split stage's `split.parquet`.
     pub splits: Vec<String>,
+    /// Modality axis: encoders (`gin`, `fingerprint`, `smiles`), each trained as `[finetune] model`
+    /// would train it (the token models with `[finetune.sequence]`). Empty: `[finetune] model`.
+    pub models: Vec<String>,
     /// Pretrained axis: `scratch` or encoder checkpoints. Empty: `[finetune] pretrained`.
     pub pretrained: Vec<String>,
-    /// Capacity axis, `LAYERSxWIDTH` (e.g. `3x64`). Empty: `[finetune]` layers × width.
+    /// Capacity axis, `LAYERSxWIDTH` (e.g. `3x64`): GIN layers × hidden width, or a token model's
+    /// Transformer layers × token width. Empty: `[finetune]` layers × width for the GIN,
+    /// `[finetune.sequence]` layers × width for a token model.
     pub capacities: Vec<String>,
     /// Scores file of `select:` strategies; default `runs/<pipeline>/score/sample_scores.parquet`.
     pub scores: Option<PathBuf>,
@@ -50,6 +56,7 @@ impl Default for ScalingSettings {
             seeds: vec![0, 1, 2],
             strategies: vec!["random".into()],
             splits: Vec::new(),
+            models: Vec::new(),
             pretrained: Vec::new(),
             capacities: Vec::new(),
             scores: None,
@@ -60,8 +67,8 @@ impl Default for ScalingSettings {
 }
 
 impl ScalingSettings {
-    /// Checks the grid; returns the parsed strategies, capacities and split methods.
-    pub fn validate(&self) -> Result<(Vec<Strategy>, Vec<Capacity>, Vec<SplitMethod>)> {
+    /// Checks the grid; returns the parsed axes.
+    pub fn validate(&self) -> Result<Grid> {
         let bad = |m: String| Err(Error::Config(format!("[scaling] {m}")));
         if self.fractions.is_empty() || self.seeds.is_empty() || self.strategies.is_empty() {
             return bad("needs at least one fraction, one seed and one strategy".into());
@@ -78,13 +85,27 @@ impl ScalingSettings {
         let strategies: Vec<Strategy> = self.strategies.iter().map(|s| s.parse()).collect::<Result<_>>()?;
         let capacities: Vec<Capacity> = self.capacities.iter().map(|s| s.parse()).collect::<Result<_>>()?;
         let splits: Vec<SplitMethod> = self.splits.iter().map(|s| parse_split(s)).collect::<Result<_>>()?;
-        for (name, list) in [("strategies", &self.strategies), ("splits", &self.splits), ("pretrained", &self.pretrained), ("capacities", &self.capacities)] {
+        let models: Vec<ModelKind> = self
+            .models
+            .iter()
+            .map(|m| ModelKind::parse(m).ok_or_else(|| Error::Config(format!("[scaling] unknown model `{m}` in models: expected gin, fingerprint or smiles"))))
+            .collect::<Result<_>>()?;
+        for (name, list) in [("strategies", &self.strategies), ("splits", &self.splits), ("models", &self.models), ("pretrained", &self.pretrained), ("capacities", &self.capacities)] {
             if has_duplicates(list) {
                 return bad(format!("{name} {list:?} must not repeat"));
             }
         }
-        Ok((strategies, capacities, splits))
+        Ok(Grid { strategies, capacities, splits, models })
     }
+}
+
+/// The parsed axes of `[scaling]`; an empty axis takes the value of the pipeline's other sections.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Grid {
+    pub strategies: Vec<Strategy>,
+    pub capacities: Vec<Capacity>,
+    pub splits: Vec<SplitMethod>,
+    pub models: Vec<ModelKind>,
 }
 
 fn has_duplicates<T: Ord + Clone>(items: &[T]) -> bool {
@@ -155,7 +176,7 @@ impl FromStr for Strategy {
     }
 }
 
-/// Model capacity: GIN layers × hidden width.
+/// Model capacity: GIN layers × hidden width, or Transformer layers × token width.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Capacity {
     pub layers: usize,
@@ -204,13 +225,17 @@ mod tests {
     #[test]
     fn settings_validation() {
         let ok = ScalingSettings::default();
-        assert_eq!(ok.validate().unwrap().0.len(), 1);
+        assert_eq!(ok.validate().unwrap().strategies.len(), 1);
+        let models = ScalingSettings { models: vec!["gin".into(), "smiles".into()], ..ok.clone() };
+        assert_eq!(models.validate().unwrap().models, [ModelKind::Gin, ModelKind::Smiles]);
         let cases = [
             (ScalingSettings { fractions: vec![0.0, 1.0], ..ok.clone() }, "outside (0, 1]"),
             (ScalingSettings { seeds: vec![1, 1], ..ok.clone() }, "must not repeat"),
             (ScalingSettings { strategies: vec![], ..ok.clone() }, "at least one"),
             (ScalingSettings { capacities: vec!["3x64".into(), "3x64".into()], ..ok.clone() }, "capacities"),
             (ScalingSettings { bootstrap: 1, ..ok.clone() }, "too few"),
+            (ScalingSettings { models: vec!["graph".into()], ..ok.clone() }, "unknown model `graph` in models: expected gin, fingerprint or smiles"),
+            (ScalingSettings { models: vec!["gin".into(), "gin".into()], ..ok.clone() }, "models"),
         ];
         for (settings, says) in cases {
             let err = settings.validate().unwrap_err().to_string();

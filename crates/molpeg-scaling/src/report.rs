@@ -165,6 +165,7 @@ fn write_fits(path: &Path, fits: &[FitRow]) -> Result<PathBuf> {
     let columns: Vec<ArrayRef> = vec![
         strings(&|r| &r.axes.dataset),
         strings(&|r| &r.axes.split),
+        strings(&|r| &r.axes.model),
         strings(&|r| &r.axes.pretrained),
         Arc::new(UInt32Array::from_iter_values(fits.iter().map(|r| r.axes.layers))),
         Arc::new(UInt32Array::from_iter_values(fits.iter().map(|r| r.axes.width))),
@@ -235,8 +236,12 @@ fn figures(
     curves: &BTreeMap<Axes, BTreeMap<String, Points>>,
     power_laws: &BTreeMap<(Axes, String), PowerLaw>,
 ) -> Result<Vec<PathBuf>> {
-    let several = curves.len() > 1;
-    let label = |strategy: &str, axes: &Axes| if several { format!("{strategy} ({axes})") } else { strategy.to_string() };
+    // A legend names only the axis values that tell the curves apart (e.g. the model).
+    let all_axes: Vec<&Axes> = curves.keys().collect();
+    let label = |strategy: &str, axes: &Axes| match axes.distinguishing(&all_axes) {
+        d if d.is_empty() => strategy.to_string(),
+        d => format!("{strategy} ({d})"),
+    };
     // Full-data line of each axes: mean test metric of its `full` cells.
     let references: Vec<Reference> = curves
         .keys()
@@ -287,7 +292,17 @@ mod tests {
 
     fn row(strategy: &str, fraction: f64, seed: u64, test: f64) -> CellResult {
         CellResult {
-            key: CellKey { dataset: "d".into(), split: "scaffold".into(), pretrained: "scratch".into(), layers: 2, width: 16, strategy: strategy.into(), fraction, seed },
+            key: CellKey {
+                dataset: "d".into(),
+                split: "scaffold".into(),
+                model: "gin".into(),
+                pretrained: "scratch".into(),
+                layers: 2,
+                width: 16,
+                strategy: strategy.into(),
+                fraction,
+                seed,
+            },
             n_train: 1,
             best_epoch: 1,
             metric: "roc_auc".into(),

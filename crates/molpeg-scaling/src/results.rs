@@ -15,11 +15,16 @@ use serde::Serialize;
 
 use crate::Result;
 
+/// The `model` of rows written before the modality axis.
+const GIN: &str = "gin";
+
 /// The grid position of a cell: every axis and the seed.
 #[derive(Debug, Clone, PartialEq, PartialOrd, Serialize)]
 pub struct CellKey {
     pub dataset: String,
     pub split: String,
+    /// The encoder's name (`gin`, `fingerprint`, `smiles`).
+    pub model: String,
     pub pretrained: String,
     pub layers: u32,
     pub width: u32,
@@ -33,6 +38,7 @@ impl CellKey {
     pub fn same(&self, other: &CellKey) -> bool {
         self.dataset == other.dataset
             && self.split == other.split
+            && self.model == other.model
             && self.pretrained == other.pretrained
             && (self.layers, self.width) == (other.layers, other.width)
             && self.strategy == other.strategy
@@ -42,7 +48,14 @@ impl CellKey {
 
     /// The axes other than strategy, fraction and seed: one fitted curve per (axes, strategy).
     pub fn axes(&self) -> Axes {
-        Axes { dataset: self.dataset.clone(), split: self.split.clone(), pretrained: self.pretrained.clone(), layers: self.layers, width: self.width }
+        Axes {
+            dataset: self.dataset.clone(),
+            split: self.split.clone(),
+            model: self.model.clone(),
+            pretrained: self.pretrained.clone(),
+            layers: self.layers,
+            width: self.width,
+        }
     }
 }
 
@@ -51,14 +64,31 @@ impl CellKey {
 pub struct Axes {
     pub dataset: String,
     pub split: String,
+    pub model: String,
     pub pretrained: String,
     pub layers: u32,
     pub width: u32,
 }
 
+impl Axes {
+    /// The values as they read in a title: `hiv`, `random split`, `gin`, `scratch`, `3x64`.
+    fn parts(&self) -> [String; 5] {
+        [self.dataset.clone(), format!("{} split", self.split), self.model.clone(), self.pretrained.clone(), format!("{}x{}", self.layers, self.width)]
+    }
+
+    /// The values that differ among `all` (the curves of one figure), for a legend that names only
+    /// what tells the curves apart; empty when none differs.
+    pub fn distinguishing(&self, all: &[&Axes]) -> String {
+        let mine = self.parts();
+        let others: Vec<[String; 5]> = all.iter().map(|a| a.parts()).collect();
+        let varies = |i: usize| others.iter().any(|o| o[i] != mine[i]);
+        (0..mine.len()).filter(|&i| varies(i)).map(|i| mine[i].clone()).collect::<Vec<_>>().join(", ")
+    }
+}
+
 impl std::fmt::Display for Axes {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}, {} split, {}, {}x{}", self.dataset, self.split, self.pretrained, self.layers, self.width)
+        write!(f, "{}", self.parts().join(", "))
     }
 }
 
@@ -82,6 +112,7 @@ pub fn write(path: &Path, rows: &[CellResult]) -> Result<()> {
     let columns: Vec<ArrayRef> = vec![
         strings(|r| &r.key.dataset),
         strings(|r| &r.key.split),
+        strings(|r| &r.key.model),
         strings(|r| &r.key.pretrained),
         Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.key.layers))),
         Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.key.width))),
@@ -102,17 +133,22 @@ pub fn write(path: &Path, rows: &[CellResult]) -> Result<()> {
     Ok(())
 }
 
-/// Reads every row of a results file (schema-checked).
+/// Reads every row of a results file (schema-checked). A file from before the modality axis (no
+/// `model` column) holds GIN rows.
 pub fn read(path: &Path) -> Result<Vec<CellResult>> {
-    let source = ParquetSource::open(path, &col::schema())?;
-    let schema = col::schema();
-    let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    let full = col::schema();
+    let without_model = Arc::new(arrow::datatypes::Schema::new(full.fields().iter().filter(|f| f.name() != col::MODEL).cloned().collect::<Vec<_>>()));
+    let source = ParquetSource::open(path, &without_model)?;
+    let has_model = source.schema().index_of(col::MODEL).is_ok();
+    let (source, expected) = if has_model { (ParquetSource::open(path, &full)?, full) } else { (source, without_model) };
+    let names: Vec<&str> = expected.fields().iter().map(|f| f.name().as_str()).collect();
     let mut rows = Vec::new();
     for batch in source.collect_columns(&names)? {
         let column = |name: &str| batch.column_by_name(name).expect("projected column present");
         let text = |name: &str| arrow::compute::cast(column(name), &arrow::datatypes::DataType::Utf8).map_err(|e| molpeg_core::Error::arrow(path, e));
         let (dataset, split, pretrained, strategy, metric, hash) =
             (text(col::DATASET)?, text(col::SPLIT)?, text(col::PRETRAINED)?, text(col::STRATEGY)?, text(col::METRIC)?, text(col::SETTINGS_HASH)?);
+        let model = if has_model { Some(text(col::MODEL)?) } else { None };
         let s = |a: &ArrayRef, i: usize| a.as_string::<i32>().value(i).to_string();
         let u32s = |name: &str| column(name).as_primitive::<UInt32Type>().clone();
         let u64s = |name: &str| column(name).as_primitive::<UInt64Type>().clone();
@@ -126,6 +162,7 @@ pub fn read(path: &Path) -> Result<Vec<CellResult>> {
                 key: CellKey {
                     dataset: s(&dataset, i),
                     split: s(&split, i),
+                    model: model.as_ref().map_or_else(|| GIN.to_string(), |m| s(m, i)),
                     pretrained: s(&pretrained, i),
                     layers: layers.value(i),
                     width: width.value(i),
@@ -158,6 +195,7 @@ mod tests {
         let key = CellKey {
             dataset: "bbbp".into(),
             split: "scaffold".into(),
+            model: "smiles".into(),
             pretrained: "scratch".into(),
             layers: 2,
             width: 16,
@@ -171,6 +209,17 @@ mod tests {
         ];
         write(&path, &rows).unwrap();
         assert_eq!(read(&path).unwrap(), rows);
+
+        // A file written before the modality axis (no model column) reads as GIN rows.
+        let old = dir.path().join("old.parquet");
+        let kept: Vec<usize> = (0..col::schema().fields().len()).filter(|&i| col::schema().field(i).name() != col::MODEL).collect();
+        let schema = col::schema();
+        let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        let all = ParquetSource::open(&path, &schema).unwrap().collect_columns(&names).unwrap().remove(0).project(&kept).unwrap();
+        write_batches(&old, all.schema(), col::KIND, &BTreeMap::new(), &[all]).unwrap();
+        let legacy = read(&old).unwrap();
+        assert!(legacy.iter().all(|r| r.key.model == GIN), "{legacy:?}");
+        assert_eq!(legacy[1].key.seed, 4);
         assert!(rows[0].key.same(&rows[0].key) && !rows[0].key.same(&rows[1].key));
     }
 }

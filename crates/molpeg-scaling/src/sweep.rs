@@ -1,16 +1,22 @@
 //! The sweep: fine-tuning in-process over a grid of fractions × seeds × strategies (× the optional
-//! split, pretrained and capacity axes), one row of `results.parquet` per finished cell, then the
-//! report ([`crate::report`]).
+//! split, model, pretrained and capacity axes), one row of `results.parquet` per finished cell, then
+//! the report ([`crate::report`]).
 //!
 //! - Fraction 1 is the full training split for every strategy: one cell per seed (and axes), strategy
 //!   `full`.
 //! - Resuming: `results.parquet` is rewritten (temp file + rename) after every cell; on start the
 //!   sweep reads it and skips every cell whose key (all axes + seed) and settings hash match.
 //! - Settings hash (per row): the `[finetune]` settings that change what is measured (everything but
-//!   the per-cell axes seed/layers/width/pretrained and the execution choices device, threads,
+//!   the per-cell axes seed/model/layers/width/pretrained and the execution choices device, threads,
 //!   prefetch, eval batch size), `rescale`, the sha256 of `graphs.parquet`, the content of the split,
 //!   and the cell's own inputs (the scores file and `[select]` order/aggregate for `select:`, or the
-//!   fingerprint file for `select:kmeans-fp`; the pretrained checkpoint). A row whose hash differs from what the current settings give for its key
+//!   fingerprint file for `select:kmeans-fp`; the pretrained checkpoint; for a token model its
+//!   `[finetune.sequence]` shape and, for the fingerprint model, the fingerprint file). GIN cells
+//!   hash as they did before the model axis existed, so their rows stay valid.
+//! - Models: the store is read once with the inputs of every model of the axis (fingerprint bits,
+//!   SMILES tokens) attached; each cell builds its model from `[finetune]` with `model` and the
+//!   capacity set. A SMILES cell's vocabulary comes from the whole training split, whatever the
+//!   fraction, so the vocabulary does not change along a curve. A row whose hash differs from what the current settings give for its key
 //!   is stale: the sweep refuses to mix it in and says how to proceed (`--discard-stale` drops such
 //!   rows, or choose another `--out-dir`).
 //! - Splits: without a split axis the split stage's `split.parquet` is used (its rows are labelled
@@ -31,14 +37,15 @@ use molpeg_core::parquet_io::ParquetSource;
 use molpeg_core::pipeline::Pipeline;
 use molpeg_core::schema::split as split_schema;
 use molpeg_data::split::{self, SplitConfig, SplitMethod};
-use molpeg_nn::data::{read_graphs, Dataset, GraphStore, Sample, TaskKind};
-use molpeg_nn::finetune::{self, FinetuneSettings};
+use molpeg_nn::data::{self as nn_data, read_graphs, Dataset, GraphStore, Sample, TaskKind};
+use molpeg_nn::finetune::{self, FinetuneSettings, SequenceSettings};
+use molpeg_nn::model::ModelKind;
 use molpeg_prune::keep::KeepFraction;
 use molpeg_prune::select::{self as select_lib, Kept, SelectConfig};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::config::{parse_split, split_name, Capacity, ScalingSettings, Strategy, StrategyKind, FULL, SCRATCH};
+use crate::config::{parse_split, split_name, Capacity, Grid, ScalingSettings, Strategy, StrategyKind, FULL, SCRATCH};
 use crate::report::{self, Report};
 use crate::results::{self, CellKey, CellResult};
 use crate::{Error, Result};
@@ -196,13 +203,24 @@ fn measured_settings(f: &FinetuneSettings) -> FinetuneSettings {
         device: Default::default(),
         prefetch: true,
         eval_batch_size: 0,
+        model: ModelKind::Gin,
+        sequence: SequenceSettings::default(),
         ..f.clone()
     }
 }
 
+/// `[finetune.sequence]` without the capacity axis (layers, width): what a token cell's hash covers.
+fn measured_sequence(q: &SequenceSettings) -> SequenceSettings {
+    SequenceSettings { layers: 0, width: 0, ..q.clone() }
+}
+
 impl<'a> Context<'a> {
-    fn new(config: &'a SweepConfig, use_stage_split: bool) -> Result<Self> {
-        let (store, task_names, task_kind) = read_graphs(&config.graphs)?;
+    /// Reads the graphs with the inputs of every model in `models` attached.
+    fn new(config: &'a SweepConfig, use_stage_split: bool, models: &[ModelKind]) -> Result<Self> {
+        let (mut store, task_names, task_kind) = read_graphs(&config.graphs)?;
+        for &kind in models {
+            nn_data::attach_inputs(&mut store, &config.graphs, kind)?;
+        }
         let stage_label = if use_stage_split {
             let source = ParquetSource::open(&config.split_file, &split_schema::schema())?;
             let method = source.meta(split::META_SPLIT_METHOD).and_then(|m| serde_json::from_str::<String>(m).ok());
@@ -327,7 +345,17 @@ impl<'a> Context<'a> {
                 Ok(_) => serde_json::Value::Null,
             }
         };
-        let all = serde_json::json!({"common": self.common, "split": split.hash, "pretrained": pretrained, "strategy": strategy});
+        let mut all = serde_json::json!({"common": self.common, "split": split.hash, "pretrained": pretrained, "strategy": strategy});
+        // GIN cells add nothing, so that their hashes are those from before the model axis.
+        let Some(model) = ModelKind::parse(&key.model) else { return Ok(None) };
+        if model != ModelKind::Gin {
+            let mut inputs = serde_json::json!({"model": model, "sequence": measured_sequence(&self.config.finetune.sequence)});
+            if model == ModelKind::Fingerprint {
+                let Some(fingerprints) = self.file_hash(&nn_data::fingerprints_path(&self.config.graphs)) else { return Ok(None) };
+                inputs["fingerprints"] = fingerprints.into();
+            }
+            all["model"] = inputs;
+        }
         Ok(Some(hex_digest(all.to_string().as_bytes())))
     }
 }
@@ -335,6 +363,7 @@ impl<'a> Context<'a> {
 /// The grid's axes other than strategy, fraction and seed.
 struct AxisValues {
     split: String,
+    model: ModelKind,
     pretrained: Option<PathBuf>,
     capacity: Capacity,
 }
@@ -356,6 +385,7 @@ fn plan_cells(context: &mut Context, strategies: &[Strategy], axes: &[AxisValues
                     let key = CellKey {
                         dataset: config.dataset.clone(),
                         split: axis.split.clone(),
+                        model: axis.model.as_str().to_string(),
                         pretrained: pretrained_label(&axis.pretrained),
                         layers: axis.capacity.layers as u32,
                         width: axis.capacity.width as u32,
@@ -402,8 +432,11 @@ pub fn run(config: &SweepConfig) -> Result<SweepSummary> {
         });
     }
 
-    let (strategies, capacities, split_methods) = config.scaling.validate()?;
-    config.finetune.validate()?;
+    let Grid { strategies, capacities, splits: split_methods, models } = config.scaling.validate()?;
+    let models = if models.is_empty() { vec![config.finetune.model] } else { models };
+    for &model in &models {
+        FinetuneSettings { model, ..config.finetune.clone() }.validate()?;
+    }
     require(&config.graphs, "run the featurize stage first (`just featurize <pipeline>`)")?;
     let mut inputs: Vec<PathBuf> = vec![config.graphs.clone()];
     if split_methods.is_empty() {
@@ -427,7 +460,15 @@ pub fn run(config: &SweepConfig) -> Result<SweepSummary> {
         require(p, "pretrained checkpoint of the pretrained axis")?;
         inputs.push(p.clone());
     }
-    let capacities = if capacities.is_empty() { vec![Capacity { layers: config.finetune.layers, width: config.finetune.width }] } else { capacities };
+    for &model in &models {
+        inputs.extend(nn_data::model_input_files(&config.graphs, model)?);
+    }
+    // Without a capacity axis each model has the shape its own section gives it.
+    let capacities_of = |model: ModelKind| match (capacities.is_empty(), model) {
+        (false, _) => capacities.clone(),
+        (true, ModelKind::Gin) => vec![Capacity { layers: config.finetune.layers, width: config.finetune.width }],
+        (true, _) => vec![Capacity { layers: config.finetune.sequence.layers, width: config.finetune.sequence.width }],
+    };
 
     if config.finetune.threads > 0 {
         molpeg_nn::tch::set_num_threads(config.finetune.threads as i32);
@@ -458,16 +499,18 @@ pub fn run(config: &SweepConfig) -> Result<SweepSummary> {
     }
     stage.begin_resumable()?;
 
-    let mut context = Context::new(config, split_methods.is_empty())?;
+    let mut context = Context::new(config, split_methods.is_empty(), &models)?;
     let split_labels: Vec<String> = match &context.stage_label {
         Some(label) => vec![label.clone()],
         None => split_methods.iter().map(|&m| split_name(m)).collect(),
     };
     let mut axes = Vec::new();
     for split in &split_labels {
-        for p in &pretrained {
-            for &capacity in &capacities {
-                axes.push(AxisValues { split: split.clone(), pretrained: p.clone(), capacity });
+        for &model in &models {
+            for p in &pretrained {
+                for capacity in capacities_of(model) {
+                    axes.push(AxisValues { split: split.clone(), model, pretrained: p.clone(), capacity });
+                }
             }
         }
     }
@@ -526,7 +569,7 @@ pub fn run(config: &SweepConfig) -> Result<SweepSummary> {
         done_graphs += planned;
         bar.set_position(done_graphs);
         let k = &result.key;
-        let axes_text = if show_axes { format!(" [{} split, {}, {}x{}]", k.split, k.pretrained, k.layers, k.width) } else { String::new() };
+        let axes_text = if show_axes { format!(" [{} split, {}, {}, {}x{}]", k.split, k.model, k.pretrained, k.layers, k.width) } else { String::new() };
         log(format!(
             "cell {}/{}{axes_text}: {} fraction {} seed {} (n_train {}): test {} {}, best epoch {}, {:.1} s",
             i + 1,
@@ -571,17 +614,13 @@ fn run_cell(context: &mut Context, cell: &Cell, device: molpeg_nn::tch::Device, 
     let data = &split.data;
     let key = &cell.key;
     let keep = KeepFraction::new(key.fraction).map_err(Error::Config)?;
-    let mut settings = FinetuneSettings {
-        seed: key.seed,
-        layers: key.layers as usize,
-        width: key.width as usize,
-        pretrained: cell.pretrained.clone(),
-        coreset: None,
-        tag: None,
-        dynamic: None,
-        keep: None,
-        ..config.finetune.clone()
-    };
+    let mut settings = FinetuneSettings { seed: key.seed, pretrained: cell.pretrained.clone(), coreset: None, tag: None, dynamic: None, keep: None, ..config.finetune.clone() };
+    settings.model = ModelKind::parse(&key.model).expect("planned cells name a known model");
+    let (layers, width) = (key.layers as usize, key.width as usize);
+    match settings.model {
+        ModelKind::Gin => (settings.layers, settings.width) = (layers, width),
+        _ => (settings.sequence.layers, settings.sequence.width) = (layers, width),
+    }
     let train_ids: Vec<u32> = data.train.iter().map(|&g| data.store.mol_ids[g as usize]).collect();
     let as_plan = |kept: Vec<Kept>| -> Vec<Sample> {
         kept.iter().map(|k| Sample { index: data.index_of(k.mol_id).expect("kept ids come from the train split"), weight: k.weight }).collect()

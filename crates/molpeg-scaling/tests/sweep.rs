@@ -114,6 +114,7 @@ fn sweep_writes_results_fits_and_figures_skips_finished_cells_and_refuses_stale_
     let expected_types = [
         ("dataset", "string"),
         ("split", "string"),
+        ("model", "string"),
         ("pretrained", "string"),
         ("layers", "uint32"),
         ("width", "uint32"),
@@ -142,6 +143,7 @@ fn sweep_writes_results_fits_and_figures_skips_finished_cells_and_refuses_stale_
     for row in rows {
         let (split, strategy, percent, _, _, pretrained) = key(row);
         assert_eq!((split.as_str(), pretrained.as_str(), row["layers"].as_u64(), row["dataset"].as_str()), ("scaffold", "scratch", Some(2), Some("tiny")));
+        assert_eq!(row["model"], "gin", "without a model axis the [finetune] model (default gin)");
         let expected_n = if percent == 100 { n } else { quarter };
         assert_eq!(row["n_train"].as_u64().unwrap(), expected_n, "{row}");
         assert_eq!(row["strategy"] == "full", percent == 100, "{strategy} at {percent}%");
@@ -182,7 +184,7 @@ fn sweep_writes_results_fits_and_figures_skips_finished_cells_and_refuses_stale_
     // split stage's, so its cells have the same settings hash and, trained alike, the same result.
     let axes_dir = d.join("runs/tiny/scaling-axes");
     let axes_log = ok(d, &["--splits", "scaffold,random", "--capacities", "1x8,2x16", "--strategies", "random", "--seeds", "0", "--out-dir", axes_dir.to_str().unwrap()]);
-    assert!(axes_log.contains("[random split, scratch, 1x8]"), "{axes_log}");
+    assert!(axes_log.contains("[random split, gin, scratch, 1x8]"), "{axes_log}");
     let axes_rows = rows_of(&axes_dir.join("results.parquet"));
     assert_eq!(axes_rows.len(), 8, "2 splits × 2 capacities × (random 0.25 + full)");
     let splits: BTreeSet<_> = axes_rows.iter().map(|r| (r["split"].as_str().unwrap().to_string(), r["layers"].as_u64().unwrap(), r["width"].as_u64().unwrap())).collect();
@@ -253,4 +255,78 @@ fn a_killed_sweep_resumes_where_it_stopped_without_duplicating_cells() {
     assert_eq!(all.len(), 6);
     assert_eq!(all.iter().map(key).collect::<BTreeSet<_>>().len(), 6, "no cell twice");
     assert_eq!(&all[..first.len()], &first[..], "finished cells are kept as they were");
+}
+
+/// The modality axis on 300 real HIV molecules (tests/fixtures/hiv-300.csv) featurized by the real
+/// featurize stage with fingerprints: GIN, fingerprint and SMILES cells in one sweep, told apart by
+/// the `model` column, each hashed with its own inputs, a GIN cell equal to the same cell of a sweep
+/// without the axis, one curve per model in the figure, and a rerun that trains nothing.
+#[test]
+fn model_axis_sweeps_graph_fingerprint_and_smiles_models() {
+    let featurize = Path::new(BIN).with_file_name("molpeg-featurize");
+    assert!(featurize.is_file(), "{} is built with the workspace (cargo build --workspace)", featurize.display());
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/hiv-300.csv").canonicalize().unwrap();
+    let toml = format!(
+        "name = \"tiny\"\n[dataset]\nname = \"tiny\"\nfile = \"hiv-300.csv\"\npath = {:?}\nsmiles_column = \"smiles\"\n\
+         label_columns = [\"HIV_active\"]\nignore_columns = [\"activity\"]\ntask_type = \"binary\"\nmissing = [\"\"]\n\
+         [featurize]\nthreads = 1\nfingerprints = true\nfingerprint_radius = 2\nfingerprint_bits = 1024\n\
+         [split]\nmethod = \"random\"\nfractions = [0.5, 0.25, 0.25]\n\
+         [finetune]\nepochs = 1\nlayers = 2\nwidth = 16\nbatch_size = 32\neval_batch_size = 64\ndevice = \"cpu\"\nthreads = 1\n\
+         [finetune.sequence]\nlayers = 1\nwidth = 16\nheads = 2\nffn = 32\nmax_len = 64\n\
+         [scaling]\nfractions = [0.5, 1.0]\nseeds = [0]\nbootstrap = 20\n",
+        fixture.display().to_string()
+    );
+    std::fs::write(d.join("tiny.toml"), toml).unwrap();
+    let out = Command::new(&featurize)
+        .current_dir(d)
+        .args(["--pipeline", "tiny.toml", "--runs-dir", "runs"])
+        .env("MOLPEG_DATA_DIR", d.join("data"))
+        .env_remove("MOLPEG_DATA_MIRROR")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "featurize: {}", String::from_utf8_lossy(&out.stderr));
+    let pipeline = Pipeline::load(d.join("tiny.toml")).unwrap();
+    let config: SplitConfig = pipeline.section("split").unwrap();
+    split::run(&pipeline, &d.join("runs"), &config, false).unwrap();
+
+    let log = ok(d, &["--models", "gin,fingerprint,smiles"]);
+    assert!(log.contains("cell 6/6"), "{log}");
+    let out = d.join("runs/tiny/scaling");
+    let rows = rows_of(&out.join("results.parquet"));
+    assert_eq!(rows.len(), 6, "3 models × (random 0.5 + full)");
+    let by_model = |m: &str| rows.iter().filter(|r| r["model"] == m).cloned().collect::<Vec<_>>();
+    let mut full_hashes = BTreeSet::new();
+    for (model, width) in [("gin", 16), ("fingerprint", 16), ("smiles", 16)] {
+        let cells = by_model(model);
+        assert_eq!(cells.len(), 2, "{model}: {rows:?}");
+        for r in &cells {
+            assert_eq!((r["layers"].as_u64(), r["width"].as_u64()), (Some(if model == "gin" { 2 } else { 1 }), Some(width)), "{model}'s own section sets its shape");
+            assert!((0.0..=1.0).contains(&r["test_metric"].as_f64().unwrap()), "{r}");
+        }
+        full_hashes.insert(cells.iter().find(|r| r["strategy"] == "full").unwrap()["settings_hash"].as_str().unwrap().to_string());
+    }
+    assert_eq!(full_hashes.len(), 3, "every model hashes its own inputs");
+    let svg = std::fs::read_to_string(out.join("scaling.svg")).unwrap();
+    // Legends name what tells the curves apart: the model (and here the capacity, 2x16 vs 1x16).
+    for label in ["random (gin, 2x16)", "random (fingerprint, 1x16)", "random (smiles, 1x16)"] {
+        assert!(svg.contains(label), "the legend names the curve `{label}`");
+    }
+    let fits = rows_of(&out.join("fits.parquet"));
+    let fit_models: BTreeSet<&str> = fits.iter().map(|r| r["model"].as_str().unwrap()).collect();
+    assert_eq!(fit_models, BTreeSet::from(["fingerprint", "gin", "smiles"]), "one fit per model");
+
+    // Unchanged: nothing trains again, even when the manifest is bypassed.
+    assert!(ok(d, &["--models", "gin,fingerprint,smiles", "--force"]).contains("0 run now, 6 already finished"));
+
+    // The GIN's cells are those of a sweep without the axis: same hash and, trained alike, same result.
+    let gin_dir = d.join("runs/tiny/scaling-gin");
+    ok(d, &["--out-dir", gin_dir.to_str().unwrap()]);
+    let plain = rows_of(&gin_dir.join("results.parquet"));
+    assert_eq!(plain.len(), 2);
+    for r in &plain {
+        let twin = by_model("gin").into_iter().find(|g| g["strategy"] == r["strategy"]).unwrap();
+        assert_eq!((&r["settings_hash"], &r["test_metric"], &r["model"]), (&twin["settings_hash"], &twin["test_metric"], &twin["model"]));
+    }
 }

@@ -1,6 +1,6 @@
-//! `molpeg-bench-train`: training and inference throughput (graphs/s) of the GIN on a dataset's
-//! train split: forward + backward + Adam step per batch, collation (and prefetching, where it is
-//! used) included.
+//! `molpeg-bench-train`: training and inference throughput (graphs/s) of a model (the GIN, or a
+//! token model: fingerprint, SMILES) on a dataset's train split: forward + backward + Adam step per
+//! batch, collation (and prefetching, where it is used) included.
 //! `bench/pyg_peer.py` measures the same with PyTorch Geometric; `bench/train_bench.sh` runs both.
 
 use std::path::PathBuf;
@@ -8,7 +8,8 @@ use std::time::Instant;
 
 use clap::Parser;
 use molpeg_nn::data::{Dataset, Sample};
-use molpeg_nn::model::{Jk, Model, ModelConfig, Pooling};
+use molpeg_nn::finetune::FinetuneSettings;
+use molpeg_nn::model::{Model, ModelKind};
 use molpeg_nn::synthetic::{self, SyntheticSpec};
 use molpeg_nn::tch::{self, Device};
 use molpeg_nn::train::{shuffled, Objective, TrainConfig, Trainer};
@@ -22,12 +23,24 @@ struct Args {
     /// Synthetic molecules to generate when `data` is empty.
     #[arg(long, default_value_t = 8192)]
     molecules: usize,
+    /// The encoder. Token models read the featurize stage's fingerprints.parquet (fingerprint) or
+    /// the canonical SMILES of graphs.parquet (smiles), so `data` must be a real featurized dataset.
+    #[arg(long, value_enum, default_value = "gin")]
+    model: ModelKind,
+    /// Layers and width of the GIN, or of the token model's Transformer (its heads, feed-forward
+    /// width and dropout are the [finetune.sequence] defaults).
     #[arg(long, default_value_t = 5)]
     layers: usize,
     #[arg(long, default_value_t = 300)]
     width: usize,
+    /// Dropout (default: the GIN's 0.5, the token models' 0.1).
+    #[arg(long)]
+    dropout: Option<f64>,
     #[arg(long, default_value_t = 256)]
     batch_size: usize,
+    /// Token models: batches per length-sorted window ([finetune.sequence] length_buckets; 0 = off).
+    #[arg(long, default_value_t = 16)]
+    length_buckets: usize,
     /// Batches per timed repetition.
     #[arg(long, default_value_t = 10)]
     batches: usize,
@@ -54,13 +67,16 @@ fn main() -> anyhow::Result<()> {
         std::fs::create_dir_all(&a.data)?;
         synthetic::write_dataset(&a.data, &SyntheticSpec::hiv_like(a.molecules, 0))?;
     }
-    let data = Dataset::load(&graphs, &split)?;
-    let tasks = data.num_tasks();
+    let data = Dataset::load_for(&graphs, &split, a.model)?;
     tch::manual_seed(0);
-    let cfg = ModelConfig { kind: Default::default(), sequence: None, layers: a.layers, width: a.width, dropout: 0.5, pooling: Pooling::Mean, jk: Jk::Last, num_tasks: tasks };
-    let model = Model::new(&cfg, device)?;
+    let mut settings = FinetuneSettings { model: a.model, layers: a.layers, width: a.width, ..Default::default() };
+    (settings.sequence.layers, settings.sequence.width) = (a.layers, a.width);
+    if let Some(p) = a.dropout {
+        (settings.dropout, settings.sequence.dropout) = (p, p);
+    }
+    let model = Model::new(&settings.model_config_for(&data)?, device)?;
     let objective = Objective::for_task(data.task_kind, &data.store, &data.train);
-    let config = TrainConfig { batch_size: a.batch_size, eval_batch_size: a.batch_size, lr: 1e-3, weight_decay: 0.0, prefetch: !a.no_prefetch, seed: 0 };
+    let config = TrainConfig { batch_size: a.batch_size, eval_batch_size: a.batch_size, lr: 1e-3, weight_decay: 0.0, prefetch: !a.no_prefetch, seed: 0, length_buckets: a.length_buckets };
     let mut trainer = Trainer::new(model, objective, config)?;
 
     let per_rep = a.batches * a.batch_size;
@@ -91,16 +107,22 @@ fn main() -> anyhow::Result<()> {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
+    let tokens = model_tokens(&trainer.model, &data)?;
     let nodes = data.store.total_nodes() as f64 / data.store.len() as f64;
     let edges = data.store.total_edges() as f64 / data.store.len() as f64;
     println!(
         "{}",
         serde_json::json!({
-            "impl": "molpeg", "layers": a.layers, "width": a.width, "batch_size": a.batch_size, "threads": a.threads,
+            "impl": "molpeg", "model": a.model.as_str(), "tokens_per_graph": tokens, "length_buckets": a.length_buckets, "layers": a.layers, "width": a.width, "batch_size": a.batch_size, "threads": a.threads,
             "atoms_per_graph": nodes, "directed_edges_per_graph": edges,
             "train_graphs_per_s": median(&mut train_rates), "infer_graphs_per_s": median(&mut infer_rates),
             "train_reps": train_rates, "infer_reps": infer_rates,
         })
     );
     Ok(())
+}
+
+/// Mean tokens per molecule of a token model's input over the train split; `None` for the GIN.
+fn model_tokens(model: &Model, data: &Dataset) -> anyhow::Result<Option<f64>> {
+    Ok(molpeg_nn::finetune::TokenSummary::of(model, data)?.map(|t| t.train.tokens as f64 / data.train.len() as f64))
 }

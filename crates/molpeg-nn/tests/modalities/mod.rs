@@ -105,7 +105,7 @@ fn exercise(kind: ModelKind) {
 
     // One training step moves the weights and gives finite losses.
     let before = model.snapshot();
-    let mut trainer = Trainer::new(model, Objective::binary(1), TrainConfig { batch_size: 40, eval_batch_size: 64, lr: 1e-2, weight_decay: 0.0, prefetch: false, seed: 0 }).unwrap();
+    let mut trainer = Trainer::new(model, Objective::binary(1), TrainConfig { batch_size: 40, eval_batch_size: 64, lr: 1e-2, weight_decay: 0.0, prefetch: false, seed: 0, length_buckets: 16 }).unwrap();
     let stats = trainer.train_epoch(&data.store, &plan, |_| Ok(())).unwrap();
     assert!(stats.mean_loss.is_finite());
     let after = trainer.model.snapshot();
@@ -144,6 +144,14 @@ fn exercise(kind: ModelKind) {
     assert_eq!(stage_test.len(), outputs.len());
     for (p, o) in stage_test.iter().zip(&outputs) {
         assert!((p - finetune::output_to_prediction(data.task_kind, *o)).abs() < 1e-6, "{p} vs σ({o})");
+    }
+    // Evaluation runs shortest first and puts outputs back: a molecule's output is the same whatever
+    // order and batch size it is asked in.
+    let reversed: Vec<u32> = data.test.iter().rev().copied().collect();
+    let mut back = predict_with(&loaded, &Objective::binary(1), &data.store, &reversed, 7, false).unwrap().outputs;
+    back.reverse();
+    for (a, b) in outputs.iter().zip(&back) {
+        assert!((a - b).abs() < 1e-4, "{a} vs {b}");
     }
 
     // MolPeg scoring with the proxy signals: scores from the dual-pace EMA over this model's variables,
@@ -186,7 +194,7 @@ fn token_model_reference_masks_shared_and_independent() {
         let s = FinetuneSettings { sequence: SequenceSettings { dropout, ..settings(ModelKind::Smiles).sequence }, ..settings(ModelKind::Smiles) };
         molpeg_nn::tch::manual_seed(1);
         let model = Model::new(&s.model_config_for(&data).unwrap(), Device::Cpu).unwrap();
-        let mut trainer = Trainer::new(model, Objective::binary(1), TrainConfig { batch_size: 64, eval_batch_size: 64, lr: 1e-3, weight_decay: 0.0, prefetch: false, seed: 3 }).unwrap();
+        let mut trainer = Trainer::new(model, Objective::binary(1), TrainConfig { batch_size: 64, eval_batch_size: 64, lr: 1e-3, weight_decay: 0.0, prefetch: false, seed: 3, length_buckets: 16 }).unwrap();
         let options = ReferenceOptions { dropout: masks, init: ReferenceInit::Online, ..ReferenceOptions::official(0.5) };
         let shared = ReferenceOptions { dropout: ReferenceDropout::Shared, ..options };
         let err = DualPace::new(&trainer.model, shared, 3).err().expect("shared masks are refused for a token model").to_string();

@@ -10,7 +10,7 @@ use molpeg_nn::cli::FinetuneArgs;
 use molpeg_scaling::sweep::{self, SweepConfig, SweepSummary};
 
 /// Scaling-law sweep: fine-tune on fractions of the training split × seeds × strategies (× optional
-/// split, pretrained and capacity axes), appending each finished cell to
+/// split, model, pretrained and capacity axes), appending each finished cell to
 /// runs/<pipeline>/scaling/results.parquet, then fit power and saturating laws (fits.parquet, fits.md)
 /// and draw scaling.{png,svg} (and keep_ratio.{png,svg} for MolPeg strategies).
 ///
@@ -41,12 +41,18 @@ struct Cli {
     /// graphs.parquet with the [split] seed. Default: the split stage's split.parquet only.
     #[arg(long, value_delimiter = ',', value_name = "METHOD,...")]
     splits: Option<Vec<String>>,
+    /// Model (modality) axis, comma-separated: gin (the 2D graph), fingerprint (a Transformer over the
+    /// set Morgan bits; featurize with fingerprints = true), smiles (a Transformer over canonical-SMILES
+    /// tokens). Token models take their shape from [finetune.sequence]. Default: [finetune] model only.
+    #[arg(long, value_delimiter = ',', value_name = "MODEL,...")]
+    models: Option<Vec<String>>,
     /// Pretrained axis, comma-separated: `scratch` or encoder checkpoints (safetensors). Default: the
     /// [finetune] pretrained setting (--pretrained) only.
     #[arg(long, value_delimiter = ',', value_name = "scratch|FILE,...")]
     pretrained_axis: Option<Vec<String>>,
-    /// Capacity axis, comma-separated LAYERSxWIDTH values, e.g. 3x64,5x300. Default: [finetune]
-    /// layers × width only.
+    /// Capacity axis, comma-separated LAYERSxWIDTH values, e.g. 3x64,5x300: GIN layers × width, or a
+    /// token model's Transformer layers × token width. Default: [finetune] layers × width for the GIN,
+    /// [finetune.sequence] layers × width for token models.
     #[arg(long, value_delimiter = ',', value_name = "LxW,...")]
     capacities: Option<Vec<String>>,
     /// Scores file of select: strategies (default runs/<pipeline>/score/sample_scores.parquet).
@@ -100,7 +106,7 @@ fn run(cli: &Cli) -> anyhow::Result<SweepSummary> {
     macro_rules! set {
         ($($flag:ident => $field:ident),*) => { $( if let Some(v) = cli.$flag.clone() { s.$field = v; } )* };
     }
-    set!(fractions => fractions, seeds => seeds, strategies => strategies, splits => splits, pretrained_axis => pretrained, capacities => capacities, bootstrap => bootstrap);
+    set!(fractions => fractions, seeds => seeds, strategies => strategies, splits => splits, models => models, pretrained_axis => pretrained, capacities => capacities, bootstrap => bootstrap);
     if cli.scores.is_some() {
         s.scores = cli.scores.clone();
     }
