@@ -19,6 +19,7 @@ pub mod parquet_io;
 pub mod pipeline;
 pub mod progress;
 pub mod schema;
+pub mod shard;
 pub mod smiles_tokens;
 pub mod versions;
 

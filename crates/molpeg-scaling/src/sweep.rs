@@ -33,6 +33,7 @@ use std::time::Instant;
 
 use indicatif::ProgressBar;
 use molpeg_core::manifest::{sha256_file, StageRun};
+use molpeg_core::shard::Shard;
 use molpeg_core::parquet_io::ParquetSource;
 use molpeg_core::pipeline::Pipeline;
 use molpeg_core::schema::split as split_schema;
@@ -52,6 +53,8 @@ use crate::{Error, Result};
 
 pub const STAGE: &str = "scaling";
 pub const RESULTS_FILE: &str = "results.parquet";
+/// Subdirectory of the out dir with one directory per shard (`part-00001-of-00004/`).
+pub const SHARDS_DIR: &str = "shards";
 
 /// A resolved sweep: the pipeline's sections with flags applied, and where things are.
 #[derive(Debug, Clone)]
@@ -79,6 +82,10 @@ pub struct SweepConfig {
     pub report_only: bool,
     /// Progress bar and one line per cell on stderr.
     pub verbose: bool,
+    /// Run only this shard's cells (cell `i` of the planned grid belongs to shard `i mod N`), in
+    /// `<out_dir>/shards/part-I-of-N/` with its own results file and manifest, and write no report;
+    /// a run without a shard merges every part into `results.parquet` first.
+    pub shard: Option<Shard>,
 }
 
 impl SweepConfig {
@@ -104,12 +111,27 @@ impl SweepConfig {
             discard_stale: false,
             report_only: false,
             verbose: true,
+            shard: None,
         })
     }
 
     pub fn results_path(&self) -> PathBuf {
         self.out_dir.join(RESULTS_FILE)
     }
+
+    /// Where the shards keep their parts: `<out_dir>/shards/part-I-of-N/`.
+    pub fn shards_dir(&self) -> PathBuf {
+        self.out_dir.join(SHARDS_DIR)
+    }
+
+    /// Where this run writes: its shard's directory, or the out dir.
+    fn work_dir(&self) -> PathBuf {
+        match &self.shard {
+            Some(shard) => self.shards_dir().join(shard.part_name()),
+            None => self.out_dir.clone(),
+        }
+    }
+
 
     fn scores_path(&self) -> PathBuf {
         self.scaling.scores.clone().unwrap_or_else(|| PathBuf::from("sample_scores.parquet"))
@@ -403,6 +425,50 @@ fn plan_cells(context: &mut Context, strategies: &[Strategy], axes: &[AxisValues
     Ok(cells)
 }
 
+/// `results.parquet` of the out dir (when present), then every shard's part, sorted by name.
+fn result_files(config: &SweepConfig) -> Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = Some(config.results_path()).filter(|p| p.is_file()).into_iter().collect();
+    let shards = config.shards_dir();
+    if shards.is_dir() {
+        let entries = std::fs::read_dir(&shards).map_err(|e| molpeg_core::Error::io(&shards, e))?;
+        let mut parts: Vec<PathBuf> = entries.filter_map(|e| e.ok()).map(|e| e.path().join(RESULTS_FILE)).filter(|p| p.is_file()).collect();
+        parts.sort();
+        files.extend(parts);
+    }
+    Ok(files)
+}
+
+/// The rows of `files`, the first row of each cell key kept (a cell is in one file unless the shard
+/// count changed between runs, and then both rows are the same cell).
+fn read_union(files: &[PathBuf]) -> Result<Vec<CellResult>> {
+    let mut rows: Vec<CellResult> = Vec::new();
+    for file in files {
+        for row in results::read(file)? {
+            if !rows.iter().any(|r| r.key.same(&row.key)) {
+                rows.push(row);
+            }
+        }
+    }
+    Ok(rows)
+}
+
+fn stale_error(path: &Path, rows: &[CellResult], stale: &[usize]) -> Error {
+    let first = &rows[stale[0]];
+    Error::Stale {
+        path: path.to_path_buf(),
+        message: format!(
+            "{} of its {} rows were computed with other settings or inputs than the current ones (first: {} fraction {} seed {}, settings hash {}); \
+             they are not mixed with new cells. Rerun with --discard-stale to drop them, or choose another --out-dir",
+            stale.len(),
+            rows.len(),
+            first.key.strategy,
+            first.key.fraction,
+            first.key.seed,
+            first.settings_hash
+        ),
+    }
+}
+
 fn require(path: &Path, what: &str) -> Result<()> {
     if path.is_file() {
         Ok(())
@@ -416,8 +482,14 @@ pub fn run(config: &SweepConfig) -> Result<SweepSummary> {
     let started = Instant::now();
     let results_path = config.results_path();
     if config.report_only {
-        require(&results_path, "run the sweep first (without --report-only)")?;
-        let rows = results::read(&results_path)?;
+        if config.shard.is_some() {
+            return Err(Error::Config("--report-only reads every shard's part: run it without --shard".into()));
+        }
+        let files = result_files(config)?;
+        if files.is_empty() {
+            require(&results_path, "run the sweep first (without --report-only)")?;
+        }
+        let rows = read_union(&files)?;
         let report = report::write(&rows, &config.out_dir, config.scaling.bootstrap)?;
         return Ok(SweepSummary {
             out_dir: config.out_dir.clone(),
@@ -483,10 +555,16 @@ pub fn run(config: &SweepConfig) -> Result<SweepSummary> {
         "device": if device.is_cuda() { "cuda" } else { "cpu" },
     });
     let input_refs: Vec<&Path> = inputs.iter().map(PathBuf::as_path).collect();
-    let stage = StageRun::new(STAGE, &config.out_dir, &params, &input_refs)?;
+    let mut params = params;
+    if let Some(shard) = &config.shard {
+        params["shard"] = serde_json::json!(shard);
+    }
+    let work_dir = config.work_dir();
+    let own_path = work_dir.join(RESULTS_FILE);
+    let stage = StageRun::new(STAGE, &work_dir, &params, &input_refs)?;
     if !config.force && stage.cached().is_some() {
         return Ok(SweepSummary {
-            out_dir: config.out_dir.clone(),
+            out_dir: work_dir.clone(),
             skipped: true,
             cells: 0,
             ran: 0,
@@ -516,41 +594,54 @@ pub fn run(config: &SweepConfig) -> Result<SweepSummary> {
     }
     let cells = plan_cells(&mut context, &strategies, &axes)?;
 
-    // Finished cells, and rows that other settings produced.
-    let mut rows = if results_path.exists() { results::read(&results_path)? } else { Vec::new() };
-    let mut stale = Vec::new();
-    for (i, row) in rows.iter().enumerate() {
-        if context.cell_hash(&row.key)?.as_deref() != Some(row.settings_hash.as_str()) {
-            stale.push(i);
+    // Finished cells, and rows that other settings produced: this run's own file first (the out
+    // dir's results.parquet, or the shard's part), then every other result file of the out dir.
+    let mut rows = if own_path.exists() { results::read(&own_path)? } else { Vec::new() };
+    let mut discarded = 0;
+    let mut elsewhere: Vec<CellResult> = Vec::new();
+    for file in std::iter::once(own_path.clone()).chain(result_files(config)?.into_iter().filter(|f| f != &own_path)) {
+        let mut file_rows = if file == own_path { std::mem::take(&mut rows) } else { results::read(&file)? };
+        let mut stale = Vec::new();
+        for (i, row) in file_rows.iter().enumerate() {
+            if context.cell_hash(&row.key)?.as_deref() != Some(row.settings_hash.as_str()) {
+                stale.push(i);
+            }
         }
-    }
-    let discarded = stale.len();
-    if !stale.is_empty() {
-        if !config.discard_stale {
-            let first = &rows[stale[0]];
-            return Err(Error::Stale {
-                path: results_path,
-                message: format!(
-                    "{} of its {} rows were computed with other settings or inputs than the current ones (first: {} fraction {} seed {}, settings hash {}); \
-                     they are not mixed with new cells. Rerun with --discard-stale to drop them, or choose another --out-dir",
-                    stale.len(),
-                    rows.len(),
-                    first.key.strategy,
-                    first.key.fraction,
-                    first.key.seed,
-                    first.settings_hash
-                ),
+        // A shard leaves the stale rows of other files to the merge (and never counts them as done).
+        let others_of_shard = config.shard.is_some() && file != own_path;
+        if !stale.is_empty() && !others_of_shard {
+            if !config.discard_stale {
+                return Err(stale_error(&file, &file_rows, &stale));
+            }
+            discarded += stale.len();
+            let mut index = 0;
+            file_rows.retain(|_| {
+                index += 1;
+                !stale.contains(&(index - 1))
             });
+            results::write(&file, &file_rows)?;
+            stale.clear();
         }
-        let mut index = 0;
-        rows.retain(|_| {
-            index += 1;
-            !stale.contains(&(index - 1))
-        });
-        results::write(&results_path, &rows)?;
+        if file == own_path {
+            rows = file_rows;
+        } else {
+            for (i, row) in file_rows.into_iter().enumerate() {
+                let done = rows.iter().chain(&elsewhere).any(|r| r.key.same(&row.key));
+                if !done && !stale.contains(&i) {
+                    elsewhere.push(row);
+                }
+            }
+        }
     }
-    let todo: Vec<&Cell> = cells.iter().filter(|c| !rows.iter().any(|r| r.key.same(&c.key))).collect();
-    let reused = cells.len() - todo.len();
+    // Without a shard: the shards' cells join results.parquet (the merge; parts stay as they are).
+    let merged = if config.shard.is_none() { elsewhere.len() } else { 0 };
+    if merged > 0 {
+        rows.append(&mut elsewhere);
+        results::write(&own_path, &rows)?;
+    }
+    let owned: Vec<&Cell> = cells.iter().enumerate().filter(|(i, _)| config.shard.as_ref().is_none_or(|s| s.owns(*i))).map(|(_, c)| c).collect();
+    let todo: Vec<&Cell> = owned.iter().copied().filter(|c| !rows.iter().chain(&elsewhere).any(|r| r.key.same(&c.key))).collect();
+    let reused = owned.len() - todo.len();
 
     let planned: Vec<u64> = todo.iter().map(|c| config.finetune.epochs as u64 * c.n_train as u64).collect();
     let bar = if config.verbose { molpeg_core::progress::bar(planned.iter().sum(), "graphs") } else { ProgressBar::hidden() };
@@ -559,7 +650,9 @@ pub fn run(config: &SweepConfig) -> Result<SweepSummary> {
             bar.suspend(|| eprintln!("{line}"));
         }
     };
-    log(format!("scaling: {} cells ({} finished before), {} to run, results in {}", cells.len(), reused, todo.len(), results_path.display()));
+    let shard_text = config.shard.map_or(String::new(), |s| format!(" (shard {s} of {} cells)", cells.len()));
+    let merged_text = if merged > 0 { format!(", {merged} merged from shards") } else { String::new() };
+    log(format!("scaling: {} cells{shard_text} ({} finished before{merged_text}), {} to run, results in {}", owned.len(), reused, todo.len(), own_path.display()));
     let show_axes = axes.len() > 1;
     let mut done_graphs = 0;
     let mut cell_seconds = Vec::new();
@@ -585,23 +678,31 @@ pub fn run(config: &SweepConfig) -> Result<SweepSummary> {
         ));
         cell_seconds.push(result.seconds);
         rows.push(result);
-        results::write(&results_path, &rows)?;
+        results::write(&own_path, &rows)?;
     }
     bar.finish_and_clear();
+    if !own_path.exists() {
+        // A shard that owns no cell still leaves its (empty) part, so the merge sees it finished.
+        results::write(&own_path, &rows)?;
+    }
 
-    let report = report::write(&rows, &config.out_dir, config.scaling.bootstrap)?;
-    let mut outputs = vec![results_path.clone()];
-    outputs.extend(report.files.iter().cloned());
+    // A shard writes no report: the run without --shard merges every part and reports.
+    let report = match config.shard {
+        None => Some(report::write(&rows, &config.out_dir, config.scaling.bootstrap)?),
+        Some(_) => None,
+    };
+    let mut outputs = vec![own_path.clone()];
+    outputs.extend(report.iter().flat_map(|r| r.files.iter().cloned()));
     let summary = SweepSummary {
-        out_dir: config.out_dir.clone(),
+        out_dir: work_dir.clone(),
         skipped: false,
-        cells: cells.len(),
+        cells: owned.len(),
         ran: todo.len(),
         reused,
         discarded,
         mean_cell_seconds: (!cell_seconds.is_empty()).then(|| cell_seconds.iter().sum::<f64>() / cell_seconds.len() as f64),
         seconds: started.elapsed().as_secs_f64(),
-        report: Some(report),
+        report,
     };
     stage.finish(&outputs.iter().map(PathBuf::as_path).collect::<Vec<_>>(), &summary)?;
     Ok(summary)

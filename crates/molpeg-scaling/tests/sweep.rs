@@ -330,3 +330,54 @@ fn model_axis_sweeps_graph_fingerprint_and_smiles_models() {
         assert_eq!((&r["settings_hash"], &r["test_metric"], &r["model"]), (&twin["settings_hash"], &twin["test_metric"], &twin["model"]));
     }
 }
+
+/// `--shard I/N`: two shards of a grid, each in its own part with its own manifest, then the run
+/// without a shard merges them; the merged results equal a single-process sweep's cell for cell, no
+/// cell runs twice, and a Slurm array's variables choose the same shard as the flag.
+#[test]
+fn shards_split_the_grid_and_merge_to_the_single_process_results() {
+    let dir = project(240, "fractions = [0.25, 0.5, 1.0]\nseeds = [0, 1]\nstrategies = [\"random\"]\nbootstrap = 20");
+    let d = dir.path();
+    let single = d.join("runs/tiny/single");
+    ok(d, &["--out-dir", single.to_str().unwrap()]);
+    let sharded = d.join("runs/tiny/sharded");
+    let out = sharded.to_str().unwrap();
+
+    // Report-only over parts before any merge, and a shard's own progress line.
+    let first = ok(d, &["--out-dir", out, "--shard", "0/2"]);
+    assert!(first.contains("scaling: 3 cells (shard 0/2 of 6 cells)"), "{first}");
+    let part0 = sharded.join("shards/part-00000-of-00002");
+    assert!(part0.join("results.parquet").is_file() && part0.join("manifest.json").is_file());
+    assert!(!sharded.join("fits.parquet").exists(), "a shard writes no report");
+    assert_eq!(rows_of(&part0.join("results.parquet")).len(), 3);
+    // The second shard from a Slurm array's variables (--array=1-2: ids 1 and 2, min 1).
+    let slurm = Command::new(BIN)
+        .current_dir(d)
+        .args(["--pipeline", "tiny.toml", "--runs-dir", "runs", "--out-dir", out])
+        .env_remove("MOLPEG_RUNS_DIR")
+        .envs([("SLURM_ARRAY_TASK_ID", "2"), ("SLURM_ARRAY_TASK_COUNT", "2"), ("SLURM_ARRAY_TASK_MIN", "1")])
+        .output()
+        .unwrap();
+    let slurm_log = String::from_utf8_lossy(&slurm.stderr).to_string();
+    assert!(slurm.status.success() && slurm_log.contains("(shard 1/2 of 6 cells)"), "{slurm_log}");
+    assert!(ok(d, &["--out-dir", out, "--shard", "1/2"]).contains("up to date"), "the flag names the shard the array chose");
+
+    // Every cell is in exactly one part.
+    let part1 = rows_of(&sharded.join("shards/part-00001-of-00002/results.parquet"));
+    let part0 = rows_of(&part0.join("results.parquet"));
+    let keys = |rows: &[Value]| rows.iter().map(key).collect::<BTreeSet<_>>();
+    assert!(keys(&part0).is_disjoint(&keys(&part1)));
+    assert_eq!(keys(&part0).len() + keys(&part1).len(), 6);
+
+    // The merge: nothing to train, every cell equal to the single-process one.
+    let merge = ok(d, &["--out-dir", out]);
+    assert!(merge.contains("6 merged from shards") && merge.contains("0 run now, 6 already finished"), "{merge}");
+    let by_key = |rows: Vec<Value>| rows.into_iter().map(|r| (key(&r), (r["test_metric"].clone(), r["valid_metric"].clone(), r["settings_hash"].clone(), r["n_train"].clone()))).collect::<std::collections::BTreeMap<_, _>>();
+    assert_eq!(by_key(rows_of(&sharded.join("results.parquet"))), by_key(rows_of(&single.join("results.parquet"))), "sharded = single process");
+    check_figures(&sharded.join("scaling"));
+    // A shard rerun after the merge trains nothing (its cells are finished in results.parquet).
+    assert!(ok(d, &["--out-dir", out, "--shard", "0/3", "--force"]).contains("0 run now"));
+    // Bad shards are clear errors.
+    let bad = scaling(d, &["--out-dir", out, "--shard", "2/2"]);
+    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("numbered from 0"));
+}

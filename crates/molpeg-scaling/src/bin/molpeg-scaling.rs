@@ -67,6 +67,14 @@ struct Cli {
     /// Output directory (default runs/<pipeline>/scaling).
     #[arg(long, value_name = "DIR")]
     out_dir: Option<PathBuf>,
+    /// Run shard I of N (numbered from 0) of the grid's cells: cell i of the planned grid belongs to
+    /// shard i mod N. The shard writes OUT_DIR/shards/part-0000I-of-0000N/{results.parquet,
+    /// manifest.json} and no report; cells finished anywhere in OUT_DIR are skipped, so no cell runs
+    /// twice. Afterwards a run without --shard merges every part into results.parquet and reports.
+    /// Default: the Slurm array task (SLURM_ARRAY_TASK_ID − SLURM_ARRAY_TASK_MIN of
+    /// SLURM_ARRAY_TASK_COUNT) when set, so `sbatch --array=0-7` needs no wrapper.
+    #[arg(long, value_name = "I/N")]
+    shard: Option<molpeg_core::shard::Shard>,
     /// Train nothing: fit and plot the existing results.parquet.
     #[arg(long)]
     report_only: bool,
@@ -117,5 +125,6 @@ fn run(cli: &Cli) -> anyhow::Result<SweepSummary> {
     config.force = cli.stage.force;
     config.report_only = cli.report_only;
     config.discard_stale = cli.discard_stale;
+    config.shard = molpeg_core::shard::Shard::resolve(cli.shard)?;
     Ok(sweep::run(&config)?)
 }
