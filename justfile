@@ -92,6 +92,10 @@ predict name *flags: build
 checkpoint direction in out *flags: build
     {{bin}}/molpeg-checkpoint {{direction}} {{in}} {{out}} {{flags}}
 
+# Place a sharded stage on Ray (RAY_ADDRESS, else a local Ray): `just ray scaling hiv --shards 8 [--gpus-per-shard 1] [-- STAGE FLAGS]`; one Ray task per shard runs the binary with --shard I/N, failed shards are retried, then the parts are merged.
+ray stage name *flags: build
+    {{venv}}/bin/python scripts/molpeg_ray.py {{stage}} pipelines/{{name}}.toml {{flags}}
+
 # Run the test suite (unit, integration and end-to-end tests with real RDKit, libtorch and pyarrow).
 test: setup
     cargo test --workspace --no-fail-fast

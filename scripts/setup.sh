@@ -7,7 +7,7 @@
 #   - a Python venv OUTSIDE the clone ($MOLPEG_CACHE/venv, default ~/.cache/molpeg/venv) with
 #     torch==2.11.0 (the libtorch that tch 0.24 binds), pyarrow (independent Parquet reader for tests)
 #     and numpy, plus `just` (rust-just) so the justfile runs, and scikit-learn and pandas
-#     (reference metrics and pandas-written files in the tests)
+#     (reference metrics and pandas-written files in the tests), and ray (the sharded driver)
 set -euo pipefail
 
 cache="${MOLPEG_CACHE:-$HOME/.cache/molpeg}"
@@ -48,4 +48,10 @@ fi
 if ! "$venv/bin/python" -c "import sklearn, pandas" 2>/dev/null; then
   echo "setup: installing scikit-learn and pandas into $venv"
   "$venv/bin/pip" install -q scikit-learn pandas
+fi
+# Ray: the engine the sharded driver (scripts/molpeg_ray.py, `just ray ...`) places shards on; its
+# tests start a local Ray.
+if ! "$venv/bin/python" -c "import ray" 2>/dev/null; then
+  echo "setup: installing ray into $venv"
+  "$venv/bin/pip" install -q ray
 fi

@@ -381,3 +381,69 @@ fn shards_split_the_grid_and_merge_to_the_single_process_results() {
     let bad = scaling(d, &["--out-dir", out, "--shard", "2/2"]);
     assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("numbered from 0"));
 }
+
+/// A wrapper directory whose `molpeg-scaling` fails (exit 3, a message on stderr) for shard 1/2:
+/// once when `once` (a marker file remembers it), else every time; otherwise it runs the real binary.
+fn faulty_bin_dir(dir: &Path, once: bool) -> PathBuf {
+    let bin_dir = dir.join(if once { "bin-fails-once" } else { "bin-fails" });
+    std::fs::create_dir_all(&bin_dir).unwrap();
+    let marker = bin_dir.join("failed-once");
+    let condition = if once { format!("[ ! -e {marker:?} ]") } else { "true".into() };
+    let script = format!(
+        "#!/bin/sh\ncase \" $* \" in *\" --shard 1/2 \"*) if {condition}; then touch {marker:?}; echo 'injected fault in shard 1' >&2; exit 3; fi;; esac\nexec {BIN:?} \"$@\"\n"
+    );
+    let path = bin_dir.join("molpeg-scaling");
+    std::fs::write(&path, script).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    bin_dir
+}
+
+/// The Ray driver (scripts/molpeg_ray.py) on a real local Ray (2 CPUs): a 2-shard sweep whose shard
+/// 1 fails once (an injected fault) is retried, completes and merges to the single-process results
+/// cell for cell; a shard that always fails makes the driver exit non-zero naming the shard and
+/// showing its stderr. Skipped with a notice when $MOLPEG_PYTHON has no ray (`just setup` installs it).
+#[test]
+fn ray_driver_places_shards_retries_a_failed_one_and_merges() {
+    let has_ray = Command::new(python()).args(["-c", "import ray"]).output().is_ok_and(|o| o.status.success());
+    if !has_ray {
+        eprintln!("skipping: {} has no ray (run `just setup`)", python());
+        return;
+    }
+    let dir = project(240, "fractions = [0.25, 0.5, 1.0]\nseeds = [0, 1]\nstrategies = [\"random\"]\nbootstrap = 20");
+    let d = dir.path();
+    let single = d.join("runs/tiny/single");
+    ok(d, &["--out-dir", single.to_str().unwrap()]);
+    let driver = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/molpeg_ray.py");
+    let drive = |bin_dir: &Path, out: &Path, retries: &str| {
+        Command::new(python())
+            .current_dir(d)
+            .arg(&driver)
+            .args(["scaling", "tiny.toml", "--shards", "2", "--num-cpus", "2", "--max-retries", retries, "--runs-dir", "runs"])
+            .arg("--bin-dir")
+            .arg(bin_dir)
+            .args(["--", "--out-dir"])
+            .arg(out)
+            .env_remove("RAY_ADDRESS")
+            .env_remove("MOLPEG_RUNS_DIR")
+            .output()
+            .unwrap()
+    };
+
+    let out = d.join("runs/tiny/ray");
+    let run = drive(&faulty_bin_dir(d, true), &out, "1");
+    let log = String::from_utf8_lossy(&run.stderr).to_string();
+    assert!(run.status.success(), "driver failed:\n{log}");
+    assert!(d.join("bin-fails-once/failed-once").exists(), "the fault was injected");
+    assert!(log.contains("2/2 shards done"), "{log}");
+    let by_key = |rows: Vec<Value>| rows.into_iter().map(|r| (key(&r), (r["test_metric"].clone(), r["settings_hash"].clone()))).collect::<std::collections::BTreeMap<_, _>>();
+    assert_eq!(by_key(rows_of(&out.join("results.parquet"))), by_key(rows_of(&single.join("results.parquet"))), "Ray-sharded = single process");
+    assert!(out.join("fits.parquet").is_file(), "the merge reported");
+
+    let failing = d.join("runs/tiny/ray-fails");
+    let run = drive(&faulty_bin_dir(d, false), &failing, "0");
+    let log = String::from_utf8_lossy(&run.stderr).to_string();
+    assert!(!run.status.success(), "a shard that fails for good fails the driver:\n{log}");
+    assert!(log.contains("shard 1/2 failed for good") && log.contains("injected fault in shard 1") && log.contains("1/2 shards done"), "{log}");
+    assert!(!failing.join("results.parquet").exists(), "no merge after a failed shard");
+}
