@@ -140,7 +140,11 @@ pub fn read(path: &Path) -> Result<Vec<CellResult>> {
     let without_model = Arc::new(arrow::datatypes::Schema::new(full.fields().iter().filter(|f| f.name() != col::MODEL).cloned().collect::<Vec<_>>()));
     let source = ParquetSource::open(path, &without_model)?;
     let has_model = source.schema().index_of(col::MODEL).is_ok();
-    let (source, expected) = if has_model { (ParquetSource::open(path, &full)?, full) } else { (source, without_model) };
+    // A file with the column is checked against the full schema (the model column's type included).
+    if has_model {
+        molpeg_core::schema::check(path, &full, &source.schema())?;
+    }
+    let expected = if has_model { full } else { without_model };
     let names: Vec<&str> = expected.fields().iter().map(|f| f.name().as_str()).collect();
     let mut rows = Vec::new();
     for batch in source.collect_columns(&names)? {

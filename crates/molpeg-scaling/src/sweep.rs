@@ -452,14 +452,16 @@ fn read_union(files: &[PathBuf]) -> Result<Vec<CellResult>> {
     Ok(rows)
 }
 
-fn stale_error(path: &Path, rows: &[CellResult], stale: &[usize]) -> Error {
-    let first = &rows[stale[0]];
+/// `stale` of the `rows` of `path` have other settings hashes than the current settings give; the
+/// first is `rows[first]`.
+fn stale_error(path: &Path, rows: &[CellResult], stale: usize, first: usize) -> Error {
+    let first = &rows[first];
     Error::Stale {
         path: path.to_path_buf(),
         message: format!(
             "{} of its {} rows were computed with other settings or inputs than the current ones (first: {} fraction {} seed {}, settings hash {}); \
              they are not mixed with new cells. Rerun with --discard-stale to drop them, or choose another --out-dir",
-            stale.len(),
+            stale,
             rows.len(),
             first.key.strategy,
             first.key.fraction,
@@ -546,7 +548,7 @@ pub fn run(config: &SweepConfig) -> Result<SweepSummary> {
         molpeg_nn::tch::set_num_threads(config.finetune.threads as i32);
     }
     let device = config.finetune.device.resolve()?;
-    let params = serde_json::json!({
+    let mut params = serde_json::json!({
         "dataset": config.dataset,
         "scaling": config.scaling,
         "finetune": config.finetune,
@@ -555,7 +557,6 @@ pub fn run(config: &SweepConfig) -> Result<SweepSummary> {
         "device": if device.is_cuda() { "cuda" } else { "cpu" },
     });
     let input_refs: Vec<&Path> = inputs.iter().map(PathBuf::as_path).collect();
-    let mut params = params;
     if let Some(shard) = &config.shard {
         params["shard"] = serde_json::json!(shard);
     }
@@ -596,38 +597,30 @@ pub fn run(config: &SweepConfig) -> Result<SweepSummary> {
 
     // Finished cells, and rows that other settings produced: this run's own file first (the out
     // dir's results.parquet, or the shard's part), then every other result file of the out dir.
-    let mut rows = if own_path.exists() { results::read(&own_path)? } else { Vec::new() };
+    let mut rows: Vec<CellResult> = Vec::new();
     let mut discarded = 0;
     let mut elsewhere: Vec<CellResult> = Vec::new();
     for file in std::iter::once(own_path.clone()).chain(result_files(config)?.into_iter().filter(|f| f != &own_path)) {
-        let mut file_rows = if file == own_path { std::mem::take(&mut rows) } else { results::read(&file)? };
-        let mut stale = Vec::new();
-        for (i, row) in file_rows.iter().enumerate() {
-            if context.cell_hash(&row.key)?.as_deref() != Some(row.settings_hash.as_str()) {
-                stale.push(i);
-            }
-        }
+        let mut file_rows = if file.is_file() { results::read(&file)? } else { Vec::new() };
+        let mut current: Vec<bool> = file_rows.iter().map(|row| Ok(context.cell_hash(&row.key)?.as_deref() == Some(row.settings_hash.as_str()))).collect::<Result<_>>()?;
+        let stale = current.iter().filter(|&&c| !c).count();
         // A shard leaves the stale rows of other files to the merge (and never counts them as done).
         let others_of_shard = config.shard.is_some() && file != own_path;
-        if !stale.is_empty() && !others_of_shard {
+        if stale > 0 && !others_of_shard {
             if !config.discard_stale {
-                return Err(stale_error(&file, &file_rows, &stale));
+                let first = current.iter().position(|&c| !c).expect("a stale row");
+                return Err(stale_error(&file, &file_rows, stale, first));
             }
-            discarded += stale.len();
-            let mut index = 0;
-            file_rows.retain(|_| {
-                index += 1;
-                !stale.contains(&(index - 1))
-            });
+            discarded += stale;
+            file_rows = file_rows.into_iter().zip(&current).filter(|(_, &c)| c).map(|(row, _)| row).collect();
             results::write(&file, &file_rows)?;
-            stale.clear();
+            current = vec![true; file_rows.len()];
         }
         if file == own_path {
             rows = file_rows;
         } else {
-            for (i, row) in file_rows.into_iter().enumerate() {
-                let done = rows.iter().chain(&elsewhere).any(|r| r.key.same(&row.key));
-                if !done && !stale.contains(&i) {
+            for (row, &c) in file_rows.into_iter().zip(&current) {
+                if c && !rows.iter().chain(&elsewhere).any(|r| r.key.same(&row.key)) {
                     elsewhere.push(row);
                 }
             }
