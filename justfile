@@ -92,7 +92,7 @@ predict name *flags: build
 checkpoint direction in out *flags: build
     {{bin}}/molpeg-checkpoint {{direction}} {{in}} {{out}} {{flags}}
 
-# Place a sharded stage on Ray (RAY_ADDRESS, else a local Ray): `just ray scaling hiv --shards 8 [--gpus-per-shard 1] [-- STAGE FLAGS]`; one Ray task per shard runs the binary with --shard I/N, failed shards are retried, then the parts are merged.
+# Place a sharded stage on Ray (RAY_ADDRESS, else a local Ray): `just ray featurize moses --shards 16`, `just ray predict hiv --shards 8 -- --input FILE`, `just ray scaling hiv --shards 8 [--gpus-per-shard 1] [-- STAGE FLAGS]`; one Ray task per shard runs the binary with --shard I/N, failed shards are retried; scaling parts are then merged (featurize/predict parts are read as one table).
 ray stage name *flags: build
     {{venv}}/bin/python scripts/molpeg_ray.py {{stage}} pipelines/{{name}}.toml {{flags}}
 
@@ -100,6 +100,6 @@ ray stage name *flags: build
 test: setup
     cargo test --workspace --no-fail-fast
 
-# Benchmarks: `just bench featurize`, `just bench train`, `just bench tokens` (token models alone; `bench train` runs them too) or `just bench contention` (training next to one busy process); results go to bench/results/.
+# Benchmarks: `just bench featurize` (then the sharded path on MOSES, also alone: `just bench featurize_sharded`), `just bench train`, `just bench tokens` (token models alone; `bench train` runs them too) or `just bench contention` (training next to one busy process); results go to bench/results/.
 bench what: build
     bash bench/{{what}}.sh

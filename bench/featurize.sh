@@ -61,3 +61,5 @@ CSV.gz, featurizing, writing both Parquet files); the parse-only rows time the p
 open(sys.argv[2], "w").write(text)
 print(text)
 PYEOF
+# The sharded path on MOSES (wall time and peak RSS per shard, N = 1, 2).
+bash bench/featurize_sharded.sh

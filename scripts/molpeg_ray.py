@@ -9,8 +9,15 @@ naming the shard and the end of its stderr when a shard fails for good. A shard 
 is a skip inside the binary (its manifest), so rerunning the driver after a kill reruns only the
 unfinished shards' remaining cells.
 
+    just ray featurize moses --shards 16                  # graphs.parquet/ of 16 parts, read as one table
+    just ray predict hiv --shards 8 -- --input library.csv.gz
     just ray scaling hiv --shards 8                       # = python scripts/molpeg_ray.py scaling pipelines/hiv.toml --shards 8
     just ray scaling hiv --shards 4 --gpus-per-shard 1 -- --models gin,smiles
+
+featurize and predict shards each write one part of their tables (NAME.parquet/part-I-of-N.parquet),
+which every reader takes as one table: nothing to merge. scaling shards write results parts, which
+the final run without --shard merges and reports on. predict takes the pipeline's name for its
+defaults (runs/NAME/finetune/model.safetensors, runs/NAME/predict-<input>); give the input after --.
 
 Every shard process must see the same files (the pipeline, the runs directory, the binaries): on a
 cluster, a shared file system, with --bin-dir and --runs-dir pointing into it.
@@ -23,8 +30,13 @@ import sys
 import time
 from pathlib import Path
 
-# Per stage: the binary and the unit its progress line counts.
-STAGES = {"scaling": "molpeg-scaling"}
+# Per stage: its binary; how it is given the pipeline; whether a run without --shard merges the
+# parts afterwards; the flag that sets its worker threads; and the unit its progress line counts.
+STAGES = {
+    "featurize": {"binary": "molpeg-featurize", "pipeline": "file", "merge": False, "threads": "--threads", "unit": "molecules"},
+    "predict": {"binary": "molpeg-predict", "pipeline": "name", "merge": False, "threads": None, "unit": "molecules"},
+    "scaling": {"binary": "molpeg-scaling", "pipeline": "file", "merge": True, "threads": "--threads", "unit": "cells"},
+}
 
 
 def parse_args(argv):
@@ -53,14 +65,19 @@ def parse_args(argv):
 
 
 def stage_command(args, shard=None):
+    stage = STAGES[args.stage]
     bin_dir = Path(args.bin_dir or Path(os.environ.get("CARGO_TARGET_DIR", "target")) / "release")
-    cmd = [str(bin_dir / STAGES[args.stage]), "--pipeline", args.pipeline]
+    cmd = [str(bin_dir / stage["binary"])]
+    if stage["pipeline"] == "file":
+        cmd += ["--pipeline", args.pipeline]
+    else:  # predict: the pipeline's name gives the default model and output directory
+        cmd += ["--name", Path(args.pipeline).stem]
     if args.runs_dir:
         cmd += ["--runs-dir", args.runs_dir]
     if shard is not None:
         cmd += ["--shard", f"{shard}/{args.shards}"]
-    if args.stage == "scaling" and not any(a.startswith("--threads") for a in args.extra):
-        cmd += ["--threads", str(max(1, int(args.cpus_per_shard)))]
+    if stage["threads"] and not any(a.startswith(stage["threads"]) for a in args.extra):
+        cmd += [stage["threads"], str(max(1, int(args.cpus_per_shard)))]
     return cmd + list(args.extra)
 
 
@@ -77,14 +94,18 @@ def run_shard(cmd, cwd, env):
     return {"seconds": time.time() - started, "stdout": proc.stdout, "stderr": proc.stderr}
 
 
-def ran_cells(stdout):
-    """Cells a scaling shard trained, from its summary line ("scaling: C cells: R run now, ...")."""
+def work_done(stage, stdout):
+    """Units a shard processed, from its summary line: cells a scaling shard trained ("scaling: C
+    cells: R run now, ..."), rows a featurize or predict shard read ("featurize shard I/N: R rows
+    -> ...", "predict: R rows -> ..."); 0 for a shard that was up to date."""
     for line in stdout.splitlines():
-        if line.startswith("scaling:") and "run now" in line:
-            try:
+        try:
+            if stage == "scaling" and line.startswith("scaling:") and "run now" in line:
                 return int(line.split(":")[2].split("run now")[0].strip())
-            except (IndexError, ValueError):
-                return 0
+            if stage in ("featurize", "predict") and line.startswith(stage) and " rows -> " in line:
+                return int(line.split(":", 1)[1].split(" rows -> ")[0].strip())
+        except (IndexError, ValueError):
+            return 0
     return 0
 
 
@@ -92,20 +113,25 @@ def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     import ray
 
+    stage = STAGES[args.stage]
     env = dict(os.environ)
     if args.runs_dir:
         env["MOLPEG_RUNS_DIR"] = args.runs_dir
+    # A shard's featurization (rayon) uses the CPUs its task reserved, not every core of the node.
+    env.setdefault("RAYON_NUM_THREADS", str(max(1, int(args.cpus_per_shard))))
     cwd = os.getcwd()
-    if args.address:
+    # A caller that already started Ray (a test running several drives on one Ray) keeps it.
+    owns_ray = not ray.is_initialized()
+    if owns_ray and args.address:
         ray.init(address=args.address, log_to_driver=False)
-    else:
+    elif owns_ray:
         ray.init(num_cpus=args.num_cpus, log_to_driver=False, include_dashboard=False)
     task = ray.remote(run_shard).options(
         num_cpus=args.cpus_per_shard, num_gpus=args.gpus_per_shard, max_retries=args.max_retries, retry_exceptions=[ShardFailed]
     )
     started = time.time()
     pending = {task.remote(stage_command(args, i), cwd, env): i for i in range(args.shards)}
-    done, cells, failed = 0, 0, []
+    done, units, failed = 0, 0, []
     while pending:
         ready, _ = ray.wait(list(pending), num_returns=1)
         shard = pending.pop(ready[0])
@@ -117,15 +143,17 @@ def main(argv=None):
             print(f"shard {shard}/{args.shards} failed for good: {cause}", file=sys.stderr, flush=True)
             continue
         done += 1
-        cells += ran_cells(result["stdout"])
+        units += work_done(args.stage, result["stdout"])
         elapsed = time.time() - started
-        print(f"ray: {done}/{args.shards} shards done ({shard}/{args.shards} in {result['seconds']:.0f} s); {cells} cells trained, {cells / max(elapsed, 1e-9):.3f} cells/s", file=sys.stderr, flush=True)
-    ray.shutdown()
+        unit = stage["unit"]
+        print(f"ray: {done}/{args.shards} shards done ({shard}/{args.shards} in {result['seconds']:.0f} s); {units} {unit}, {units / max(elapsed, 1e-9):.3f} {unit}/s", file=sys.stderr, flush=True)
+    if owns_ray:
+        ray.shutdown()
     if failed:
         names = ", ".join(f"{s}/{args.shards}" for s, _ in failed)
         print(f"error: {len(failed)} shard(s) failed after {args.max_retries} retries: {names}; rerun the driver to retry only the unfinished shards", file=sys.stderr)
         return 1
-    if args.no_merge:
+    if args.no_merge or not stage["merge"]:
         return 0
     merge = subprocess.run(stage_command(args), cwd=cwd, env={k: v for k, v in env.items() if not k.startswith("SLURM_ARRAY_")})
     return merge.returncode

@@ -20,10 +20,12 @@ use arrow::datatypes::{ArrowPrimitiveType, DataType, SchemaRef, UInt16Type, UInt
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 use indicatif::ProgressBar;
+use molpeg_core::dataset;
 use molpeg_core::manifest::{Outcome, StageRun};
 use molpeg_core::parquet_io::ParquetSink;
 use molpeg_core::pipeline::Pipeline;
 use molpeg_core::schema::{fingerprints, graphs, meta, rejects};
+use molpeg_core::shard::Shard;
 use molpeg_data::dataset::DatasetSpec;
 use molpeg_data::fetch::{ensure_raw, FetchError, FetchOptions};
 use molpeg_data::source::{LabeledRow, RowReader};
@@ -135,6 +137,9 @@ pub struct FeaturizeSummary {
     pub seconds: f64,
     pub molecules_per_second: f64,
     pub threads: usize,
+    /// The shard this run featurized, if one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shard: Option<Shard>,
     pub rdkit_version: String,
     pub graphs: PathBuf,
     pub rejects: PathBuf,
@@ -145,12 +150,18 @@ pub struct FeaturizeSummary {
 /// Runs the stage for `pipeline` (its `[dataset]` section says what to read), writing under
 /// `<runs_root>/<pipeline>/featurize/`. Skipped when a previous run with the same inputs and
 /// parameters left intact outputs, unless `force`.
+///
+/// With a `shard`, featurizes only its contiguous slice of the input rows
+/// ([`molpeg_core::dataset::rows_of`] of the rows after `limit`) and writes its part of each table,
+/// `graphs.parquet/part-IIIII-of-NNNNN.parquet` and so on, with its own manifest; the parts of all N
+/// shards, read as one table, are row for row the output of a run without shards.
 pub fn run(
     pipeline: &Pipeline,
     runs_root: &Path,
     config: &FeaturizeConfig,
     fetch: &FetchOptions,
     force: bool,
+    shard: Option<Shard>,
 ) -> Result<Outcome<FeaturizeSummary>, FeaturizeError> {
     if config.chunk_rows == 0 {
         return Err(molpeg_core::Error::config(&pipeline.path, "[featurize] chunk_rows must be at least 1").into());
@@ -175,18 +186,28 @@ pub fn run(
     if let Some(spec) = morgan {
         params["fingerprints"] = serde_json::json!({"kind": "morgan", "radius": spec.radius, "bits": spec.bits});
     }
-    let stage = StageRun::new(STAGE, &dir, &params, &[&raw.path])?;
+    if let Some(shard) = shard {
+        params["shard"] = serde_json::json!({"index": shard.index, "count": shard.count});
+    }
+    let stage = StageRun::new(STAGE, &dir, &params, &[&raw.path])?.with_manifest_name(dataset::manifest_name(shard));
     if !force && stage.cached().is_some() {
         return Ok(Outcome::UpToDate(dir));
     }
+    let mut tables = vec![GRAPHS_FILE, REJECTS_FILE];
+    tables.extend(morgan.map(|_| fingerprints::FILE));
+    dataset::prepare(&dir, &tables, shard)?;
     stage.begin()?;
     let started = Instant::now();
-    // A fingerprint file from an earlier run with fingerprints on would outlive this run's manifest.
-    let stale = dir.join(fingerprints::FILE);
-    if morgan.is_none() && stale.exists() {
-        std::fs::remove_file(&stale).map_err(|e| molpeg_core::Error::io(&stale, e))?;
+    if morgan.is_none() {
+        // Fingerprints from an earlier run with them on would outlive this run's manifest.
+        remove_stale_fingerprints(&dir, shard)?;
     }
 
+    let limit = config.limit.map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX));
+    let rows = match shard {
+        None => 0..limit,
+        Some(_) => dataset::rows_of(shard, count_rows(&raw.path, &spec, limit)?),
+    };
     let reader = RowReader::open(&raw.path, &spec)?;
     let metadata = BTreeMap::from([
         (meta::RDKIT_VERSION.to_string(), rdkit.clone()),
@@ -196,7 +217,7 @@ pub fn run(
         (meta::TASK_TYPE.to_string(), spec.task_type.as_str().to_string()),
         (FEATURIZER_VERSION_KEY.to_string(), FEATURIZER_VERSION.to_string()),
     ]);
-    let sinks = Sinks::create(&dir, &metadata, morgan)?;
+    let sinks = Sinks::create(&dir, &metadata, morgan, shard)?;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(config.threads)
         .thread_name(|i| format!("featurize-{i}"))
@@ -206,8 +227,8 @@ pub fn run(
     let bar = molpeg_core::progress::bar(0, "mol");
     bar.set_message(STAGE);
 
-    let limit = config.limit.map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX));
-    let streamed = stream(reader.take(limit), config.chunk_rows, morgan, config.limits(), &pool, sinks, &bar);
+    let slice = reader.take(rows.end).skip(rows.start);
+    let streamed = stream(slice, config.chunk_rows, morgan, config.limits(), &pool, sinks, &bar);
     bar.finish_and_clear();
     let (tally, sinks) = streamed?;
 
@@ -249,6 +270,7 @@ pub fn run(
         seconds,
         molecules_per_second: tally.input_rows as f64 / seconds.max(1e-9),
         threads: pool.current_num_threads(),
+        shard,
         rdkit_version: rdkit,
         graphs: graphs_path.clone(),
         rejects: rejects_path.clone(),
@@ -258,6 +280,33 @@ pub fn run(
     outputs.extend(fingerprints_path.as_deref());
     stage.finish(&outputs, &summary)?;
     Ok(Outcome::Ran(summary))
+}
+
+/// Input rows a sharded run slices: the data rows of the source, at most `limit`. A malformed row is
+/// the error a run without shards would stop on.
+fn count_rows(path: &Path, spec: &DatasetSpec, limit: usize) -> Result<usize, FeaturizeError> {
+    let mut rows = 0;
+    for row in RowReader::open(path, spec)?.take(limit) {
+        row?;
+        rows += 1;
+    }
+    Ok(rows)
+}
+
+/// Removes the fingerprints of an earlier run with them on: the whole table, or this shard's part
+/// (and the part directory once no other shard's part is left in it).
+fn remove_stale_fingerprints(dir: &Path, shard: Option<Shard>) -> Result<(), molpeg_core::Error> {
+    let whole = dir.join(fingerprints::FILE);
+    let stale = dataset::table_path(dir, fingerprints::FILE, shard);
+    if whole.is_dir() && shard.is_none() {
+        std::fs::remove_dir_all(&whole).map_err(|e| molpeg_core::Error::io(&whole, e))?;
+    } else if stale.is_file() {
+        std::fs::remove_file(&stale).map_err(|e| molpeg_core::Error::io(&stale, e))?;
+    }
+    if shard.is_some() {
+        let _ = std::fs::remove_dir(&whole); // fails while other parts remain, as it should
+    }
+    Ok(())
 }
 
 /// Every output, still under its temporary name until the run is known to be complete.
@@ -271,11 +320,11 @@ struct Sinks {
 }
 
 impl Sinks {
-    fn create(dir: &Path, metadata: &BTreeMap<String, String>, morgan: Option<MorganSpec>) -> Result<Self, molpeg_core::Error> {
-        let (graphs_path, rejects_path) = (dir.join(GRAPHS_FILE), dir.join(REJECTS_FILE));
+    fn create(dir: &Path, metadata: &BTreeMap<String, String>, morgan: Option<MorganSpec>, shard: Option<Shard>) -> Result<Self, molpeg_core::Error> {
+        let (graphs_path, rejects_path) = (dataset::table_path(dir, GRAPHS_FILE, shard), dataset::table_path(dir, REJECTS_FILE, shard));
         let fingerprints = match morgan {
             Some(spec) => {
-                let path = dir.join(fingerprints::FILE);
+                let path = dataset::table_path(dir, fingerprints::FILE, shard);
                 let mut metadata = metadata.clone();
                 metadata.insert(fingerprints::META_RADIUS.to_string(), spec.radius.to_string());
                 metadata.insert(fingerprints::META_BITS.to_string(), spec.bits.to_string());

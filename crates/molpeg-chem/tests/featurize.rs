@@ -18,6 +18,11 @@ struct Project {
 
 impl Project {
     fn new(fixture: &str) -> Project {
+        Project::with_labels(fixture, r#"["active", "toxic"]"#)
+    }
+
+    /// A project on `fixture` whose label columns are the TOML list `labels`.
+    fn with_labels(fixture: &str, labels: &str) -> Project {
         let dir = tempfile::tempdir().unwrap();
         let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures").join(fixture);
         let pipeline = format!(
@@ -28,13 +33,14 @@ name = "fixture"
 file = "featurize.csv"
 path = {path:?}
 smiles_column = "smiles"
-label_columns = ["active", "toxic"]
+label_columns = {labels}
 task_type = "binary"
 
 [featurize]
 chunk_rows = 4  # several chunks even for a dozen rows
 "#,
-            path = fixture.canonicalize().unwrap().display().to_string()
+            path = fixture.canonicalize().unwrap().display().to_string(),
+            labels = labels
         );
         std::fs::write(dir.path().join("pipeline.toml"), pipeline).unwrap();
         Project { dir }
@@ -377,4 +383,136 @@ fn corrupted_or_copied_outputs_are_checked_byte_for_byte() {
     std::fs::write(copy.join("graphs.parquet"), &good[..good.len() - 10]).unwrap();
     assert!(run_copy(&[]).contains("13 rows -> 9 molecules"), "a truncated file in the copy reruns the copy");
     assert!(project.featurize_ok(&[]).contains("up to date"), "the original is untouched");
+}
+
+/// Compares each table of `tables` under stage directories `a` and `b` with pyarrow: read as a user
+/// reads them (`pq.read_table` takes a file or a directory of parts), every column's type and values.
+/// Returns per table {"equal", "rows", "parts"} (`parts`: files under `b`'s path, 0 for one file).
+fn compare_with_pyarrow(a: &Path, b: &Path, tables: &[&str]) -> Value {
+    const SCRIPT: &str = r#"
+import json, os, sys
+import pyarrow.parquet as pq
+a, b, names = sys.argv[1], sys.argv[2], sys.argv[3:]
+out = {}
+for name in names:
+    ta, tb = pq.read_table(os.path.join(a, name)), pq.read_table(os.path.join(b, name))
+    same_types = [(f.name, str(f.type)) for f in ta.schema] == [(f.name, str(f.type)) for f in tb.schema]
+    pb = os.path.join(b, name)
+    out[name] = {"equal": same_types and ta.to_pydict() == tb.to_pydict(), "rows": tb.num_rows, "parts": len(os.listdir(pb)) if os.path.isdir(pb) else 0}
+print(json.dumps(out))
+"#;
+    let python = std::env::var("MOLPEG_PYTHON").unwrap_or_else(|_| "python3".into());
+    let output = Command::new(&python).args(["-c", SCRIPT]).arg(a).arg(b).args(tables).output().unwrap();
+    assert!(output.status.success(), "pyarrow comparison failed:\n{}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+/// `--shard I/N`: three shards (fingerprints on) write parts that pyarrow and molpeg's own reader
+/// read as one table, equal column for column to a run without shards; each shard skips on its own
+/// manifest; a missing part is an error naming the shard to run; a Slurm array's variables choose
+/// the shard; a later run without shards replaces the parts by one file.
+#[test]
+fn shards_write_parts_that_read_as_the_single_process_tables() {
+    let project = Project::new("featurize.csv");
+    let d = project.dir.path();
+    project.featurize_ok(&["--runs-dir", "single", "--fingerprints"]);
+    let single = d.join("single/fixture/featurize");
+    let stage = project.stage_dir();
+    let mut rows = 0;
+    for i in 0..3 {
+        let stdout = project.featurize_ok(&["--fingerprints", "--shard", &format!("{i}/3")]);
+        assert!(stdout.starts_with(&format!("featurize shard {i}/3: ")), "{stdout}");
+        rows += stdout.split(": ").nth(1).unwrap().split(" rows").next().unwrap().parse::<usize>().unwrap();
+        assert!(stage.join(format!("manifest-part-0000{i}-of-00003.json")).is_file());
+    }
+    assert_eq!(rows, FIXTURE_ROWS, "the slices cover the input once");
+    assert!(!stage.join("manifest.json").exists() && stage.join("graphs.parquet").is_dir());
+    let compared = compare_with_pyarrow(&single, &stage, &["graphs.parquet", "rejects.parquet", "fingerprints.parquet"]);
+    for table in ["graphs.parquet", "rejects.parquet", "fingerprints.parquet"] {
+        assert_eq!(compared[table]["equal"], true, "{table}: {compared}");
+        assert_eq!(compared[table]["parts"], 3, "{table}: {compared}");
+    }
+    // molpeg's reader: one table in row order, the single file's mol_ids.
+    let ids = |path: &Path| -> Vec<u32> {
+        let source = molpeg_core::parquet_io::ParquetSource::open(path, &molpeg_core::schema::graphs::schema()).unwrap();
+        let batches = source.collect_columns(&["mol_id"]).unwrap();
+        batches.iter().flat_map(|b| molpeg_core::columns::u32_values(path, "mol_id", b.column(0), 0).unwrap()).collect()
+    };
+    assert_eq!(ids(&stage.join("graphs.parquet")), ids(&single.join("graphs.parquet")));
+
+    assert!(project.featurize_ok(&["--fingerprints", "--shard", "1/3"]).contains("up to date"));
+    let slurm = Command::new(env!("CARGO_BIN_EXE_molpeg-featurize"))
+        .args(["--pipeline", "pipeline.toml", "--runs-dir", "runs", "--fingerprints"])
+        .current_dir(d)
+        .env("MOLPEG_DATA_DIR", d.join("data"))
+        .envs([("SLURM_ARRAY_TASK_ID", "2"), ("SLURM_ARRAY_TASK_COUNT", "3")])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&slurm.stdout).contains("up to date"), "the Slurm array chose shard 2/3: {slurm:?}");
+
+    // A killed shard: its part is missing, and readers say which shard to run.
+    std::fs::remove_file(stage.join("graphs.parquet/part-00001-of-00003.parquet")).unwrap();
+    let err = molpeg_core::parquet_io::ParquetSource::open(stage.join("graphs.parquet"), &molpeg_core::schema::graphs::schema()).err().unwrap().to_string();
+    assert!(err.contains("--shard 1/3") && err.contains("graphs.parquet"), "{err}");
+    let stdout = project.featurize_ok(&["--fingerprints", "--shard", "1/3"]);
+    assert!(stdout.starts_with("featurize shard 1/3: "), "the damaged shard reruns: {stdout}");
+    assert_eq!(compare_with_pyarrow(&single, &stage, &["graphs.parquet"])["graphs.parquet"]["equal"], true);
+
+    // Back to one process: the part directories and shard manifests go.
+    project.featurize_ok(&["--fingerprints"]);
+    assert!(stage.join("graphs.parquet").is_file() && stage.join("fingerprints.parquet").is_file());
+    assert!(!stage.join("manifest-part-00000-of-00003.json").exists());
+    assert_eq!(compare_with_pyarrow(&single, &stage, &["graphs.parquet"])["graphs.parquet"]["equal"], true);
+}
+
+/// The Ray driver (scripts/molpeg_ray.py) on a real local Ray of 2 CPUs (tests/ray_harness.py starts
+/// it once for both drives): BBBP (tests/fixtures/bbbp-158.csv) featurized in 4 shards equals the
+/// single-process tables (pyarrow, every column); after one part is deleted (a killed shard), the
+/// next drive reruns only that shard. Skipped with a notice when $MOLPEG_PYTHON has no ray.
+#[test]
+fn ray_driver_featurizes_in_shards_equal_to_one_process_and_reruns_only_unfinished_shards() {
+    let python = std::env::var("MOLPEG_PYTHON").unwrap_or_else(|_| "python3".into());
+    if !Command::new(&python).args(["-c", "import ray"]).output().is_ok_and(|o| o.status.success()) {
+        eprintln!("skipping: {python} has no ray (run `just setup`)");
+        return;
+    }
+    let project = Project::with_labels("bbbp-158.csv", r#"["p_np"]"#);
+    let d = project.dir.path();
+    project.featurize_ok(&["--runs-dir", "single"]);
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_molpeg-featurize")).parent().unwrap();
+    let drive = json!({"cwd": d, "argv": ["featurize", "pipeline.toml", "--shards", "4", "--runs-dir", "runs", "--bin-dir", bin_dir]});
+    let stage = project.stage_dir();
+    let harness = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/ray_harness.py");
+    let run_drives = |drives: Value| -> Vec<Value> {
+        let (drives_path, results_path) = (d.join("drives.json"), d.join("drive-results.json"));
+        std::fs::write(&drives_path, drives.to_string()).unwrap();
+        let run = Command::new(&python)
+            .arg(&harness)
+            .arg("2")
+            .arg(&drives_path)
+            .arg(&results_path)
+            .env("MOLPEG_DATA_DIR", d.join("data"))
+            .env_remove("MOLPEG_DATA_MIRROR")
+            .env_remove("RAY_ADDRESS")
+            .env_remove("MOLPEG_RUNS_DIR")
+            .output()
+            .unwrap();
+        assert!(run.status.success(), "ray harness failed:\n{}", String::from_utf8_lossy(&run.stderr));
+        serde_json::from_slice::<Value>(&std::fs::read(&results_path).unwrap()).unwrap().as_array().unwrap().clone()
+    };
+    // Drive, kill shard 2's output, drive again: one Ray for both.
+    let kill = json!({"remove": stage.join("graphs.parquet/part-00002-of-00004.parquet")});
+    let results = run_drives(json!([drive, kill, drive]));
+    let first = results[0]["stderr"].as_str().unwrap();
+    assert_eq!(results[0]["rc"], 0, "{first}");
+    assert!(first.contains("4/4 shards done") && first.contains("158 molecules"), "{first}");
+    let compared = compare_with_pyarrow(&d.join("single/fixture/featurize"), &stage, &["graphs.parquet", "rejects.parquet"]);
+    assert_eq!(compared["graphs.parquet"]["equal"], true, "{compared}");
+    assert_eq!(compared["graphs.parquet"]["parts"], 4);
+    assert_eq!(compared["rejects.parquet"]["equal"], true, "{compared}");
+    let again = results[2]["stderr"].as_str().unwrap();
+    assert_eq!(results[2]["rc"], 0, "{again}");
+    // Shard 2 of 4 holds rows 79..118: only its 39 rows are featurized again.
+    assert!(again.contains("4/4 shards done") && again.contains("; 39 molecules"), "{again}");
+    assert_eq!(compare_with_pyarrow(&d.join("single/fixture/featurize"), &stage, &["graphs.parquet"])["graphs.parquet"]["equal"], true);
 }

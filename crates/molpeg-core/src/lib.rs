@@ -11,6 +11,7 @@
 pub mod atomic;
 pub mod cli;
 pub mod columns;
+pub mod dataset;
 pub mod error;
 pub mod fingerprint_file;
 pub mod graph_table;

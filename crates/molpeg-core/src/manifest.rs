@@ -42,10 +42,25 @@ pub struct FileRecord {
 }
 
 impl FileRecord {
-    /// `path` as given (inputs: informative only).
+    /// `path` as given (inputs: informative only). A dataset directory of shard parts
+    /// ([`crate::dataset`]) is one record: the sha256 of its parts' names and hashes, in order, and
+    /// their total size.
     pub fn of(path: &Path) -> Result<Self> {
+        if path.is_dir() {
+            let parts = crate::dataset::parts(path)?.iter().map(|p| FileRecord::of(p)).collect::<Result<Vec<_>>>()?;
+            return Ok(FileRecord::of_parts(path, &parts));
+        }
         let bytes = std::fs::metadata(path).map_err(|e| Error::io(path, e))?.len();
         Ok(FileRecord { path: path.display().to_string(), sha256: sha256_file(path)?, bytes })
+    }
+
+    fn of_parts(dir: &Path, parts: &[FileRecord]) -> Self {
+        let mut hasher = Sha256::new();
+        for part in parts {
+            let name = Path::new(&part.path).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            hasher.update(format!("{name} {}\n", part.sha256));
+        }
+        FileRecord { path: dir.display().to_string(), sha256: hex::encode(hasher.finalize()), bytes: parts.iter().map(|p| p.bytes).sum() }
     }
 
     /// An output, its path recorded relative to the stage directory `dir` when it lies inside it.
@@ -85,14 +100,35 @@ pub struct Manifest {
     pub summary: serde_json::Value,
 }
 
-/// An input written by an upstream stage (a manifest beside it lists it) must still be the file that
-/// stage recorded: a file changed or damaged after its stage finished would otherwise be used as is.
-fn check_against_producer(path: &Path, record: &FileRecord) -> Result<()> {
-    let Some(dir) = path.parent() else { return Ok(()) };
-    let Ok(text) = std::fs::read_to_string(dir.join(MANIFEST_FILE)) else { return Ok(()) };
+/// An input's record. An input written by an upstream stage (a manifest beside it lists it) must
+/// still be the file that stage recorded: a file changed or damaged after its stage finished would
+/// otherwise be used as is. A dataset directory's parts are each checked against their shard's
+/// manifest.
+fn input_record(path: &Path) -> Result<FileRecord> {
+    if !path.is_dir() {
+        let record = FileRecord::of(path)?;
+        if let (Some(dir), Some(name)) = (path.parent(), path.file_name()) {
+            check_against_producer(path, &record, &dir.join(MANIFEST_FILE), Path::new(name))?;
+        }
+        return Ok(record);
+    }
+    let mut parts = Vec::new();
+    for part in crate::dataset::parts(path)? {
+        let record = FileRecord::of(&part)?;
+        if let (Some(table), Some(stage_dir), Some(stem), Some(name)) = (path.file_name(), path.parent(), part.file_stem(), part.file_name()) {
+            let manifest = stage_dir.join(format!("manifest-{}.json", stem.to_string_lossy()));
+            check_against_producer(&part, &record, &manifest, &Path::new(table).join(name))?;
+        }
+        parts.push(record);
+    }
+    Ok(FileRecord::of_parts(path, &parts))
+}
+
+/// Checks that `record` (of `path`) is the output `manifest` records under a path ending in `relative`.
+fn check_against_producer(path: &Path, record: &FileRecord, manifest: &Path, relative: &Path) -> Result<()> {
+    let Ok(text) = std::fs::read_to_string(manifest) else { return Ok(()) };
     let Ok(producer) = serde_json::from_str::<Manifest>(&text) else { return Ok(()) };
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let Some(recorded) = producer.outputs.iter().find(|o| Path::new(&o.path).file_name().map(|n| n.to_string_lossy() == name.as_str()).unwrap_or(false)) else {
+    let Some(recorded) = producer.outputs.iter().find(|o| Path::new(&o.path).ends_with(relative)) else {
         return Ok(());
     };
     if recorded.same_content(record) {
@@ -130,6 +166,8 @@ pub enum Outcome<S> {
 pub struct StageRun {
     pub stage: String,
     pub dir: PathBuf,
+    /// The manifest's file name in `dir`.
+    manifest: String,
     algorithm_version: u32,
     params: serde_json::Value,
     inputs: Vec<FileRecord>,
@@ -141,15 +179,19 @@ impl StageRun {
     pub fn new(stage: &str, dir: impl Into<PathBuf>, params: &impl Serialize, inputs: &[&Path]) -> Result<Self> {
         let algorithm_version = crate::versions::of(stage).ok_or_else(|| Error::Other(format!("internal: stage `{stage}` has no entry in molpeg_core::versions::STAGES")))?;
         let params = serde_json::to_value(params).map_err(|e| Error::Other(format!("cannot serialize {stage} parameters: {e}")))?;
-        let inputs: Vec<FileRecord> = inputs.iter().map(|p| FileRecord::of(p)).collect::<Result<_>>()?;
-        for record in &inputs {
-            check_against_producer(Path::new(&record.path), record)?;
-        }
-        Ok(StageRun { stage: stage.to_string(), dir: dir.into(), algorithm_version, params, inputs })
+        let inputs: Vec<FileRecord> = inputs.iter().map(|p| input_record(p)).collect::<Result<_>>()?;
+        Ok(StageRun { stage: stage.to_string(), dir: dir.into(), manifest: MANIFEST_FILE.to_string(), algorithm_version, params, inputs })
+    }
+
+    /// Records the run under another manifest name in the stage directory: a shard's
+    /// ([`crate::dataset::manifest_name`]), so each shard of a stage skips or reruns on its own.
+    pub fn with_manifest_name(mut self, name: String) -> Self {
+        self.manifest = name;
+        self
     }
 
     pub fn manifest_path(&self) -> PathBuf {
-        self.dir.join(MANIFEST_FILE)
+        self.dir.join(&self.manifest)
     }
 
     /// The previous run's manifest, if its key equals this run's and its outputs are still intact.
@@ -195,6 +237,7 @@ impl StageRun {
 
     /// Records the outputs and writes the manifest, last.
     pub fn finish(self, outputs: &[&Path], summary: &impl Serialize) -> Result<Manifest> {
+        let manifest_path = self.manifest_path();
         let manifest = Manifest {
             outputs: outputs.iter().map(|p| FileRecord::output(&self.dir, p)).collect::<Result<_>>()?,
             summary: serde_json::to_value(summary).unwrap_or(serde_json::Value::Null),
@@ -205,7 +248,7 @@ impl StageRun {
             inputs: self.inputs,
         };
         let text = serde_json::to_string_pretty(&manifest).expect("manifest serializes");
-        atomic::write_atomic(self.dir.join(MANIFEST_FILE), text.as_bytes())?;
+        atomic::write_atomic(manifest_path, text.as_bytes())?;
         Ok(manifest)
     }
 }
@@ -235,6 +278,37 @@ mod tests {
         std::fs::write(&input, "a").unwrap();
         std::fs::write(&output, "truncated").unwrap();
         assert!(StageRun::new("split", &out_dir, &serde_json::json!({"k": 1}), &[&input]).unwrap().cached().is_none());
+    }
+
+    /// A dataset directory as input: one record over its parts, checked part by part against the
+    /// shards' manifests, so a part changed after its shard finished is an error naming it.
+    #[test]
+    fn a_directory_of_parts_is_one_input_checked_against_each_shards_manifest() {
+        use crate::shard::Shard;
+        let dir = tempfile::tempdir().unwrap();
+        let (input, stage) = (dir.path().join("in.csv"), dir.path().join("featurize"));
+        std::fs::write(&input, "smiles\nC\n").unwrap();
+        for i in 0..2 {
+            let shard = Some(Shard { index: i, count: 2 });
+            crate::dataset::prepare(&stage, &["graphs.parquet"], shard).unwrap();
+            let run = StageRun::new("featurize", &stage, &serde_json::json!({"shard": i}), &[&input]).unwrap().with_manifest_name(crate::dataset::manifest_name(shard));
+            run.begin().unwrap();
+            let part = crate::dataset::table_path(&stage, "graphs.parquet", shard);
+            std::fs::write(&part, format!("part {i}")).unwrap();
+            run.finish(&[&part], &()).unwrap();
+            assert!(stage.join(format!("manifest-part-0000{i}-of-00002.json")).is_file());
+            let again = StageRun::new("featurize", &stage, &serde_json::json!({"shard": i}), &[&input]).unwrap().with_manifest_name(crate::dataset::manifest_name(shard));
+            assert!(again.cached().is_some(), "shard {i} skips on its own manifest");
+        }
+        let table = stage.join("graphs.parquet");
+        let record = FileRecord::of(&table).unwrap();
+        assert_eq!(record.bytes, 12);
+        let downstream = StageRun::new("split", dir.path().join("split"), &serde_json::json!({}), &[&table]).unwrap();
+        assert!(downstream.inputs[0].same_content(&record));
+        std::fs::write(table.join("part-00001-of-00002.parquet"), "part X").unwrap();
+        assert_ne!(FileRecord::of(&table).unwrap().sha256, record.sha256, "a changed part changes the record");
+        let err = StageRun::new("split", dir.path().join("split"), &serde_json::json!({}), &[&table]).err().unwrap().to_string();
+        assert!(err.contains("part-00001-of-00002.parquet") && err.contains("not the one the `featurize` stage wrote"), "{err}");
     }
 
     fn finished(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {

@@ -118,17 +118,18 @@ pub fn corrupted(path: &Path, detail: impl std::fmt::Display) -> Error {
     )
 }
 
-/// Record batches of one Parquet file, in file order; a decoder failure or panic is an error that
-/// names the file.
+/// Record batches of one Parquet file or of a dataset directory's parts, in row order; a decoder
+/// failure or panic is an error that names the file.
 pub struct Batches {
-    path: PathBuf,
-    inner: ParquetRecordBatchReader,
+    schema: SchemaRef,
+    /// The parts still to read, in order (one for a single file).
+    parts: std::collections::VecDeque<(PathBuf, ParquetRecordBatchReader)>,
     failed: bool,
 }
 
 impl Batches {
     pub fn schema(&self) -> SchemaRef {
-        arrow::record_batch::RecordBatchReader::schema(&self.inner)
+        self.schema.clone()
     }
 }
 
@@ -136,30 +137,51 @@ impl Iterator for Batches {
     type Item = std::result::Result<RecordBatch, ArrowError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.failed {
-            return None;
+        while !self.failed {
+            let (path, inner) = self.parts.front_mut()?;
+            let item = match guarded(|| inner.next()) {
+                Ok(Some(Err(e))) => Some(Err(ArrowError::ExternalError(Box::new(corrupted(path, e))))),
+                Ok(item) => item,
+                Err(panic) => Some(Err(ArrowError::ExternalError(Box::new(corrupted(path, format!("decoder panic: {panic}")))))),
+            };
+            match item {
+                None => {
+                    self.parts.pop_front();
+                }
+                Some(item) => {
+                    self.failed = item.is_err();
+                    return Some(item);
+                }
+            }
         }
-        let inner = &mut self.inner;
-        let item = match guarded(|| inner.next()) {
-            Ok(Some(Err(e))) => Some(Err(ArrowError::ExternalError(Box::new(corrupted(&self.path, e))))),
-            Ok(item) => item,
-            Err(panic) => Some(Err(ArrowError::ExternalError(Box::new(corrupted(&self.path, format!("decoder panic: {panic}")))))),
-        };
-        self.failed = matches!(item, Some(Err(_)));
-        item
+        None
     }
 }
 
-/// An opened Parquet file whose schema was checked against the expected one.
-pub struct ParquetSource {
-    pub path: PathBuf,
-    pub metadata: BTreeMap<String, String>,
-    pub num_rows: usize,
+/// One file of a source.
+struct Part {
+    path: PathBuf,
     builder: ParquetRecordBatchReaderBuilder<File>,
 }
 
+/// An opened Parquet table whose schema was checked against the expected one: one file, or a
+/// dataset directory of shard parts ([`crate::dataset`]) read as one table in part order.
+pub struct ParquetSource {
+    pub path: PathBuf,
+    /// The key-value metadata (of the first part; every part must agree, see [`ParquetSource::open`]).
+    pub metadata: BTreeMap<String, String>,
+    pub num_rows: usize,
+    parts: Vec<Part>,
+}
+
+/// Metadata that may differ between the parts of one dataset: shards on different machines see the
+/// source under different paths.
+const PER_PART_METADATA: [&str; 1] = [meta::SOURCE_PATH];
+
 impl ParquetSource {
-    /// Opens `path` and checks that it holds every column of `expected` with the right type.
+    /// Opens `path` and checks that it holds every column of `expected` with the right type. A
+    /// directory is a dataset of shard parts: it must be complete, and its parts must agree on the
+    /// schema and on the metadata (they come from one sharded run).
     pub fn open(path: impl AsRef<Path>, expected: &SchemaRef) -> Result<Self> {
         Self::open_checked(path.as_ref(), expected, schema::check)
     }
@@ -172,59 +194,78 @@ impl ParquetSource {
     }
 
     fn open_checked(path: &Path, expected: &SchemaRef, check: fn(&Path, &arrow::datatypes::Schema, &arrow::datatypes::Schema) -> Result<()>) -> Result<Self> {
-        let path = path.to_path_buf();
-        let file = File::open(&path).map_err(|e| Error::io(&path, e))?;
-        let builder = guarded(|| ParquetRecordBatchReaderBuilder::try_new(file))
-            .map_err(|panic| corrupted(&path, format!("decoder panic: {panic}")))?
-            .map_err(|e| corrupted(&path, e))?;
-        check(&path, expected, builder.schema())?;
-        let file_meta = builder.metadata().file_metadata();
-        let metadata = file_meta
-            .key_value_metadata()
-            .map(|kv| kv.iter().filter_map(|k| Some((k.key.clone(), k.value.clone()?))).collect())
-            .unwrap_or_default();
-        let num_rows = file_meta.num_rows() as usize;
-        Ok(ParquetSource { path, metadata, num_rows, builder })
+        let files = if path.is_dir() { crate::dataset::parts(path)? } else { vec![path.to_path_buf()] };
+        let mut parts = Vec::with_capacity(files.len());
+        let mut metadata = BTreeMap::new();
+        let mut num_rows = 0;
+        for file_path in files {
+            let file = File::open(&file_path).map_err(|e| Error::io(&file_path, e))?;
+            let builder = guarded(|| ParquetRecordBatchReaderBuilder::try_new(file))
+                .map_err(|panic| corrupted(&file_path, format!("decoder panic: {panic}")))?
+                .map_err(|e| corrupted(&file_path, e))?;
+            check(&file_path, expected, builder.schema())?;
+            let file_meta = builder.metadata().file_metadata();
+            let part_metadata: BTreeMap<String, String> = file_meta
+                .key_value_metadata()
+                .map(|kv| kv.iter().filter_map(|k| Some((k.key.clone(), k.value.clone()?))).collect())
+                .unwrap_or_default();
+            num_rows += file_meta.num_rows() as usize;
+            if let Some(first) = parts.first() {
+                check_same_part(first, &metadata, &file_path, builder.schema(), &part_metadata)?;
+            } else {
+                metadata = part_metadata;
+            }
+            parts.push(Part { path: file_path, builder });
+        }
+        Ok(ParquetSource { path: path.to_path_buf(), metadata, num_rows, parts })
     }
 
     pub fn meta(&self, key: &str) -> Option<&str> {
         self.metadata.get(key).map(String::as_str)
     }
 
-    /// The file's Arrow schema (for columns whose type depends on the file, e.g. an embedding's width).
+    /// The table's Arrow schema (for columns whose type depends on the file, e.g. an embedding's width).
     pub fn schema(&self) -> SchemaRef {
-        self.builder.schema().clone()
+        self.parts[0].builder.schema().clone()
     }
 
-    /// Streams record batches holding only the named columns, in file order.
+    /// Streams record batches holding only the named columns, in row order.
     pub fn read_columns(self, columns: &[&str]) -> Result<Batches> {
         self.read(columns, None)
     }
 
-    /// Rows in each row group, in file order (a streaming reader's unit of IO).
+    /// Rows in each row group, in row order across parts (a streaming reader's unit of IO).
     pub fn row_group_rows(&self) -> Vec<usize> {
-        self.builder.metadata().row_groups().iter().map(|g| g.num_rows() as usize).collect()
+        self.parts.iter().flat_map(|p| p.builder.metadata().row_groups().iter().map(|g| g.num_rows() as usize)).collect()
     }
 
-    /// Like [`ParquetSource::read_columns`], but only the given row groups (ascending indices).
+    /// Like [`ParquetSource::read_columns`], but only the given row groups (ascending indices into
+    /// [`ParquetSource::row_group_rows`]).
     pub fn read_row_groups(self, columns: &[&str], groups: Vec<usize>) -> Result<Batches> {
         self.read(columns, Some(groups))
     }
 
     fn read(self, columns: &[&str], groups: Option<Vec<usize>>) -> Result<Batches> {
-        let schema = self.builder.parquet_schema();
-        let arrow_schema = self.builder.schema().clone();
-        let roots: Vec<usize> = columns
-            .iter()
-            .map(|c| arrow_schema.index_of(c).map_err(|e| Error::arrow(&self.path, e)))
-            .collect::<Result<_>>()?;
-        let mask = ProjectionMask::roots(schema, roots);
-        let mut builder = self.builder.with_projection(mask).with_batch_size(ROW_GROUP_ROWS);
-        if let Some(groups) = groups {
-            builder = builder.with_row_groups(groups);
+        let mut readers = std::collections::VecDeque::with_capacity(self.parts.len());
+        let mut first_group = 0;
+        let mut schema = None;
+        for Part { path, builder } in self.parts {
+            let arrow_schema = builder.schema().clone();
+            let roots: Vec<usize> = columns.iter().map(|c| arrow_schema.index_of(c).map_err(|e| Error::arrow(&path, e))).collect::<Result<_>>()?;
+            let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
+            let count = builder.metadata().num_row_groups();
+            let mut builder = builder.with_projection(mask).with_batch_size(ROW_GROUP_ROWS);
+            if let Some(groups) = &groups {
+                let local = groups.iter().filter(|&&g| g >= first_group && g < first_group + count).map(|g| g - first_group).collect();
+                builder = builder.with_row_groups(local);
+            }
+            first_group += count;
+            let inner = builder.build().map_err(|e| corrupted(&path, e))?;
+            schema.get_or_insert_with(|| arrow::record_batch::RecordBatchReader::schema(&inner));
+            readers.push_back((path, inner));
         }
-        let inner = builder.build().map_err(|e| corrupted(&self.path, e))?;
-        Ok(Batches { path: self.path, inner, failed: false })
+        let schema = schema.expect("a source has at least one part");
+        Ok(Batches { schema, parts: readers, failed: false })
     }
 
     /// Reads the named columns fully into memory.
@@ -232,6 +273,33 @@ impl ParquetSource {
         let path = self.path.clone();
         self.read_columns(columns)?.collect::<Result<Vec<_>, _>>().map_err(|e| Error::arrow(path, e))
     }
+}
+
+/// A later part of a dataset must have the first part's columns and metadata: parts of two runs
+/// (another featurizer, source or model) must not be read as one table.
+fn check_same_part(first: &Part, first_meta: &BTreeMap<String, String>, path: &Path, schema: &SchemaRef, part_meta: &BTreeMap<String, String>) -> Result<()> {
+    let fields = |s: &SchemaRef| s.fields().iter().map(|f| (f.name().clone(), f.data_type().clone())).collect::<Vec<_>>();
+    if fields(first.builder.schema()) != fields(schema) {
+        return Err(Error::invalid(path, format!("its columns differ from those of {}: the parts come from different runs. Rerun the stage's shards", first.path.display())));
+    }
+    let keys: std::collections::BTreeSet<&String> = first_meta.keys().chain(part_meta.keys()).collect();
+    for key in keys {
+        // `ARROW:schema` embeds the Arrow schema with its metadata, per-part keys included; the
+        // columns were compared above.
+        if PER_PART_METADATA.contains(&key.as_str()) || key.starts_with("ARROW:") || first_meta.get(key) == part_meta.get(key) {
+            continue;
+        }
+        return Err(Error::invalid(
+            path,
+            format!(
+                "its metadata `{key}` is {:?} but {} has {:?}: the parts come from different runs. Rerun the stage's shards",
+                part_meta.get(key),
+                first.path.display(),
+                first_meta.get(key)
+            ),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -259,6 +327,44 @@ mod tests {
         assert_eq!(batches[0].num_columns(), 1);
         let err = ParquetSource::open(&path, &schema::coreset::schema()).err().unwrap().to_string();
         assert!(err.contains("column `rank` is missing"), "{err}");
+    }
+
+    /// A dataset directory of shard parts reads as one table in part order: rows, row groups (global
+    /// indices across parts) and metadata; parts of different runs are an error naming the part.
+    #[test]
+    fn a_directory_of_parts_reads_as_one_table() {
+        use crate::shard::Shard;
+        let dir = tempfile::tempdir().unwrap();
+        let table = dir.path().join("split.parquet");
+        let schema = schema::split::schema();
+        let sizes = [ROW_GROUP_ROWS + 5, 3, 0, ROW_GROUP_ROWS];
+        let mut first_id = 0u32;
+        let write_part = |i: usize, n: usize, first: u32, note: &str| {
+            let ids: Vec<u32> = (first..first + n as u32).collect();
+            let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(UInt32Array::from(ids)), Arc::new(StringArray::from(vec!["train"; n]))]).unwrap();
+            let path = crate::dataset::table_path(dir.path(), "split.parquet", Some(Shard { index: i, count: sizes.len() }));
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            let extra = BTreeMap::from([("molpeg.note".to_string(), note.to_string()), (meta::SOURCE_PATH.to_string(), format!("/node{i}/x.csv"))]);
+            write_batches(&path, schema.clone(), schema::split::KIND, &extra, &[batch]).unwrap();
+        };
+        for (i, &n) in sizes.iter().enumerate() {
+            write_part(i, n, first_id, "same run");
+            first_id += n as u32;
+        }
+        let source = ParquetSource::open(&table, &schema).unwrap();
+        assert_eq!(source.num_rows, first_id as usize);
+        assert_eq!(source.meta("molpeg.note"), Some("same run"));
+        assert_eq!(source.row_group_rows(), vec![ROW_GROUP_ROWS, 5, 3, ROW_GROUP_ROWS]);
+        let ids = |batches: Batches| -> Vec<u32> { batches.flat_map(|b| b.unwrap().column(0).as_any().downcast_ref::<UInt32Array>().unwrap().values().to_vec()).collect() };
+        assert_eq!(ids(source.read_columns(&["mol_id"]).unwrap()), (0..first_id).collect::<Vec<_>>());
+        // Groups 1 (the first part's tail) and 3 (the last part): global indices.
+        let some = ParquetSource::open(&table, &schema).unwrap().read_row_groups(&["mol_id"], vec![1, 3]).unwrap();
+        let expected: Vec<u32> = (ROW_GROUP_ROWS as u32..ROW_GROUP_ROWS as u32 + 5).chain(ROW_GROUP_ROWS as u32 + 8..first_id).collect();
+        assert_eq!(ids(some), expected);
+        // A part of another run.
+        write_part(1, 3, ROW_GROUP_ROWS as u32 + 5, "another run");
+        let err = ParquetSource::open(&table, &schema).err().unwrap().to_string();
+        assert!(err.contains("part-00001-of-00004.parquet") && err.contains("molpeg.note") && err.contains("different runs"), "{err}");
     }
 
     /// Every single-byte corruption and every truncation of a small file is an error naming the file,

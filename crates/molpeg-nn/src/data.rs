@@ -696,7 +696,7 @@ impl<'a> LabelLists<'a> {
 
 /// An error saying what makes `path` when the fingerprint file is missing.
 fn require_fingerprints(path: &Path) -> Result<()> {
-    if path.is_file() {
+    if molpeg_core::dataset::exists(path) {
         return Ok(());
     }
     Err(Error::data(path, format!("not found: the fingerprint model reads the featurize stage's fingerprints; run {} first", molpeg_core::fingerprint_file::PRODUCED_BY)))

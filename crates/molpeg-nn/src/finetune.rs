@@ -698,7 +698,7 @@ pub fn train(data: &Dataset, s: &FinetuneSettings, plan: Vec<Sample>, device: De
 }
 
 fn require_input(path: &Path, what: &str) -> Result<()> {
-    if path.is_file() {
+    if molpeg_core::dataset::exists(path) {
         Ok(())
     } else {
         Err(Error::data(path, format!("{what} not found")))

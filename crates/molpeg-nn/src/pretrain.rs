@@ -527,7 +527,7 @@ fn read_resume(path: &Path, recipe: &str, input_sha: &str) -> Result<(Checkpoint
 pub fn run(config: &PretrainConfig) -> Result<PretrainSummary> {
     let s = &config.settings;
     s.validate()?;
-    if !config.graphs.is_file() {
+    if !molpeg_core::dataset::exists(&config.graphs) {
         let hint = match &s.source {
             Some(src) => format!("featurize pipeline `{src}` first (just featurize {src})"),
             None => "run the featurize stage first, or set [pretrain] source to the pipeline that featurizes the data".into(),

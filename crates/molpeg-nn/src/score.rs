@@ -173,7 +173,7 @@ pub fn run_with(config: &FinetuneConfig, options: &ScoreOptions) -> Result<Score
     let s = &config.settings;
     s.validate()?;
     for (path, what) in [(&config.graphs, "graphs.parquet (run the featurize stage first)"), (&config.split, "split.parquet (run the split stage first)")] {
-        if !path.is_file() {
+        if !molpeg_core::dataset::exists(path) {
             return Err(Error::data(path, format!("{what} not found")));
         }
     }

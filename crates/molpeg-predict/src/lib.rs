@@ -25,7 +25,9 @@ use arrow::record_batch::RecordBatch;
 use indicatif::ProgressBar;
 use molpeg_chem::fingerprint::MorganSpec;
 use molpeg_chem::{Featurizer, MolGraph, Reject};
+use molpeg_core::dataset;
 use molpeg_core::manifest::StageRun;
+use molpeg_core::shard::Shard;
 use molpeg_core::parquet_io::{ParquetSink, ParquetSource};
 use molpeg_core::schema::{self, meta};
 use molpeg_data::dataset::{DatasetSpec, LabelColumns, TaskType};
@@ -84,6 +86,10 @@ pub struct PredictConfig {
     pub force: bool,
     #[serde(skip)]
     pub verbose: bool,
+    /// Predict only this shard's contiguous slice of the input rows (after `limit`) and write its
+    /// part of each table ([`molpeg_core::dataset`]).
+    #[serde(default)]
+    pub shard: Option<Shard>,
 }
 
 impl Default for PredictConfig {
@@ -100,6 +106,7 @@ impl Default for PredictConfig {
             limit: None,
             force: false,
             verbose: true,
+            shard: None,
         }
     }
 }
@@ -120,6 +127,9 @@ pub struct PredictSummary {
     pub device: String,
     pub predictions: PathBuf,
     pub rejects: PathBuf,
+    /// The shard this run predicted, if one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<Shard>,
     /// Per model (in `--model` order), for token models: tokens read, tokens not in the model's
     /// vocabulary (read as `<unk>`), molecules cut at its length limit; `null` for a GIN.
     #[serde(default)]
@@ -254,6 +264,9 @@ type RowSource = Box<dyn Iterator<Item = Result<(u32, String)>>>;
 
 fn is_parquet(path: &Path) -> Result<bool> {
     use std::io::Read;
+    if path.is_dir() {
+        return Ok(true); // a dataset directory of Parquet parts
+    }
     let mut magic = [0u8; 4];
     let mut file = std::fs::File::open(path).map_err(|e| molpeg_core::Error::io(path, e))?;
     let n = file.read(&mut magic).map_err(|e| molpeg_core::Error::io(path, e))?;
@@ -263,7 +276,7 @@ fn is_parquet(path: &Path) -> Result<bool> {
 /// Opens the input; returns its rows and their number when known up front (Parquet).
 fn open_rows(config: &PredictConfig) -> Result<(RowSource, Option<usize>)> {
     let path = config.input.clone();
-    if !path.is_file() {
+    if !dataset::exists(&path) {
         return Err(molpeg_core::Error::invalid(&path, "input file not found").into());
     }
     if !is_parquet(&path)? {
@@ -457,7 +470,10 @@ pub fn run(config: &PredictConfig) -> Result<PredictSummary> {
     }
     let mut inputs: Vec<&Path> = vec![&config.input];
     inputs.extend(config.models.iter().map(PathBuf::as_path));
-    for p in &inputs {
+    if !dataset::exists(&config.input) {
+        return Err(molpeg_core::Error::invalid(&config.input, "file not found").into());
+    }
+    for p in &config.models {
         if !p.is_file() {
             return Err(molpeg_core::Error::invalid(p, "file not found").into());
         }
@@ -467,7 +483,7 @@ pub fn run(config: &PredictConfig) -> Result<PredictSummary> {
     }
     let device = config.device.resolve()?;
     let params = serde_json::json!({ "config": config, "device": if device.is_cuda() { "cuda" } else { "cpu" }, "featurizer_version": molpeg_chem::FEATURIZER_VERSION });
-    let stage = StageRun::new(STAGE, &config.out_dir, &params, &inputs)?;
+    let stage = StageRun::new(STAGE, &config.out_dir, &params, &inputs)?.with_manifest_name(dataset::manifest_name(config.shard));
     if !config.force {
         if let Some(cached) = stage.cached() {
             if let Ok(mut summary) = serde_json::from_value::<PredictSummary>(cached.summary) {
@@ -482,10 +498,22 @@ pub fn run(config: &PredictConfig) -> Result<PredictSummary> {
     let ensemble = members.len() > 1;
     let out_schema = schema::predictions::schema(&info.task_names, ensemble).map_err(Error::Config)?;
     let (rows, known) = open_rows(config)?;
+    let limit = config.limit.unwrap_or(usize::MAX);
+    let slice = match config.shard {
+        None => 0..limit,
+        Some(shard) => {
+            let total = match known {
+                Some(n) => n.min(limit),
+                None => open_rows(config)?.0.take(limit).try_fold(0usize, |n, row| row.map(|_| n + 1))?,
+            };
+            dataset::rows_of(Some(shard), total)
+        }
+    };
+    dataset::prepare(&config.out_dir, &[PREDICTIONS_FILE, REJECTS_FILE], config.shard)?;
     stage.begin()?;
 
-    let predictions_path = config.out_dir.join(PREDICTIONS_FILE);
-    let rejects_path = config.out_dir.join(REJECTS_FILE);
+    let predictions_path = dataset::table_path(&config.out_dir, PREDICTIONS_FILE, config.shard);
+    let rejects_path = dataset::table_path(&config.out_dir, REJECTS_FILE, config.shard);
     let models_json = serde_json::to_string(&config.models).expect("paths serialize");
     let extra = BTreeMap::from([
         (meta::TASK_NAMES.to_string(), serde_json::to_string(&info.task_names).expect("strings serialize")),
@@ -501,6 +529,7 @@ pub fn run(config: &PredictConfig) -> Result<PredictSummary> {
         schema: out_schema,
     };
     let total = match (known, config.limit) {
+        _ if config.shard.is_some() => Some(slice.len()),
         (Some(n), Some(l)) => Some(n.min(l)),
         (n, l) => n.or(l),
     };
@@ -520,8 +549,7 @@ pub fn run(config: &PredictConfig) -> Result<PredictSummary> {
     let start = Instant::now();
     let (mut input_rows, mut accepted, mut rejected) = (0usize, 0usize, 0usize);
     let mut chunk = Vec::with_capacity(config.chunk_rows);
-    let limit = config.limit.unwrap_or(usize::MAX);
-    for item in rows.take(limit) {
+    for item in rows.take(slice.end).skip(slice.start) {
         chunk.push(item?);
         if chunk.len() == config.chunk_rows {
             let n = chunk.len();
@@ -554,6 +582,7 @@ pub fn run(config: &PredictConfig) -> Result<PredictSummary> {
         device: describe(device),
         predictions: predictions.clone(),
         rejects: rejects.clone(),
+        shard: config.shard,
         token_coverage: coverage,
     };
     stage.finish(&[&predictions, &rejects], &summary)?;

@@ -39,7 +39,7 @@ fn project(dir: &Path, name: &str, csv: &str, labels: &str) -> Pipeline {
     let runs = dir.join("runs");
     let options = molpeg_data::fetch::FetchOptions { data_dir: dir.join("data"), mirror: None, accept_sha256: vec![], offline: true };
     let config = molpeg_chem::featurize::FeaturizeConfig { threads: 1, ..Default::default() };
-    match molpeg_chem::featurize::run(&pipeline, &runs, &config, &options, false).unwrap() {
+    match molpeg_chem::featurize::run(&pipeline, &runs, &config, &options, false, None).unwrap() {
         Outcome::Ran(_) | Outcome::UpToDate(_) => {}
     }
     let split: molpeg_data::split::SplitConfig = pipeline.section("split").unwrap();
@@ -226,4 +226,61 @@ print(json.dumps(out))
     let json: Value = serde_json::from_str(&std::fs::read_to_string(stage.join("summary.json")).unwrap()).unwrap();
     assert_eq!(json["test_per_task"].as_array().unwrap().len(), 12);
     assert!(json["test_per_task"][0]["status"].is_string());
+}
+
+/// Issue 16: `--shard I/N` splits the input rows into contiguous slices whose parts
+/// (predictions.parquet/part-….parquet, rejects.parquet/ likewise) read back with pyarrow as the
+/// single-process tables, row for row; and a sharded featurize's graphs.parquet directory is an
+/// input like the single file, with equal predictions.
+#[test]
+fn sharded_predict_and_a_sharded_graphs_input_equal_one_process() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let pipeline = project(d, "bbbp", "bbbp-158.csv", "[\"p_np\"]");
+    finetune(d, &pipeline, 1);
+    let model = d.join("runs/bbbp/finetune/model.safetensors");
+    let model = model.to_str().unwrap();
+    let csv = fixture("bbbp-158.csv");
+    let csv = csv.to_str().unwrap();
+
+    predict_ok(d, &["--input", csv, "--model", model, "--out-dir", "whole"]);
+    for i in 0..2 {
+        let stdout = predict_ok(d, &["--input", csv, "--model", model, "--out-dir", "sharded", "--shard", &format!("{i}/2"), "--chunk-rows", "16"]);
+        assert!(stdout.contains("predict: 79 rows"), "158 rows in two halves: {stdout}");
+        assert!(d.join(format!("sharded/manifest-part-0000{i}-of-00002.json")).is_file());
+    }
+    assert!(predict_ok(d, &["--input", csv, "--model", model, "--out-dir", "sharded", "--shard", "1/2", "--chunk-rows", "16"]).contains("up to date"));
+
+    // A sharded featurize's directory as the input.
+    let runs_sharded = d.join("runs-sharded");
+    let options = molpeg_data::fetch::FetchOptions { data_dir: d.join("data"), mirror: None, accept_sha256: vec![], offline: true };
+    let config = molpeg_chem::featurize::FeaturizeConfig { threads: 1, ..Default::default() };
+    for i in 0..3 {
+        let shard = molpeg_core::shard::Shard::new(i, 3).unwrap();
+        molpeg_chem::featurize::run(&pipeline, &runs_sharded, &config, &options, false, Some(shard)).unwrap();
+    }
+    let parts = runs_sharded.join("bbbp/featurize/graphs.parquet");
+    assert!(parts.is_dir());
+    predict_ok(d, &["--input", d.join("runs/bbbp/featurize/graphs.parquet").to_str().unwrap(), "--model", model, "--out-dir", "from-file"]);
+    predict_ok(d, &["--input", parts.to_str().unwrap(), "--model", model, "--out-dir", "from-parts"]);
+
+    let script = r#"
+import json, os, sys
+import pyarrow.parquet as pq
+d = sys.argv[1]
+def same(a, b, name, nonempty=True):
+    ta, tb = pq.read_table(os.path.join(d, a, name)), pq.read_table(os.path.join(d, b, name))
+    return [str(f.type) for f in ta.schema] == [str(f.type) for f in tb.schema] and ta.to_pydict() == tb.to_pydict() and (ta.num_rows > 0 or not nonempty)
+print(json.dumps({
+    "predictions": same("whole", "sharded", "predictions.parquet"),
+    "rejects": same("whole", "sharded", "rejects.parquet", nonempty=False),
+    "parts": sorted(os.listdir(os.path.join(d, "sharded", "predictions.parquet"))),
+    "from_parts": same("from-file", "from-parts", "predictions.parquet"),
+}))
+"#;
+    let result = py(script, &[d]);
+    assert_eq!(result["predictions"], true, "{result}");
+    assert_eq!(result["rejects"], true, "{result}");
+    assert_eq!(result["parts"], serde_json::json!(["part-00000-of-00002.parquet", "part-00001-of-00002.parquet"]));
+    assert_eq!(result["from_parts"], true, "{result}");
 }

@@ -18,7 +18,7 @@ use molpeg_nn::model::{Jk, Model, ModelConfig, Pooling};
 use molpeg_nn::tch::Device;
 use molpeg_nn::score::{write_sample_scores, SampleScore};
 use molpeg_nn::synthetic::{self, SyntheticSpec};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_molpeg-scaling");
 
@@ -399,10 +399,11 @@ fn faulty_bin_dir(dir: &Path, once: bool) -> PathBuf {
     bin_dir
 }
 
-/// The Ray driver (scripts/molpeg_ray.py) on a real local Ray (2 CPUs): a 2-shard sweep whose shard
-/// 1 fails once (an injected fault) is retried, completes and merges to the single-process results
-/// cell for cell; a shard that always fails makes the driver exit non-zero naming the shard and
-/// showing its stderr. Skipped with a notice when $MOLPEG_PYTHON has no ray (`just setup` installs it).
+/// The Ray driver (scripts/molpeg_ray.py) on a real local Ray (2 CPUs, started once for both drives
+/// by tests/ray_harness.py): a 2-shard sweep whose shard 1 fails once (an injected fault) is retried,
+/// completes and merges to the single-process results cell for cell; a shard that always fails makes
+/// the driver exit non-zero naming the shard and showing its stderr. Skipped with a notice when
+/// $MOLPEG_PYTHON has no ray (`just setup` installs it).
 #[test]
 fn ray_driver_places_shards_retries_a_failed_one_and_merges() {
     let has_ray = Command::new(python()).args(["-c", "import ray"]).output().is_ok_and(|o| o.status.success());
@@ -414,36 +415,33 @@ fn ray_driver_places_shards_retries_a_failed_one_and_merges() {
     let d = dir.path();
     let single = d.join("runs/tiny/single");
     ok(d, &["--out-dir", single.to_str().unwrap()]);
-    let driver = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/molpeg_ray.py");
+    let (out, failing) = (d.join("runs/tiny/ray"), d.join("runs/tiny/ray-fails"));
     let drive = |bin_dir: &Path, out: &Path, retries: &str| {
-        Command::new(python())
-            .current_dir(d)
-            .arg(&driver)
-            .args(["scaling", "tiny.toml", "--shards", "2", "--num-cpus", "2", "--max-retries", retries, "--runs-dir", "runs"])
-            .arg("--bin-dir")
-            .arg(bin_dir)
-            .args(["--", "--out-dir"])
-            .arg(out)
-            .env_remove("RAY_ADDRESS")
-            .env_remove("MOLPEG_RUNS_DIR")
-            .output()
-            .unwrap()
+        json!({"cwd": d, "argv": ["scaling", "tiny.toml", "--shards", "2", "--max-retries", retries, "--runs-dir", "runs", "--bin-dir", bin_dir, "--", "--out-dir", out]})
     };
+    let drives = json!([drive(&faulty_bin_dir(d, true), &out, "1"), drive(&faulty_bin_dir(d, false), &failing, "0")]);
+    let results = ray_harness(d, &drives);
 
-    let out = d.join("runs/tiny/ray");
-    let run = drive(&faulty_bin_dir(d, true), &out, "1");
-    let log = String::from_utf8_lossy(&run.stderr).to_string();
-    assert!(run.status.success(), "driver failed:\n{log}");
+    let log = results[0]["stderr"].as_str().unwrap();
+    assert_eq!(results[0]["rc"], 0, "driver failed:\n{log}");
     assert!(d.join("bin-fails-once/failed-once").exists(), "the fault was injected");
-    assert!(log.contains("2/2 shards done"), "{log}");
+    assert!(log.contains("2/2 shards done") && log.contains("cells/s"), "{log}");
     let by_key = |rows: Vec<Value>| rows.into_iter().map(|r| (key(&r), (r["test_metric"].clone(), r["settings_hash"].clone()))).collect::<std::collections::BTreeMap<_, _>>();
     assert_eq!(by_key(rows_of(&out.join("results.parquet"))), by_key(rows_of(&single.join("results.parquet"))), "Ray-sharded = single process");
     assert!(out.join("fits.parquet").is_file(), "the merge reported");
 
-    let failing = d.join("runs/tiny/ray-fails");
-    let run = drive(&faulty_bin_dir(d, false), &failing, "0");
-    let log = String::from_utf8_lossy(&run.stderr).to_string();
-    assert!(!run.status.success(), "a shard that fails for good fails the driver:\n{log}");
+    let log = results[1]["stderr"].as_str().unwrap();
+    assert_ne!(results[1]["rc"], 0, "a shard that fails for good fails the driver:\n{log}");
     assert!(log.contains("shard 1/2 failed for good") && log.contains("injected fault in shard 1") && log.contains("1/2 shards done"), "{log}");
     assert!(!failing.join("results.parquet").exists(), "no merge after a failed shard");
+}
+
+/// Runs the driver drives (`[{"cwd", "argv"}]`) on one local Ray of 2 CPUs; returns `[{"rc", "stderr"}]`.
+fn ray_harness(dir: &Path, drives: &Value) -> Vec<Value> {
+    let (drives_path, results_path) = (dir.join("drives.json"), dir.join("drive-results.json"));
+    std::fs::write(&drives_path, drives.to_string()).unwrap();
+    let harness = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/ray_harness.py");
+    let run = Command::new(python()).arg(harness).arg("2").arg(&drives_path).arg(&results_path).env_remove("RAY_ADDRESS").env_remove("MOLPEG_RUNS_DIR").output().unwrap();
+    assert!(run.status.success(), "ray harness failed:\n{}\n{}", String::from_utf8_lossy(&run.stdout), String::from_utf8_lossy(&run.stderr));
+    serde_json::from_slice::<Value>(&std::fs::read(&results_path).unwrap()).unwrap().as_array().unwrap().clone()
 }

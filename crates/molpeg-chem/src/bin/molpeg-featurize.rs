@@ -52,6 +52,15 @@ struct Args {
     /// Reject (before parsing) SMILES with more than N dot-separated fragments (default 64).
     #[arg(long, value_name = "N")]
     max_fragments: Option<usize>,
+    /// Featurize shard I of N (numbered from 0): the I-th of N contiguous, near-equal slices of the
+    /// input rows (after --limit). Writes featurize/graphs.parquet/part-0000I-of-0000N.parquet (and
+    /// rejects.parquet/, fingerprints.parquet/ likewise) with its own manifest,
+    /// featurize/manifest-part-0000I-of-0000N.json, so an unchanged shard is skipped and a killed one
+    /// reruns alone. Every molpeg stage (and pyarrow, polars, DuckDB) reads the directory of N parts
+    /// as one table, row for row the file a run without --shard writes. Default: the Slurm array task
+    /// (SLURM_ARRAY_TASK_ID − SLURM_ARRAY_TASK_MIN of SLURM_ARRAY_TASK_COUNT) when set.
+    #[arg(long, value_name = "I/N")]
+    shard: Option<molpeg_core::shard::Shard>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -83,7 +92,8 @@ fn run(args: &Args) -> anyhow::Result<()> {
     config.max_characters = args.max_characters.unwrap_or(config.max_characters);
     config.max_atoms = args.max_atoms.unwrap_or(config.max_atoms);
     config.max_fragments = args.max_fragments.unwrap_or(config.max_fragments);
-    match featurize::run(&pipeline, &args.stage.runs_dir, &config, &FetchOptions::from_env(), args.stage.force)? {
+    let shard = molpeg_core::shard::Shard::resolve(args.shard)?;
+    match featurize::run(&pipeline, &args.stage.runs_dir, &config, &FetchOptions::from_env(), args.stage.force, shard)? {
         Outcome::UpToDate(dir) => println!("featurize: up to date ({}), use --force to rerun", dir.display()),
         Outcome::Ran(summary) => print_summary(&summary),
     }
@@ -92,7 +102,8 @@ fn run(args: &Args) -> anyhow::Result<()> {
 
 fn print_summary(s: &FeaturizeSummary) {
     println!(
-        "featurize: {} rows -> {} molecules, {} rejected in {:.1}s ({:.0} mol/s on {} threads, RDKit {}) -> {}",
+        "featurize{}: {} rows -> {} molecules, {} rejected in {:.1}s ({:.0} mol/s on {} threads, RDKit {}) -> {}",
+        s.shard.map(|shard| format!(" shard {shard}")).unwrap_or_default(),
         s.input_rows,
         s.accepted,
         s.rejected,

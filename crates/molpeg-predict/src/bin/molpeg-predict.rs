@@ -9,7 +9,7 @@ use molpeg_predict::PredictConfig;
 /// Predict with fine-tuned molpeg models on new molecules.
 ///
 /// Reads SMILES from a CSV, CSV.gz or Parquet file (--smiles-column, default `smiles`) or a
-/// pipeline's graphs.parquet, featurizes them in chunks with the featurize stage's featurizer, and
+/// pipeline's graphs.parquet (a file or a sharded featurize's directory of parts), featurizes them in chunks with the featurize stage's featurizer, and
 /// writes OUT_DIR/predictions.parquet (row, smiles, canonical_smiles, one column per task: the
 /// probability for binary tasks, the value in the target's unit for regression; with several
 /// --model an ensemble: the mean, and <task>_std the standard deviation over the models) and
@@ -53,6 +53,14 @@ struct Args {
     /// Rerun even if the outputs are up to date.
     #[arg(long)]
     force: bool,
+    /// Predict shard I of N (numbered from 0): the I-th of N contiguous, near-equal slices of the
+    /// input rows (after --limit). Writes OUT_DIR/predictions.parquet/part-0000I-of-0000N.parquet and
+    /// rejects.parquet/ likewise, with its own manifest OUT_DIR/manifest-part-0000I-of-0000N.json; the
+    /// N parts read as one table (pyarrow, polars, DuckDB, molpeg) are row for row the output of a run
+    /// without --shard. Default: the Slurm array task (SLURM_ARRAY_TASK_ID − SLURM_ARRAY_TASK_MIN of
+    /// SLURM_ARRAY_TASK_COUNT) when set.
+    #[arg(long, value_name = "I/N")]
+    shard: Option<molpeg_core::shard::Shard>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -91,6 +99,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         limit: args.limit,
         force: args.force,
         verbose: true,
+        shard: molpeg_core::shard::Shard::resolve(args.shard)?,
     };
     let summary = molpeg_predict::run(&config)?;
     println!("{summary}");
