@@ -139,6 +139,35 @@ pub mod fingerprints {
     }
 }
 
+/// `atoms3d.parquet` (`molpeg-featurize` when the molecules have 3D geometry: the dataset's own, e.g.
+/// QM9's DFT coordinates, or RDKit conformers): one row per accepted molecule, the same `mol_id`s in
+/// the same order as `graphs.parquet`. Every atom **including hydrogens**, in the geometry's own
+/// order, which is not the graph's atom order (RDKit's graph has no hydrogens): do not index one
+/// with the other.
+pub mod atoms3d {
+    use super::*;
+    pub const KIND: &str = "atoms3d";
+    /// File name in the featurize stage directory.
+    pub const FILE: &str = "atoms3d.parquet";
+    pub const MOL_ID: &str = "mol_id";
+    /// Atomic number of each atom (1 = H).
+    pub const ATOMIC_NUMBERS: &str = "atomic_numbers";
+    /// Cartesian position of each atom in ångström, `[x, y, z]`.
+    pub const POSITIONS: &str = "positions";
+    /// Metadata: where the geometry came from: `dataset:<column>` (the file's coordinates), `etkdg`
+    /// or `etkdg+mmff` (an RDKit conformer, with its seed in [`atoms3d::META_SEED`]).
+    pub const META_GEOMETRY: &str = "molpeg.geometry";
+    pub const META_SEED: &str = "molpeg.conformer_seed";
+
+    pub fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new(MOL_ID, DataType::UInt32, false),
+            Field::new(ATOMIC_NUMBERS, DataType::List(Arc::new(Field::new("item", DataType::UInt8, false))), false),
+            Field::new(POSITIONS, list_of_fixed(DataType::Float32, 3), false),
+        ]))
+    }
+}
+
 /// `split.parquet`: which split each molecule belongs to.
 pub mod split {
     use super::*;

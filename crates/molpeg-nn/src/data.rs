@@ -94,6 +94,60 @@ pub struct GraphStore {
     pub fingerprints: Option<FingerprintTokens>,
     /// Canonical SMILES tokens of every molecule, for the SMILES model ([`attach_smiles`]).
     pub smiles: Option<SmilesTokens>,
+    /// 3D atoms (hydrogens included) of every molecule, for 3D models ([`attach_atoms3d`]).
+    pub atoms3d: Option<Atoms3d>,
+}
+
+/// Every molecule's 3D atoms in flat arrays: molecule `g` owns atoms `offsets[g]..offsets[g + 1]`
+/// of `atomic_numbers` and `positions` (ångström), hydrogens included, in the geometry's order
+/// (`atoms3d.parquet`, [`molpeg_core::schema::atoms3d`]); not the 2D graph's atom order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Atoms3d {
+    pub offsets: Vec<u32>,
+    pub atomic_numbers: Vec<u8>,
+    pub positions: Vec<[f32; 3]>,
+}
+
+impl Default for Atoms3d {
+    fn default() -> Self {
+        Atoms3d { offsets: vec![0], atomic_numbers: Vec::new(), positions: Vec::new() }
+    }
+}
+
+impl Atoms3d {
+    /// Appends one molecule; `atomic_numbers` and `positions` have one entry per atom.
+    pub fn push(&mut self, atomic_numbers: &[u8], positions: &[[f32; 3]]) -> std::result::Result<(), String> {
+        if atomic_numbers.len() != positions.len() {
+            return Err(format!("{} atomic numbers but {} positions", atomic_numbers.len(), positions.len()));
+        }
+        if atomic_numbers.is_empty() {
+            return Err("a molecule with no 3D atoms".into());
+        }
+        self.atomic_numbers.extend_from_slice(atomic_numbers);
+        self.positions.extend_from_slice(positions);
+        self.offsets.push(self.atomic_numbers.len() as u32);
+        Ok(())
+    }
+
+    /// Molecules held.
+    pub fn len(&self) -> usize {
+        self.offsets.len() - 1
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Atoms of molecule `g`.
+    pub fn range(&self, g: usize) -> std::ops::Range<usize> {
+        self.offsets[g] as usize..self.offsets[g + 1] as usize
+    }
+
+    /// Atomic numbers and positions of molecule `g`.
+    pub fn molecule(&self, g: usize) -> (&[u8], &[[f32; 3]]) {
+        let r = self.range(g);
+        (&self.atomic_numbers[r.clone()], &self.positions[r])
+    }
 }
 
 /// Token sequences of every molecule in one flat buffer: molecule `g` owns
@@ -501,6 +555,49 @@ pub fn attach_inputs(store: &mut GraphStore, graphs_path: &Path, kind: ModelKind
         ModelKind::Smiles if store.smiles.is_none() => attach_smiles(store, graphs_path),
         ModelKind::Fingerprint | ModelKind::Smiles => Ok(()),
     }
+}
+
+/// Where the featurize stage writes the 3D atoms of `graphs_path`: the same directory.
+pub fn atoms3d_path(graphs_path: &Path) -> PathBuf {
+    graphs_path.with_file_name(molpeg_core::schema::atoms3d::FILE)
+}
+
+/// Reads `atoms3d.parquet` into `store.atoms3d`, aligned with the store's molecules by `mol_id`: a
+/// molecule of the store without 3D atoms is an error naming it and what makes the file.
+pub fn attach_atoms3d(store: &mut GraphStore, path: &Path) -> Result<()> {
+    use molpeg_core::schema::atoms3d;
+    if !molpeg_core::dataset::exists(path) {
+        return Err(Error::data(path, "not found: a 3D model reads the featurize stage's atoms3d.parquet (3D atoms of every molecule); featurize a dataset with geometry columns, or with `geometry = \"etkdg\"` in [featurize]"));
+    }
+    let source = ParquetSource::open(path, &atoms3d::schema())?;
+    let position: HashMap<u32, usize> = store.mol_ids.iter().enumerate().map(|(i, &m)| (m, i)).collect();
+    let mut rows: Vec<Option<(Vec<u8>, Vec<[f32; 3]>)>> = vec![None; store.len()];
+    let mut first = 0;
+    for batch in source.read_columns(&[atoms3d::MOL_ID, atoms3d::ATOMIC_NUMBERS, atoms3d::POSITIONS])? {
+        let batch = batch.map_err(|e| molpeg_core::Error::arrow(path, e))?;
+        let ids = columns::u32_values(path, atoms3d::MOL_ID, batch.column(0), first)?;
+        let numbers = batch.column(1).as_any().downcast_ref::<arrow::array::ListArray>().ok_or_else(|| Error::data(path, "atomic_numbers is not a list"))?;
+        let positions = batch.column(2).as_any().downcast_ref::<arrow::array::ListArray>().ok_or_else(|| Error::data(path, "positions is not a list"))?;
+        let number_values = numbers.values().as_any().downcast_ref::<arrow::array::UInt8Array>().ok_or_else(|| Error::data(path, "atomic_numbers holds no uint8"))?;
+        let xyz = positions.values().as_any().downcast_ref::<arrow::array::FixedSizeListArray>().ok_or_else(|| Error::data(path, "positions holds no fixed-size lists"))?;
+        let xyz = xyz.values().as_any().downcast_ref::<arrow::array::Float32Array>().ok_or_else(|| Error::data(path, "positions holds no float32"))?;
+        for (i, id) in ids.into_iter().enumerate() {
+            let Some(&g) = position.get(&id) else { continue };
+            let (a, b) = (numbers.value_offsets()[i] as usize, numbers.value_offsets()[i + 1] as usize);
+            let (c, d) = (positions.value_offsets()[i] as usize, positions.value_offsets()[i + 1] as usize);
+            let z = number_values.values()[a..b].to_vec();
+            let pos = (c..d).map(|k| [xyz.value(3 * k), xyz.value(3 * k + 1), xyz.value(3 * k + 2)]).collect();
+            rows[g] = Some((z, pos));
+        }
+        first += batch.num_rows();
+    }
+    let mut table = Atoms3d::default();
+    for (g, row) in rows.into_iter().enumerate() {
+        let (z, pos) = row.ok_or_else(|| Error::data(path, format!("mol_id {} has no 3D atoms here; re-run the featurize stage", store.mol_ids[g])))?;
+        table.push(&z, &pos).map_err(|m| Error::data(path, format!("mol_id {}: {m}", store.mol_ids[g])))?;
+    }
+    store.atoms3d = Some(table);
+    Ok(())
 }
 
 /// Where the featurize stage writes the fingerprints of `graphs_path`: the same directory.
