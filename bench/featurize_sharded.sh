@@ -4,15 +4,18 @@
 # process with one worker thread, the N shards side by side as a cluster's nodes would run them.
 # Records per shard its wall time and peak RSS (/usr/bin/time), and per N the wall time of the
 # whole job (first start to last exit). Writes bench/results/featurize-sharded.{jsonl,md}.
-# ROUNDS (default 1) repeats the pair; the table reports medians.
+# ROUNDS (default 1) repeats the pair; the table reports medians. REPORT_ONLY=1 rewrites the table
+# from the existing jsonl.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-1}
 PY=${MOLPEG_PYTHON:-python3}
 BIN=${CARGO_TARGET_DIR:-target}/release
 OUT=bench/results; mkdir -p "$OUT"
-RAW=$OUT/featurize-sharded.jsonl; : > "$RAW"
+RAW=$OUT/featurize-sharded.jsonl
 RUNS=$(mktemp -d); trap 'rm -rf "$RUNS"' EXIT
+if [ -z "${REPORT_ONLY:-}" ]; then
+: > "$RAW"
 # The input is read once before timing, so every run finds it in the page cache.
 MOLPEG_RUNS_DIR=$RUNS "$BIN/molpeg-featurize" -p pipelines/moses.toml --limit 10 --threads 1 >/dev/null
 
@@ -30,9 +33,9 @@ sharded() { # N: runs shards 0..N-1 at once, prints one JSON line per shard and 
   for i in $(seq 0 $((n - 1))); do
     read -r wall rss_kb < "$RUNS/time-$i"
     rows=$(sed -n 's/^featurize shard [0-9/]*: \([0-9]*\) rows.*/\1/p' "$RUNS/out-$i")
-    echo "{\"kind\": \"shard\", \"shards\": $n, \"shard\": $i, \"rows\": $rows, \"wall_s\": $wall, \"peak_rss_mb\": $(echo "$rss_kb / 1024" | bc -l)}"
+    echo "{\"kind\": \"shard\", \"shards\": $n, \"shard\": $i, \"rows\": $rows, \"wall_s\": $wall, \"peak_rss_mb\": $(printf %.1f "$(echo "$rss_kb / 1024" | bc -l)")}"
   done
-  echo "{\"kind\": \"job\", \"shards\": $n, \"rows\": 1584663, \"wall_s\": $(echo "$end - $start" | bc -l)}"
+  echo "{\"kind\": \"job\", \"shards\": $n, \"rows\": 1584663, \"wall_s\": $(printf %.3f "$(echo "$end - $start" | bc -l)")}"
 }
 # A shard of 1/1000 featurizes 1,585 rows: its time is almost all the row-count pass every shard makes.
 count_pass() {
@@ -41,23 +44,24 @@ count_pass() {
   start=$(date +%s.%N)
   MOLPEG_RUNS_DIR=$RUNS "$BIN/molpeg-featurize" -p pipelines/moses.toml --threads 1 --shard 0/1000 >/dev/null
   end=$(date +%s.%N)
-  echo "{\"kind\": \"count_pass\", \"wall_s\": $(echo "$end - $start" | bc -l)}"
+  echo "{\"kind\": \"count_pass\", \"wall_s\": $(printf %.3f "$(echo "$end - $start" | bc -l)")}"
 }
 for round in $(seq "$ROUNDS"); do
   count_pass >> "$RAW"
   sharded 1 >> "$RAW"
   sharded 2 >> "$RAW"
 done
+fi
 "$PY" - "$RAW" "$OUT/featurize-sharded.md" "$(nproc)" <<'PYEOF'
 import json, statistics, sys
-rows = [json.loads(l) for l in open(sys.argv[1])]
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 med = statistics.median
 def jobs(n):
     return [r for r in rows if r["kind"] == "job" and r["shards"] == n]
 def shards(n):
     return [r for r in rows if r["kind"] == "shard" and r["shards"] == n]
 lines = ["| shards N | job wall time | molecules/s (job) | per shard: rows, wall time, peak RSS |", "|---|---|---|---|"]
-for n in sorted({r["shards"] for r in rows}):
+for n in sorted({r["shards"] for r in rows if "shards" in r}):
     wall = med([j["wall_s"] for j in jobs(n)])
     per = "; ".join(f"{s['rows']:,} rows, {med([x['wall_s'] for x in shards(n) if x['shard'] == s['shard']]):.0f} s, {med([x['peak_rss_mb'] for x in shards(n) if x['shard'] == s['shard']]):.0f} MB"
                     for s in shards(n)[:n])

@@ -27,8 +27,9 @@ fn main() {
     }
     // rdkit-sys links GraphMol, SmilesParse and RDGeneral already; MurckoDecompose lives in
     // ChemTransforms, the Morgan fingerprints in Fingerprints and ExplicitBitVect in DataStructs
-    // (named here so the bridge does not rely on rdkit-sys's own list).
-    for lib in ["ChemTransforms", "Fingerprints", "DataStructs"] {
+    // (named here so the bridge does not rely on rdkit-sys's own list); ETKDG conformers in
+    // DistGeomHelpers (and DistGeometry), MMFF in ForceFieldHelpers (and ForceField).
+    for lib in ["ChemTransforms", "Fingerprints", "DataStructs", "DistGeomHelpers", "DistGeometry", "ForceFieldHelpers", "ForceField"] {
         println!("cargo:rustc-link-lib=dylib=RDKit{lib}");
     }
 

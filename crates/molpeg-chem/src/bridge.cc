@@ -14,6 +14,8 @@
 
 #include <DataStructs/ExplicitBitVect.h>
 #include <GraphMol/ChemTransforms/ChemTransforms.h>
+#include <GraphMol/DistGeomHelpers/Embedder.h>
+#include <GraphMol/ForceFieldHelpers/MMFF/MMFF.h>
 #include <GraphMol/Fingerprints/MorganFingerprints.h>
 #include <GraphMol/MolOps.h>
 #include <GraphMol/RingInfo.h>
@@ -111,6 +113,40 @@ rust::String end_error_capture() {
   rust::String text(captured);
   captured.clear();
   return text;
+}
+
+void embed_conformer(const std::shared_ptr<RDKit::ROMol> &mol, std::uint32_t seed, bool mmff, rust::Vec<std::uint8_t> &atomic_numbers,
+                     rust::Vec<float> &xyz) {
+  if (!mol) {
+    throw std::invalid_argument("embed_conformer called with a null molecule (a bug in molpeg-chem)");
+  }
+  RDKit::RWMol with_hs(*mol);
+  RDKit::MolOps::addHs(with_hs);
+  RDKit::DGeomHelpers::EmbedParameters params = RDKit::DGeomHelpers::ETKDGv3;
+  params.randomSeed = static_cast<int>(seed & 0x7fffffff);
+  params.numThreads = 1;  // molpeg parallelizes over molecules
+  const int id = RDKit::DGeomHelpers::EmbedMolecule(with_hs, params);
+  if (id < 0) {
+    throw std::runtime_error("ETKDG found no conformer (EmbedMolecule returned -1)");
+  }
+  if (mmff) {
+    const auto result = RDKit::MMFF::MMFFOptimizeMolecule(with_hs, 200, "MMFF94", 10.0, id);
+    if (result.first == -1) {
+      throw std::runtime_error("MMFF94 has no parameters for an atom of this molecule");
+    }
+  }
+  const RDKit::Conformer &conformer = with_hs.getConformer(id);
+  atomic_numbers.clear();
+  xyz.clear();
+  atomic_numbers.reserve(with_hs.getNumAtoms());
+  xyz.reserve(3 * with_hs.getNumAtoms());
+  for (const RDKit::Atom *atom : with_hs.atoms()) {
+    atomic_numbers.push_back(static_cast<std::uint8_t>(atom->getAtomicNum()));
+    const RDGeom::Point3D &p = conformer.getAtomPos(atom->getIdx());
+    xyz.push_back(static_cast<float>(p.x));
+    xyz.push_back(static_cast<float>(p.y));
+    xyz.push_back(static_cast<float>(p.z));
+  }
 }
 
 void describe_molecule(const std::shared_ptr<RDKit::ROMol> &mol, MolRecord &out) {

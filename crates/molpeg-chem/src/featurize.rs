@@ -14,9 +14,9 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
 use std::time::Instant;
 
-use arrow::array::{ArrayRef, FixedSizeBinaryArray, FixedSizeListArray, Float32Array, ListArray, PrimitiveArray, StringArray, UInt16Array, UInt32Array};
+use arrow::array::{ArrayRef, FixedSizeBinaryArray, FixedSizeListArray, Float32Array, ListArray, PrimitiveArray, StringArray, UInt16Array, UInt32Array, UInt8Array};
 use arrow::buffer::{Buffer, OffsetBuffer};
-use arrow::datatypes::{ArrowPrimitiveType, DataType, SchemaRef, UInt16Type, UInt8Type};
+use arrow::datatypes::{ArrowPrimitiveType, DataType, Float32Type, SchemaRef, UInt16Type, UInt8Type};
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 use indicatif::ProgressBar;
@@ -24,7 +24,7 @@ use molpeg_core::dataset;
 use molpeg_core::manifest::{Outcome, StageRun};
 use molpeg_core::parquet_io::ParquetSink;
 use molpeg_core::pipeline::Pipeline;
-use molpeg_core::schema::{fingerprints, graphs, meta, rejects};
+use molpeg_core::schema::{atoms3d, fingerprints, graphs, meta, rejects};
 use molpeg_core::shard::Shard;
 use molpeg_data::dataset::DatasetSpec;
 use molpeg_data::fetch::{ensure_raw, FetchError, FetchOptions};
@@ -34,6 +34,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::features::OtherCounts;
 use crate::fingerprint::MorganSpec;
+use crate::geometry::GeometryMode;
 use crate::graph::{rdkit_version, Featurizer, MolGraph, Reject, SizeLimits};
 use crate::FEATURIZER_VERSION;
 
@@ -70,6 +71,15 @@ pub struct FeaturizeConfig {
     pub max_atoms: usize,
     /// Dot-separated fragments of a SMILES (default 64).
     pub max_fragments: usize,
+    /// 3D atoms to write to `atoms3d.parquet` (for 3D models): `"auto"` (default: the dataset's
+    /// geometry columns when `[dataset] geometry` names them, else none), `"none"`, `"dataset"`,
+    /// `"etkdg"` (an RDKit ETKDGv3 conformer, hydrogens added) or `"etkdg+mmff"` (relaxed with
+    /// MMFF94). A molecule whose geometry cannot be read, does not match its SMILES or cannot be
+    /// embedded is a reject with the reason.
+    pub geometry: GeometryMode,
+    /// ETKDG's random seed, the same for every molecule (a molecule's conformer does not depend on
+    /// its row, the threads or the shards).
+    pub conformer_seed: u32,
 }
 
 impl Default for FeaturizeConfig {
@@ -86,6 +96,8 @@ impl Default for FeaturizeConfig {
             max_characters: limits.characters,
             max_atoms: limits.atoms,
             max_fragments: limits.fragments,
+            geometry: GeometryMode::Auto,
+            conformer_seed: 42,
         }
     }
 }
@@ -98,6 +110,19 @@ impl FeaturizeConfig {
 
     pub fn limits(&self) -> SizeLimits {
         SizeLimits { characters: self.max_characters, atoms: self.max_atoms, fragments: self.max_fragments }
+    }
+
+    /// The geometry this run writes for `spec`: `auto` resolved; `dataset` on a dataset without
+    /// geometry columns is an error.
+    pub fn geometry_for(&self, spec: &DatasetSpec) -> Result<GeometryMode, String> {
+        match (self.geometry, &spec.geometry) {
+            (GeometryMode::Auto, Some(_)) => Ok(GeometryMode::Dataset),
+            (GeometryMode::Auto, None) => Ok(GeometryMode::None),
+            (GeometryMode::Dataset, None) => {
+                Err("[featurize] geometry = \"dataset\" but [dataset] names no geometry columns (geometry = { elements = \"...\", positions = \"...\" }); use \"etkdg\" for RDKit conformers".into())
+            }
+            (mode, _) => Ok(mode),
+        }
     }
 }
 
@@ -140,6 +165,14 @@ pub struct FeaturizeSummary {
     /// The shard this run featurized, if one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shard: Option<Shard>,
+    /// Where the 3D atoms came from (`dataset`, `etkdg`, `etkdg+mmff`), when written.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub geometry: Option<&'static str>,
+    /// Accepted molecules per second of an RDKit-conformer run (embedding dominates its time).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conformers_per_second: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub atoms3d: Option<PathBuf>,
     pub rdkit_version: String,
     pub graphs: PathBuf,
     pub rejects: PathBuf,
@@ -171,6 +204,7 @@ pub fn run(
         spec.validate().map_err(|m| molpeg_core::Error::config(&pipeline.path, format!("[featurize] {m}")))?;
     }
     let spec: DatasetSpec = pipeline.required_section("dataset")?;
+    let geometry = config.geometry_for(&spec).map_err(|m| molpeg_core::Error::config(&pipeline.path, m))?;
     let raw = ensure_raw(&spec, fetch)?;
     let rdkit = rdkit_version();
     let dir = pipeline.stage_dir(runs_root, STAGE);
@@ -189,18 +223,26 @@ pub fn run(
     if let Some(shard) = shard {
         params["shard"] = serde_json::json!({"index": shard.index, "count": shard.count});
     }
+    // Present only with 3D atoms, so runs without them keep their cache key.
+    if geometry != GeometryMode::None {
+        params["geometry"] = serde_json::json!({"mode": geometry.as_str(), "seed": geometry.embeds().then_some(config.conformer_seed)});
+    }
     let stage = StageRun::new(STAGE, &dir, &params, &[&raw.path])?.with_manifest_name(dataset::manifest_name(shard));
     if !force && stage.cached().is_some() {
         return Ok(Outcome::UpToDate(dir));
     }
     let mut tables = vec![GRAPHS_FILE, REJECTS_FILE];
     tables.extend(morgan.map(|_| fingerprints::FILE));
+    tables.extend((geometry != GeometryMode::None).then_some(atoms3d::FILE));
     dataset::prepare(&dir, &tables, shard)?;
     stage.begin()?;
     let started = Instant::now();
+    // Fingerprints or 3D atoms from an earlier run with them on would outlive this run's manifest.
     if morgan.is_none() {
-        // Fingerprints from an earlier run with them on would outlive this run's manifest.
-        remove_stale_fingerprints(&dir, shard)?;
+        remove_stale_table(&dir, fingerprints::FILE, shard)?;
+    }
+    if geometry == GeometryMode::None {
+        remove_stale_table(&dir, atoms3d::FILE, shard)?;
     }
 
     let limit = config.limit.map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX));
@@ -209,7 +251,7 @@ pub fn run(
         Some(_) => dataset::rows_of(shard, count_rows(&raw.path, &spec, limit)?),
     };
     let reader = RowReader::open(&raw.path, &spec)?;
-    let metadata = BTreeMap::from([
+    let mut metadata = BTreeMap::from([
         (meta::RDKIT_VERSION.to_string(), rdkit.clone()),
         (meta::SOURCE_SHA256.to_string(), raw.sha256.clone()),
         (meta::SOURCE_PATH.to_string(), raw.path.display().to_string()),
@@ -217,7 +259,17 @@ pub fn run(
         (meta::TASK_TYPE.to_string(), spec.task_type.as_str().to_string()),
         (FEATURIZER_VERSION_KEY.to_string(), FEATURIZER_VERSION.to_string()),
     ]);
-    let sinks = Sinks::create(&dir, &metadata, morgan, shard)?;
+    if reader.task_units().iter().any(|u| !u.is_empty()) {
+        metadata.insert(meta::TASK_UNITS.to_string(), serde_json::to_string(reader.task_units()).expect("strings serialize"));
+    }
+    let geometry_meta = (geometry != GeometryMode::None).then(|| {
+        let source = match (&spec.geometry, geometry) {
+            (Some(columns), GeometryMode::Dataset) => format!("dataset:{}", columns.positions),
+            _ => geometry.as_str().to_string(),
+        };
+        (source, geometry.embeds().then_some(config.conformer_seed))
+    });
+    let sinks = Sinks::create(&dir, &metadata, morgan, geometry_meta, shard)?;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(config.threads)
         .thread_name(|i| format!("featurize-{i}"))
@@ -228,7 +280,8 @@ pub fn run(
     bar.set_message(STAGE);
 
     let slice = reader.take(rows.end).skip(rows.start);
-    let streamed = stream(slice, config.chunk_rows, morgan, config.limits(), &pool, sinks, &bar);
+    let options = WorkerOptions { morgan, limits: config.limits(), geometry, seed: config.conformer_seed };
+    let streamed = stream(slice, config.chunk_rows, options, &pool, sinks, &bar);
     bar.finish_and_clear();
     let (tally, sinks) = streamed?;
 
@@ -247,6 +300,16 @@ pub fn run(
             let (path, rows) = sink.finish()?;
             if rows != graph_rows {
                 return Err(FeaturizeError::Internal(format!("wrote {rows} fingerprints for {graph_rows} graphs")));
+            }
+            Some(path)
+        }
+        None => None,
+    };
+    let atoms3d_path = match sinks.atoms3d {
+        Some((sink, _)) => {
+            let (path, rows) = sink.finish()?;
+            if rows != graph_rows {
+                return Err(FeaturizeError::Internal(format!("wrote {rows} 3D molecules for {graph_rows} graphs")));
             }
             Some(path)
         }
@@ -271,6 +334,9 @@ pub fn run(
         molecules_per_second: tally.input_rows as f64 / seconds.max(1e-9),
         threads: pool.current_num_threads(),
         shard,
+        geometry: (geometry != GeometryMode::None).then(|| geometry.as_str()),
+        conformers_per_second: geometry.embeds().then(|| tally.accepted as f64 / seconds.max(1e-9)),
+        atoms3d: atoms3d_path.clone(),
         rdkit_version: rdkit,
         graphs: graphs_path.clone(),
         rejects: rejects_path.clone(),
@@ -278,6 +344,7 @@ pub fn run(
     };
     let mut outputs = vec![graphs_path.as_path(), rejects_path.as_path()];
     outputs.extend(fingerprints_path.as_deref());
+    outputs.extend(atoms3d_path.as_deref());
     stage.finish(&outputs, &summary)?;
     Ok(Outcome::Ran(summary))
 }
@@ -293,11 +360,11 @@ fn count_rows(path: &Path, spec: &DatasetSpec, limit: usize) -> Result<usize, Fe
     Ok(rows)
 }
 
-/// Removes the fingerprints of an earlier run with them on: the whole table, or this shard's part
-/// (and the part directory once no other shard's part is left in it).
-fn remove_stale_fingerprints(dir: &Path, shard: Option<Shard>) -> Result<(), molpeg_core::Error> {
-    let whole = dir.join(fingerprints::FILE);
-    let stale = dataset::table_path(dir, fingerprints::FILE, shard);
+/// Removes an optional table (fingerprints, 3D atoms) of an earlier run that wrote it: the whole
+/// table, or this shard's part (and the part directory once no other shard's part is left in it).
+fn remove_stale_table(dir: &Path, file: &str, shard: Option<Shard>) -> Result<(), molpeg_core::Error> {
+    let whole = dir.join(file);
+    let stale = dataset::table_path(dir, file, shard);
     if whole.is_dir() && shard.is_none() {
         std::fs::remove_dir_all(&whole).map_err(|e| molpeg_core::Error::io(&whole, e))?;
     } else if stale.is_file() {
@@ -317,10 +384,19 @@ struct Sinks {
     rejects_path: PathBuf,
     /// `fingerprints.parquet`, its final path and the bytes per fingerprint, when fingerprints are on.
     fingerprints: Option<(ParquetSink, PathBuf, i32)>,
+    /// `atoms3d.parquet` and its final path, when 3D atoms are on.
+    atoms3d: Option<(ParquetSink, PathBuf)>,
 }
 
 impl Sinks {
-    fn create(dir: &Path, metadata: &BTreeMap<String, String>, morgan: Option<MorganSpec>, shard: Option<Shard>) -> Result<Self, molpeg_core::Error> {
+    /// `geometry`: the 3D atoms' source and conformer seed, when they are written.
+    fn create(
+        dir: &Path,
+        metadata: &BTreeMap<String, String>,
+        morgan: Option<MorganSpec>,
+        geometry: Option<(String, Option<u32>)>,
+        shard: Option<Shard>,
+    ) -> Result<Self, molpeg_core::Error> {
         let (graphs_path, rejects_path) = (dataset::table_path(dir, GRAPHS_FILE, shard), dataset::table_path(dir, REJECTS_FILE, shard));
         let fingerprints = match morgan {
             Some(spec) => {
@@ -333,13 +409,41 @@ impl Sinks {
             }
             None => None,
         };
+        let atoms3d = match geometry {
+            Some((source, seed)) => {
+                let path = dataset::table_path(dir, atoms3d::FILE, shard);
+                let mut metadata = metadata.clone();
+                metadata.insert(atoms3d::META_GEOMETRY.to_string(), source);
+                if let Some(seed) = seed {
+                    metadata.insert(atoms3d::META_SEED.to_string(), seed.to_string());
+                }
+                Some((ParquetSink::create(&path, atoms3d::schema(), atoms3d::KIND, &metadata)?, path))
+            }
+            None => None,
+        };
         Ok(Sinks {
             graphs: ParquetSink::create(&graphs_path, graphs::schema(), graphs::KIND, metadata)?,
             rejects: ParquetSink::create(&rejects_path, rejects::schema(), rejects::KIND, metadata)?,
             graphs_path,
             rejects_path,
             fingerprints,
+            atoms3d,
         })
+    }
+}
+
+/// What every worker's [`Featurizer`] is made with.
+#[derive(Clone, Copy)]
+struct WorkerOptions {
+    morgan: Option<MorganSpec>,
+    limits: SizeLimits,
+    geometry: GeometryMode,
+    seed: u32,
+}
+
+impl WorkerOptions {
+    fn featurizer(&self) -> Featurizer {
+        Featurizer::with_fingerprint(self.morgan).with_limits(self.limits).with_geometry(self.geometry, self.seed)
     }
 }
 
@@ -377,8 +481,7 @@ impl Tally {
 fn stream(
     rows: impl Iterator<Item = Result<LabeledRow, FetchError>> + Send,
     chunk_rows: usize,
-    morgan: Option<MorganSpec>,
-    limits: SizeLimits,
+    options: WorkerOptions,
     pool: &rayon::ThreadPool,
     sinks: Sinks,
     bar: &ProgressBar,
@@ -401,8 +504,9 @@ fn stream(
             };
             let featurized: Vec<Featurized> = pool.install(|| {
                 rows.into_par_iter()
-                    .map_init(|| Featurizer::with_fingerprint(morgan).with_limits(limits), |featurizer, row| {
-                        let result = featurizer.featurize(&row.smiles);
+                    .map_init(|| options.featurizer(), |featurizer, row| {
+                        let cells = row.geometry.as_ref().map(|(e, p)| (e.as_str(), p.as_str()));
+                        let result = featurizer.featurize_row(&row.smiles, cells);
                         (row, result)
                     })
                     .collect()
@@ -465,6 +569,10 @@ fn write_chunks(chunks: Receiver<Vec<Featurized>>, mut sinks: Sinks) -> Result<S
             sinks.graphs.write(&batch)?;
             if let Some((sink, path, bytes)) = sinks.fingerprints.as_mut() {
                 let batch = fingerprints_batch(&molecules, *bytes).map_err(|e| molpeg_core::Error::arrow(path.as_path(), e))?;
+                sink.write(&batch)?;
+            }
+            if let Some((sink, path)) = sinks.atoms3d.as_mut() {
+                let batch = atoms3d_batch(&molecules).map_err(|e| molpeg_core::Error::arrow(path.as_path(), e))?;
                 sink.write(&batch)?;
             }
         }
@@ -560,6 +668,24 @@ where
     Ok(Arc::new(ListArray::try_new(list_field.clone(), OffsetBuffer::from_lengths(lengths), Arc::new(rows), None)?))
 }
 
+/// One `atoms3d.parquet` batch, in input order (the rows of the matching `graphs.parquet` batch).
+fn atoms3d_batch(molecules: &[(&LabeledRow, &MolGraph)]) -> Result<RecordBatch, ArrowError> {
+    let schema = atoms3d::schema();
+    let mut geometries = Vec::with_capacity(molecules.len());
+    for (row, graph) in molecules {
+        geometries.push(graph.geometry.as_ref().ok_or_else(|| ArrowError::InvalidArgumentError(format!("row {} has no 3D atoms", row.row)))?);
+    }
+    let numbers_field = list_item(schema.field_with_name(atoms3d::ATOMIC_NUMBERS)?.data_type())?;
+    let numbers = UInt8Array::from_iter_values(geometries.iter().flat_map(|g| g.atomic_numbers.iter().copied()));
+    let offsets = OffsetBuffer::from_lengths(geometries.iter().map(|g| g.atomic_numbers.len()));
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(UInt32Array::from_iter_values(molecules.iter().map(|(row, _)| row.row))),
+        Arc::new(ListArray::try_new(numbers_field.clone(), offsets, Arc::new(numbers), None)?),
+        list_of_fixed::<Float32Type, 3>(schema.field_with_name(atoms3d::POSITIONS)?.data_type(), geometries.iter().map(|g| g.positions.as_slice()))?,
+    ];
+    RecordBatch::try_new(schema, columns)
+}
+
 /// `labels: list<f32>`, a missing label being a null item.
 fn labels_column<'a>(list_type: &DataType, per_molecule: impl Iterator<Item = &'a [Option<f32>]>) -> Result<ArrayRef, ArrowError> {
     let item_field = list_item(list_type)?;
@@ -579,7 +705,7 @@ mod tests {
     use arrow::array::{Array, AsArray};
 
     fn row(row: u32, smiles: &str, labels: Vec<Option<f32>>) -> LabeledRow {
-        LabeledRow { row, smiles: smiles.to_string(), labels }
+        LabeledRow { row, smiles: smiles.to_string(), labels, geometry: None }
     }
 
     #[test]

@@ -10,6 +10,7 @@ use rdkit_sys::ro_mol_ffi::smiles_to_mol;
 use crate::bridge::ffi::{self, MolRecord};
 use crate::features::{hu, ogb, OtherCounts};
 use crate::fingerprint::{self, MorganSpec};
+use crate::geometry::{parse_dataset_geometry, Geometry, GeometryMode};
 
 /// Node and edge indices are stored as `u16` in the graph Parquet file.
 pub const MAX_ATOMS: usize = u16::MAX as usize;
@@ -39,6 +40,9 @@ pub struct MolGraph {
     /// Packed Morgan bits ([`molpeg_core::schema::fingerprints::MORGAN`]), when the featurizer was
     /// asked for them.
     pub fingerprint: Option<Vec<u8>>,
+    /// The molecule's 3D atoms (hydrogens included), when the featurizer was asked for them
+    /// ([`Featurizer::with_geometry`]).
+    pub geometry: Option<Geometry>,
 }
 
 impl MolGraph {
@@ -70,6 +74,12 @@ pub enum Reject {
     NotOneSmiles { position: usize, found: char },
     /// Over a [`SizeLimits`] bound, checked before parsing: (what, found, limit).
     TooLarge(&'static str, usize, usize),
+    /// The row's geometry cells could not be read (holds why).
+    BadGeometry(String),
+    /// The geometry's heavy atoms are not the SMILES's atoms: the two describe different molecules.
+    GeometryMismatch { smiles_atoms: usize, geometry_heavy_atoms: usize },
+    /// RDKit could not embed (or relax) a conformer; holds its message.
+    Conformer(String),
 }
 
 impl Reject {
@@ -84,6 +94,9 @@ impl Reject {
             Reject::TooManyBonds(_) => "molecule has more than 65535 bonds",
             Reject::NotOneSmiles { .. } => "SMILES cell holds whitespace, a control or a non-ASCII character",
             Reject::TooLarge(..) => "SMILES over a size limit (checked before parsing)",
+            Reject::BadGeometry(_) => "unreadable geometry",
+            Reject::GeometryMismatch { .. } => "geometry and SMILES disagree in heavy-atom count",
+            Reject::Conformer(_) => "RDKit could not embed a conformer",
         }
     }
 }
@@ -91,7 +104,10 @@ impl Reject {
 impl fmt::Display for Reject {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Reject::Sanitization(detail) | Reject::Featurization(detail) => write!(f, "{}: {detail}", self.kind()),
+            Reject::Sanitization(detail) | Reject::Featurization(detail) | Reject::BadGeometry(detail) | Reject::Conformer(detail) => write!(f, "{}: {detail}", self.kind()),
+            Reject::GeometryMismatch { smiles_atoms, geometry_heavy_atoms } => {
+                write!(f, "{}: {smiles_atoms} atoms in the SMILES, {geometry_heavy_atoms} non-hydrogen atoms in the geometry", self.kind())
+            }
             Reject::Unparsable(detail) if !detail.is_empty() => write!(f, "{}: {detail}", self.kind()),
             Reject::TooManyAtoms(n) => write!(f, "{} ({n})", self.kind()),
             Reject::TooManyBonds(n) => write!(f, "{} ({n})", self.kind()),
@@ -170,6 +186,12 @@ pub struct Featurizer {
     morgan: Option<MorganSpec>,
     on_bits: Vec<u32>,
     limits: SizeLimits,
+    /// Which 3D atoms to attach ([`GeometryMode::Auto`] and [`GeometryMode::None`]: none), and the
+    /// conformer seed.
+    geometry: GeometryMode,
+    seed: u32,
+    atomic_numbers: Vec<u8>,
+    xyz: Vec<f32>,
 }
 
 impl Featurizer {
@@ -188,8 +210,23 @@ impl Featurizer {
         self
     }
 
+    /// Attaches 3D atoms to every graph: [`GeometryMode::Dataset`] from the row's geometry cells
+    /// ([`Featurizer::featurize_row`]), [`GeometryMode::Etkdg`]/[`GeometryMode::EtkdgMmff`] an RDKit
+    /// conformer embedded with `seed`.
+    pub fn with_geometry(mut self, mode: GeometryMode, seed: u32) -> Self {
+        self.geometry = mode;
+        self.seed = seed;
+        self
+    }
+
     /// Surrounding whitespace is ignored; anything else that is not one SMILES is a reject.
     pub fn featurize(&mut self, smiles: &str) -> Result<MolGraph, Reject> {
+        self.featurize_row(smiles, None)
+    }
+
+    /// [`Featurizer::featurize`] for a dataset row with its geometry cells `(elements, positions)`
+    /// (used in [`GeometryMode::Dataset`]): the geometry's heavy atoms must be the SMILES's atoms.
+    pub fn featurize_row(&mut self, smiles: &str, geometry_cells: Option<(&str, &str)>) -> Result<MolGraph, Reject> {
         let smiles = smiles.trim();
         if smiles.is_empty() {
             return Err(Reject::EmptySmiles);
@@ -212,9 +249,28 @@ impl Featurizer {
             }
             None => None,
         };
+        let embedded = if self.geometry.embeds() {
+            ffi::embed_conformer(&mol, self.seed, self.geometry == GeometryMode::EtkdgMmff, &mut self.atomic_numbers, &mut self.xyz)
+                .map_err(|e| Reject::Conformer(e.what().to_string()))?;
+            let positions = self.xyz.chunks_exact(3).map(|c| [c[0], c[1], c[2]]).collect();
+            Some(Geometry { atomic_numbers: self.atomic_numbers.clone(), positions })
+        } else {
+            None
+        };
         drop(mol);
         let mut graph = graph_from_record(&mut self.record)?;
         graph.fingerprint = fingerprint;
+        graph.geometry = match self.geometry {
+            GeometryMode::Dataset => {
+                let (elements, positions) = geometry_cells.ok_or_else(|| Reject::BadGeometry("the row has no geometry cells".into()))?;
+                let geometry = parse_dataset_geometry(elements, positions).map_err(Reject::BadGeometry)?;
+                if geometry.heavy_atoms() != graph.num_atoms() {
+                    return Err(Reject::GeometryMismatch { smiles_atoms: graph.num_atoms(), geometry_heavy_atoms: geometry.heavy_atoms() });
+                }
+                Some(geometry)
+            }
+            _ => embedded,
+        };
         Ok(graph)
     }
 }
@@ -322,6 +378,7 @@ fn graph_from_record(record: &mut MolRecord) -> Result<MolGraph, Reject> {
         bond_ogb,
         other,
         fingerprint: None,
+        geometry: None,
     })
 }
 

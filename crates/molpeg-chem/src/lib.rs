@@ -16,6 +16,7 @@ mod bridge;
 pub mod features;
 pub mod featurize;
 pub mod fingerprint;
+pub mod geometry;
 pub mod graph;
 
 pub use features::{OtherCounts, OtherSlot};

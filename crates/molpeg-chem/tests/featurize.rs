@@ -516,3 +516,168 @@ fn ray_driver_featurizes_in_shards_equal_to_one_process_and_reruns_only_unfinish
     assert!(again.contains("4/4 shards done") && again.contains("; 39 molecules"), "{again}");
     assert_eq!(compare_with_pyarrow(&d.join("single/fixture/featurize"), &stage, &["graphs.parquet"])["graphs.parquet"]["equal"], true);
 }
+
+/// A project whose pipeline file is `text` with `{fixture}` replaced by the fixture's path.
+fn project_with(text: &str, fixture: &str) -> Project {
+    let dir = tempfile::tempdir().unwrap();
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures").join(fixture).canonicalize().unwrap();
+    std::fs::write(dir.path().join("pipeline.toml"), text.replace("{fixture}", &format!("{:?}", path.display().to_string()))).unwrap();
+    Project { dir }
+}
+
+/// Reads a Parquet file with pyarrow: `{"columns": ..., "metadata": ...}`.
+fn pyarrow_table(path: &Path) -> Value {
+    const SCRIPT: &str = r#"
+import json, sys
+import pyarrow.parquet as pq
+t = pq.read_table(sys.argv[1])
+print(json.dumps({"columns": t.to_pydict(), "metadata": {k.decode(): v.decode() for k, v in (t.schema.metadata or {}).items() if not k.startswith(b"ARROW")}, "types": {f.name: str(f.type) for f in t.schema}}))
+"#;
+    let python = std::env::var("MOLPEG_PYTHON").unwrap_or_else(|_| "python3".into());
+    let output = Command::new(&python).args(["-c", SCRIPT]).arg(path).output().unwrap();
+    assert!(output.status.success(), "pyarrow could not read {}:\n{}", path.display(), String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+const QM9_PIPELINE: &str = r#"name = "fixture"
+
+[dataset]
+name = "qm9"
+file = "qm9-42.csv"
+path = {fixture}
+smiles_column = "SMILES"
+label_columns = ["HOMO_LUMO_gap_au", "InternalEnergy_0K_au", "ZPVE_au"]
+ignore_columns = ["Index"]
+task_type = "regression"
+geometry = { elements = "Elements", positions = "XYZ_Ang" }
+
+[dataset.label_units]
+HOMO_LUMO_gap_au = { name = "gap", unit = "eV", scale = 27.211386245988 }
+InternalEnergy_0K_au = { name = "U0", unit = "eV", scale = 27.211386245988 }
+ZPVE_au = { name = "ZPVE", unit = "eV", scale = 27.211386245988 }
+"#;
+
+/// Issue 14, data: QM9's DFT geometry (tests/fixtures/qm9-42.csv: its first 40 molecules, then
+/// methane's geometry under ethane's SMILES and an unknown element) goes to atoms3d.parquet, every
+/// atom with hydrogens, keyed and ordered like graphs.parquet; a geometry whose heavy atoms are not
+/// the SMILES's atoms, or that cannot be read, is a reject with the reason; the labels are in eV
+/// (known values of methane), with the task names and units in the metadata.
+#[test]
+fn qm9_geometry_goes_to_atoms3d_and_labels_are_converted_to_ev() {
+    let project = project_with(QM9_PIPELINE, "qm9-42.csv");
+    let stdout = project.featurize_ok(&[]);
+    assert!(stdout.contains("42 rows -> 40 molecules, 2 rejected"), "{stdout}");
+    let stage = project.stage_dir();
+    let graphs = pyarrow_table(&stage.join("graphs.parquet"));
+    let atoms = pyarrow_table(&stage.join("atoms3d.parquet"));
+    assert_eq!(atoms["types"], json!({"mol_id": "uint32", "atomic_numbers": "list<item: uint8 not null>", "positions": "list<item: fixed_size_list<item: float not null>[3] not null>"}));
+    assert_eq!(atoms["columns"]["mol_id"], graphs["columns"]["mol_id"], "same molecules, same order");
+    assert_eq!(atoms["metadata"]["molpeg.kind"], "atoms3d");
+    assert_eq!(atoms["metadata"]["molpeg.geometry"], "dataset:XYZ_Ang");
+    // Methane: C then four H, the file's coordinates.
+    assert_eq!(atoms["columns"]["atomic_numbers"][0], json!([6, 1, 1, 1, 1]));
+    let h = &atoms["columns"]["positions"][0][2];
+    for (k, want) in [1.0117308433f64, 1.4637511618, 0.0002765748].iter().enumerate() {
+        assert!((h[k].as_f64().unwrap() - want).abs() < 1e-6, "{h}");
+    }
+    // Every molecule: heavy atoms = the graph's atoms, and every hydrogen kept (as many as RDKit's
+    // total H count over the graph's atoms, OGB feature 4).
+    let numbers = atoms["columns"]["atomic_numbers"].as_array().unwrap();
+    for (m, z) in numbers.iter().enumerate() {
+        let z: Vec<u64> = z.as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+        assert_eq!(z.iter().filter(|&&z| z != 1).count() as u64, graphs["columns"]["num_atoms"][m].as_u64().unwrap());
+        let graph_hs: u64 = graphs["columns"]["atom_ogb"][m].as_array().unwrap().iter().map(|a| a[4].as_u64().unwrap()).sum();
+        assert_eq!(z.iter().filter(|&&z| z == 1).count() as u64, graph_hs, "molecule {m}: {z:?}");
+    }
+    // Methane in eV: gap 0.5048 Ha, U0 −40.47893 Ha, ZPVE 0.044749 Ha.
+    let labels = &graphs["columns"]["labels"][0];
+    for (k, hartree) in [0.5048f64, -40.47893, 0.044749].iter().enumerate() {
+        let ev = hartree * 27.211386245988;
+        assert!((labels[k].as_f64().unwrap() - ev).abs() < 1e-5 * ev.abs().max(1.0), "task {k}: {labels} vs {ev}");
+    }
+    assert!((labels[0].as_f64().unwrap() - 13.7363).abs() < 1e-3);
+    assert_eq!(graphs["metadata"]["molpeg.task_names"], r#"["gap","U0","ZPVE"]"#);
+    assert_eq!(graphs["metadata"]["molpeg.task_units"], r#"["eV","eV","eV"]"#);
+    assert_eq!(graphs["metadata"]["molpeg.task_type"], "regression");
+
+    let rejects = pyarrow_table(&stage.join("rejects.parquet"));
+    assert_eq!(rejects["columns"]["row"], json!([40, 41]));
+    let reasons = rejects["columns"]["reason"].as_array().unwrap();
+    assert_eq!(reasons[0], "geometry and SMILES disagree in heavy-atom count: 2 atoms in the SMILES, 1 non-hydrogen atoms in the geometry");
+    assert!(reasons[1].as_str().unwrap().starts_with("unreadable geometry: unknown element symbol \"Xx\""), "{}", reasons[1]);
+
+    // An unchanged rerun is a skip.
+    let stdout = project.featurize_ok(&[]);
+    assert!(stdout.contains("up to date"), "{stdout}");
+}
+
+/// RDKit conformers for a dataset without coordinates (`geometry = "etkdg"` / `"etkdg+mmff"`):
+/// seeded (a rerun writes the same bytes; another seed moves the atoms), hydrogens added, heavy
+/// atoms matching the graph, bond lengths of real molecules; conformers/s in the summary.
+#[test]
+fn etkdg_conformers_are_seeded_with_hydrogens_and_sane_bond_lengths() {
+    let text = r#"name = "fixture"
+
+[dataset]
+name = "bbbp"
+file = "bbbp-158.csv"
+path = {fixture}
+smiles_column = "smiles"
+label_columns = ["p_np"]
+ignore_columns = ["num", "name"]
+task_type = "binary"
+
+[featurize]
+geometry = "etkdg"
+limit = 12
+"#;
+    let project = project_with(text, "bbbp-158.csv");
+    let stdout = project.featurize_ok(&[]);
+    assert!(stdout.contains("12 rows -> "), "{stdout}");
+    let stage = project.stage_dir();
+    let atoms_path = stage.join("atoms3d.parquet");
+    let first = std::fs::read(&atoms_path).unwrap();
+    let manifest: Value = serde_json::from_slice(&std::fs::read(stage.join("manifest.json")).unwrap()).unwrap();
+    assert!(manifest["summary"]["conformers_per_second"].as_f64().unwrap() > 0.0, "{}", manifest["summary"]);
+    assert_eq!(manifest["summary"]["geometry"], "etkdg");
+    project.featurize_ok(&["--force", "--threads", "1"]);
+    assert_eq!(std::fs::read(&atoms_path).unwrap(), first, "the same seed gives the same conformers, whatever the threads");
+
+    let atoms = pyarrow_table(&atoms_path);
+    let graphs = pyarrow_table(&stage.join("graphs.parquet"));
+    assert_eq!(atoms["metadata"]["molpeg.geometry"], "etkdg");
+    assert_eq!(atoms["metadata"]["molpeg.conformer_seed"], "42");
+    let numbers = atoms["columns"]["atomic_numbers"].as_array().unwrap();
+    let positions = atoms["columns"]["positions"].as_array().unwrap();
+    let edges = graphs["columns"]["edge_index"].as_array().unwrap();
+    let mut bonded = Vec::new();
+    for (m, z) in numbers.iter().enumerate() {
+        let z: Vec<u64> = z.as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+        let heavy = z.iter().take_while(|&&z| z != 1).count();
+        assert_eq!(heavy as u64, graphs["columns"]["num_atoms"][m].as_u64().unwrap(), "heavy atoms first, in the graph's order");
+        assert!(z[heavy..].iter().all(|&z| z == 1), "then the added hydrogens");
+        let xyz = |i: usize| -> Vec<f64> { positions[m][i].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect() };
+        // Heavy atoms are in the graph's order, so its bonds index the conformer.
+        for e in edges[m].as_array().unwrap() {
+            let (a, b) = (e[0].as_u64().unwrap() as usize, e[1].as_u64().unwrap() as usize);
+            let (p, q) = (xyz(a), xyz(b));
+            bonded.push(((p[0] - q[0]).powi(2) + (p[1] - q[1]).powi(2) + (p[2] - q[2]).powi(2)).sqrt());
+        }
+    }
+    assert!(!bonded.is_empty());
+    assert!(bonded.iter().all(|&d| (0.9..2.3).contains(&d)), "bond lengths in Å: {bonded:?}");
+
+    // Another seed, another conformer; MMFF relaxation runs too.
+    let text_mmff = text.replace("geometry = \"etkdg\"", "geometry = \"etkdg+mmff\"\nconformer_seed = 7");
+    std::fs::write(project.dir.path().join("pipeline.toml"), text_mmff.replace("{fixture}", &format!("{:?}", Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/bbbp-158.csv").canonicalize().unwrap().display().to_string()))).unwrap();
+    let stdout = project.featurize_ok(&[]);
+    assert!(stdout.contains("12 rows -> "), "a new geometry setting reruns: {stdout}");
+    assert_ne!(std::fs::read(&atoms_path).unwrap(), first);
+    assert_eq!(pyarrow_table(&atoms_path)["metadata"]["molpeg.geometry"], "etkdg+mmff");
+
+    // `dataset` on a dataset without geometry columns is a clear error.
+    std::fs::write(project.dir.path().join("pipeline.toml"), std::fs::read_to_string(project.dir.path().join("pipeline.toml")).unwrap().replace("geometry = \"etkdg+mmff\"", "geometry = \"dataset\"")).unwrap();
+    let output = project.featurize(&[]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success() && stderr.contains("names no geometry columns"), "{stderr}");
+}

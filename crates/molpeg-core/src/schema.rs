@@ -26,6 +26,9 @@ pub mod meta {
     pub const TASK_NAMES: &str = "molpeg.task_names";
     /// `binary` or `regression`.
     pub const TASK_TYPE: &str = "molpeg.task_type";
+    /// JSON array of each task's unit (`""` where the dataset gives none), aligned with
+    /// [`TASK_NAMES`]; written when the dataset sets `[dataset.label_units]`.
+    pub const TASK_UNITS: &str = "molpeg.task_units";
     /// The featurizer's version (`molpeg_chem::FEATURIZER_VERSION`), on `graphs.parquet` and copied
     /// into fine-tuned checkpoints.
     pub const FEATURIZER_VERSION: &str = "molpeg.featurizer_version";

@@ -1,5 +1,6 @@
 //! The `[dataset]` section of a pipeline file: where the data comes from and how to read its labels.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -67,7 +68,44 @@ pub struct DatasetSpec {
     /// Cell values meaning "label missing" (compared after trimming whitespace).
     #[serde(default = "default_missing")]
     pub missing: Vec<String>,
+    /// Columns holding each molecule's 3D geometry (QM9's DFT coordinates): the featurize stage
+    /// writes them to `atoms3d.parquet`. Absent for datasets without coordinates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub geometry: Option<GeometryColumns>,
+    /// Per label column, the unit conversion applied when it is read, and the task's name and unit
+    /// from then on (e.g. QM9's `HOMO_LUMO_gap_au` in Hartree → task `gap` in eV). The one place
+    /// where a dataset's units are set; the task names and units go into `graphs.parquet`'s metadata.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub label_units: BTreeMap<String, LabelUnit>,
 }
+
+/// The columns of a dataset's geometry: per row, a list of element symbols (`['C','H','H','H','H']`)
+/// and a list of `[x, y, z]` positions in ångström, one per element, hydrogens included.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GeometryColumns {
+    pub elements: String,
+    pub positions: String,
+}
+
+/// How one label column is converted when read: `value × scale`, then called `name` (default: the
+/// column's name) with unit `unit`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LabelUnit {
+    #[serde(default)]
+    pub name: Option<String>,
+    pub unit: String,
+    #[serde(default = "one")]
+    pub scale: f64,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+/// Hartree in electronvolts (CODATA 2018), for QM9's energies.
+pub const HARTREE_IN_EV: f64 = 27.211386245988;
 
 fn default_missing() -> Vec<String> {
     ["", "nan", "NaN", "NA", "None"].iter().map(|s| s.to_string()).collect()

@@ -256,6 +256,8 @@ mod tests {
             ignore_columns: vec![],
             task_type: TaskType::Binary,
             missing: vec![],
+            geometry: None,
+            label_units: Default::default(),
         }
     }
 

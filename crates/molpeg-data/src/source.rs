@@ -16,6 +16,9 @@ pub struct LabeledRow {
     pub smiles: String,
     /// One entry per task, `None` where the label is missing.
     pub labels: Vec<Option<f32>>,
+    /// The row's geometry cells `(elements, positions)` as written, when the dataset names geometry
+    /// columns (parsed by the featurizer, in parallel).
+    pub geometry: Option<(String, String)>,
 }
 
 /// Counts the bytes read from the file (the compressed offset of a gzip error) and keeps the last
@@ -58,6 +61,11 @@ pub struct RowReader {
     records: csv::StringRecordsIntoIter<Box<dyn Read + Send>>,
     smiles_index: usize,
     label_indices: Vec<usize>,
+    /// Per task, the factor its values are multiplied by when read ([`crate::dataset::LabelUnit`]).
+    label_scales: Vec<f64>,
+    /// Per task, its unit (`""` when the dataset does not say).
+    task_units: Vec<String>,
+    geometry_indices: Option<(usize, usize)>,
     task_names: Vec<String>,
     task_type: TaskType,
     missing: Vec<String>,
@@ -95,6 +103,7 @@ impl RowReader {
             LabelColumns::All(star) if star == "*" => headers
                 .iter()
                 .filter(|h| **h != spec.smiles_column && !spec.ignore_columns.contains(h))
+                .filter(|h| spec.geometry.as_ref().is_none_or(|g| **h != g.elements && **h != g.positions))
                 .cloned()
                 .collect(),
             LabelColumns::All(other) => return Err(column_error(&format!("label_columns must be a list or \"*\", not \"{other}\"")).into()),
@@ -107,6 +116,23 @@ impl RowReader {
             .iter()
             .map(|name| find(name).ok_or_else(|| column_error(&format!("label column `{name}` not found"))))
             .collect::<Result<Vec<_>, _>>()?;
+        if let Some(column) = spec.label_units.keys().find(|c| !task_names.contains(c)) {
+            return Err(column_error(&format!("[dataset.label_units] names `{column}`, which is not a label column")).into());
+        }
+        let unit = |name: &String| spec.label_units.get(name);
+        let label_scales: Vec<f64> = task_names.iter().map(|n| unit(n).map_or(1.0, |u| u.scale)).collect();
+        if let Some((name, scale)) = task_names.iter().zip(&label_scales).find(|(_, s)| !s.is_finite() || **s == 0.0) {
+            return Err(column_error(&format!("[dataset.label_units] scale {scale} of `{name}` must be a finite, non-zero number")).into());
+        }
+        let task_units = task_names.iter().map(|n| unit(n).map(|u| u.unit.clone()).unwrap_or_default()).collect();
+        let task_names: Vec<String> = task_names.iter().map(|n| unit(n).and_then(|u| u.name.clone()).unwrap_or_else(|| n.clone())).collect();
+        let geometry_indices = match &spec.geometry {
+            None => None,
+            Some(g) => {
+                let column = |name: &str| find(name).ok_or_else(|| column_error(&format!("geometry column `{name}` not found")));
+                Some((column(&g.elements)?, column(&g.positions)?))
+            }
+        };
         Ok(RowReader {
             path: path.to_path_buf(),
             gzip,
@@ -116,6 +142,9 @@ impl RowReader {
             records: reader.into_records(),
             smiles_index,
             label_indices,
+            label_scales,
+            task_units,
+            geometry_indices,
             task_names,
             task_type: spec.task_type,
             missing: spec.missing.clone(),
@@ -123,8 +152,14 @@ impl RowReader {
         })
     }
 
+    /// The tasks' names, after [`crate::dataset::LabelUnit::name`] renames.
     pub fn task_names(&self) -> &[String] {
         &self.task_names
+    }
+
+    /// Each task's unit (`""` where the dataset gives none).
+    pub fn task_units(&self) -> &[String] {
+        &self.task_units
     }
 
     fn parse_label(&self, row: u32, column: usize, cell: &str) -> Result<Option<f32>, FetchError> {
@@ -153,7 +188,9 @@ impl RowReader {
                 self.task_names[column]
             )));
         }
-        Ok(Some(value))
+        let scale = self.label_scales[column];
+        // Scaled in f64, then rounded once to f32.
+        Ok(Some(if scale == 1.0 { value } else { (cell.parse::<f64>().unwrap_or(value as f64) * scale) as f32 }))
     }
 }
 
@@ -195,7 +232,8 @@ impl Iterator for RowReader {
             .enumerate()
             .map(|(column, &i)| self.parse_label(row, column, record.get(i).unwrap_or("")))
             .collect::<Result<Vec<_>, _>>();
-        Some(labels.map(|labels| LabeledRow { row, smiles, labels }))
+        let geometry = self.geometry_indices.map(|(e, p)| (record.get(e).unwrap_or("").to_string(), record.get(p).unwrap_or("").to_string()));
+        Some(labels.map(|labels| LabeledRow { row, smiles, labels, geometry }))
     }
 }
 
@@ -233,7 +271,28 @@ mod tests {
             ignore_columns: vec!["mol_id".into()],
             task_type: TaskType::Binary,
             missing: vec!["".into()],
+            geometry: None,
+            label_units: Default::default(),
         }
+    }
+
+    /// `[dataset.label_units]`: values scaled in f64 then rounded once, tasks renamed, units kept;
+    /// a unit for a column that is not a label is an error naming it.
+    #[test]
+    fn label_units_scale_rename_and_are_checked() {
+        let (_d, path) = write("smiles,gap_au,y\nC,0.5048,2\nN,,3\n");
+        let mut spec = spec(LabelColumns::Named(vec!["gap_au".into(), "y".into()]));
+        spec.task_type = TaskType::Regression;
+        spec.label_units.insert("gap_au".into(), crate::dataset::LabelUnit { name: Some("gap".into()), unit: "eV".into(), scale: crate::dataset::HARTREE_IN_EV });
+        let reader = RowReader::open(&path, &spec).unwrap();
+        assert_eq!(reader.task_names(), ["gap", "y"]);
+        assert_eq!(reader.task_units(), ["eV", ""]);
+        let rows: Vec<LabeledRow> = reader.map(Result::unwrap).collect();
+        assert_eq!(rows[0].labels, vec![Some((0.5048f64 * 27.211386245988) as f32), Some(2.0)]);
+        assert_eq!(rows[1].labels, vec![None, Some(3.0)]);
+        spec.label_units.insert("nope".into(), crate::dataset::LabelUnit { name: None, unit: "eV".into(), scale: 1.0 });
+        let err = RowReader::open(&path, &spec).err().unwrap().to_string();
+        assert!(err.contains("`nope`, which is not a label column"), "{err}");
     }
 
     fn write(text: &str) -> (tempfile::TempDir, PathBuf) {
@@ -247,7 +306,7 @@ mod tests {
     fn reads_rows_labels_and_missing() {
         let (_d, path) = write("a,mol_id,smiles,b\n1,X,CCO,\n0,Y,c1ccccc1,1.0\n");
         let rows: Vec<_> = RowReader::open(&path, &spec(LabelColumns::All("*".into()))).unwrap().collect::<Result<_, _>>().unwrap();
-        assert_eq!(rows[0], LabeledRow { row: 0, smiles: "CCO".into(), labels: vec![Some(1.0), None] });
+        assert_eq!(rows[0], LabeledRow { row: 0, smiles: "CCO".into(), labels: vec![Some(1.0), None], geometry: None });
         assert_eq!(rows[1].labels, vec![Some(0.0), Some(1.0)]);
     }
 

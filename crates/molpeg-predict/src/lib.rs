@@ -292,6 +292,8 @@ fn open_rows(config: &PredictConfig) -> Result<(RowSource, Option<usize>)> {
             ignore_columns: vec![],
             task_type: TaskType::Binary,
             missing: vec![],
+            geometry: None,
+            label_units: Default::default(),
         };
         let reader = RowReader::open(&path, &spec)?;
         return Ok((Box::new(reader.map(|r| r.map(|row| (row.row, row.smiles)).map_err(Error::from))), None));

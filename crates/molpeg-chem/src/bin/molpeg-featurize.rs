@@ -16,7 +16,9 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// Writes runs/PIPELINE/featurize/graphs.parquet (Hu et al. 2019 and OGB atom/bond features,
 /// directed edges, canonical SMILES, Murcko scaffolds, labels) and rejects.parquet (rows RDKit could
 /// not featurize, with the reason); with --fingerprints also fingerprints.parquet (Morgan bits of the
-/// same molecules, for `molpeg-select --rule kmeans-fp`). Settings come from the pipeline's
+/// same molecules, for `molpeg-select --rule kmeans-fp`); with 3D atoms (--geometry, or a dataset
+/// with geometry columns such as QM9) also atoms3d.parquet (element and position of every atom,
+/// hydrogens included, for 3D models). Settings come from the pipeline's
 /// [featurize] section; flags override them. The raw file is found as molpeg-fetch finds it ($MOLPEG_DATA_DIR, then
 /// $MOLPEG_DATA_MIRROR, then the canonical URL).
 #[derive(Parser)]
@@ -52,6 +54,14 @@ struct Args {
     /// Reject (before parsing) SMILES with more than N dot-separated fragments (default 64).
     #[arg(long, value_name = "N")]
     max_fragments: Option<usize>,
+    /// 3D atoms for atoms3d.parquet (3D models such as SchNet): auto (the dataset's geometry
+    /// columns if [dataset] geometry names them, else none), none, dataset, etkdg (an RDKit ETKDGv3
+    /// conformer with hydrogens) or etkdg+mmff (then MMFF94-relaxed). Overrides [featurize] geometry.
+    #[arg(long, value_name = "MODE")]
+    geometry: Option<molpeg_chem::geometry::GeometryMode>,
+    /// ETKDG's random seed, the same for every molecule (default 42).
+    #[arg(long, value_name = "SEED")]
+    conformer_seed: Option<u32>,
     /// Featurize shard I of N (numbered from 0): the I-th of N contiguous, near-equal slices of the
     /// input rows (after --limit). Writes featurize/graphs.parquet/part-0000I-of-0000N.parquet (and
     /// rejects.parquet/, fingerprints.parquet/ likewise) with its own manifest,
@@ -92,6 +102,8 @@ fn run(args: &Args) -> anyhow::Result<()> {
     config.max_characters = args.max_characters.unwrap_or(config.max_characters);
     config.max_atoms = args.max_atoms.unwrap_or(config.max_atoms);
     config.max_fragments = args.max_fragments.unwrap_or(config.max_fragments);
+    config.geometry = args.geometry.unwrap_or(config.geometry);
+    config.conformer_seed = args.conformer_seed.unwrap_or(config.conformer_seed);
     let shard = molpeg_core::shard::Shard::resolve(args.shard)?;
     match featurize::run(&pipeline, &args.stage.runs_dir, &config, &FetchOptions::from_env(), args.stage.force, shard)? {
         Outcome::UpToDate(dir) => println!("featurize: up to date ({}), use --force to rerun", dir.display()),
@@ -115,6 +127,10 @@ fn print_summary(s: &FeaturizeSummary) {
     );
     if let Some(path) = &s.fingerprints {
         println!("  fingerprints -> {}", path.display());
+    }
+    if let (Some(path), Some(geometry)) = (&s.atoms3d, s.geometry) {
+        let rate = s.conformers_per_second.map(|r| format!(", {r:.0} conformers/s")).unwrap_or_default();
+        println!("  3D atoms ({geometry}{rate}) -> {}", path.display());
     }
     for (reason, n) in &s.rejected_by_reason {
         println!("  rejected  {n:>8}  {reason} (see {})", s.rejects.display());
