@@ -40,7 +40,7 @@ struct MolRecord;
 void describe_molecule(const std::shared_ptr<RDKit::ROMol> &mol, MolRecord &out);
 void morgan_on_bits(const std::shared_ptr<RDKit::ROMol> &mol, std::uint32_t radius, std::uint32_t bits,
                     rust::Vec<std::uint32_t> &on_bits);
-void embed_conformer(const std::shared_ptr<RDKit::ROMol> &mol, std::uint32_t seed, bool mmff, rust::Vec<std::uint8_t> &atomic_numbers,
+void embed_conformer(const std::shared_ptr<RDKit::ROMol> &mol, std::uint32_t seed, std::uint32_t attempts, bool mmff, rust::Vec<std::uint8_t> &atomic_numbers,
                      rust::Vec<float> &xyz);
 rust::String rdkit_version();
 void begin_error_capture();

@@ -115,7 +115,7 @@ rust::String end_error_capture() {
   return text;
 }
 
-void embed_conformer(const std::shared_ptr<RDKit::ROMol> &mol, std::uint32_t seed, bool mmff, rust::Vec<std::uint8_t> &atomic_numbers,
+void embed_conformer(const std::shared_ptr<RDKit::ROMol> &mol, std::uint32_t seed, std::uint32_t attempts, bool mmff, rust::Vec<std::uint8_t> &atomic_numbers,
                      rust::Vec<float> &xyz) {
   if (!mol) {
     throw std::invalid_argument("embed_conformer called with a null molecule (a bug in molpeg-chem)");
@@ -125,9 +125,17 @@ void embed_conformer(const std::shared_ptr<RDKit::ROMol> &mol, std::uint32_t see
   RDKit::DGeomHelpers::EmbedParameters params = RDKit::DGeomHelpers::ETKDGv3;
   params.randomSeed = static_cast<int>(seed & 0x7fffffff);
   params.numThreads = 1;  // molpeg parallelizes over molecules
-  const int id = RDKit::DGeomHelpers::EmbedMolecule(with_hs, params);
+  // RDKit's default (0) tries 10 × atoms times: a molecule ETKDG cannot embed (HIV's metal
+  // porphyrins) then takes minutes. A bound makes it a reject in bounded time.
+  params.maxIterations = attempts;
+  int id = RDKit::DGeomHelpers::EmbedMolecule(with_hs, params);
   if (id < 0) {
-    throw std::runtime_error("ETKDG found no conformer (EmbedMolecule returned -1)");
+    // RDKit's advice for molecules the eigenvalue start fails on (large rings, metal complexes).
+    params.useRandomCoords = true;
+    id = RDKit::DGeomHelpers::EmbedMolecule(with_hs, params);
+  }
+  if (id < 0) {
+    throw std::runtime_error("ETKDG found no conformer (EmbedMolecule returned -1, also from random coordinates)");
   }
   if (mmff) {
     const auto result = RDKit::MMFF::MMFFOptimizeMolecule(with_hs, 200, "MMFF94", 10.0, id);

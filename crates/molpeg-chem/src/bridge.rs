@@ -126,11 +126,12 @@ pub(crate) mod ffi {
         fn morgan_on_bits(mol: &SharedPtr<ROMol>, radius: u32, bits: u32, on_bits: &mut Vec<u32>) -> Result<()>;
 
         /// A 3D conformer of `mol` with hydrogens added (`MolOps::addHs`), embedded by ETKDGv3 with
-        /// `randomSeed = seed` on one thread, then MMFF94-relaxed (200 iterations at most) when
+        /// `randomSeed = seed` on one thread, at most `attempts` embedding attempts (`maxIterations`),
+        /// again from random coordinates if that fails, then MMFF94-relaxed (200 iterations at most) when
         /// `mmff`: the atomic number of every atom (heavy atoms in the molecule's order, then the
         /// hydrogens) into `atomic_numbers` and its x, y, z in ångström into `xyz` (both replaced).
         /// Errs when embedding fails or MMFF has no parameters for an atom.
-        fn embed_conformer(mol: &SharedPtr<ROMol>, seed: u32, mmff: bool, atomic_numbers: &mut Vec<u8>, xyz: &mut Vec<f32>) -> Result<()>;
+        fn embed_conformer(mol: &SharedPtr<ROMol>, seed: u32, attempts: u32, mmff: bool, atomic_numbers: &mut Vec<u8>, xyz: &mut Vec<f32>) -> Result<()>;
 
         /// `RDKit::rdkitVersion`, e.g. "2022.09.3".
         fn rdkit_version() -> String;

@@ -80,6 +80,9 @@ pub struct FeaturizeConfig {
     /// ETKDG's random seed, the same for every molecule (a molecule's conformer does not depend on
     /// its row, the threads or the shards).
     pub conformer_seed: u32,
+    /// ETKDG embedding attempts per molecule before it is a reject (RDKit's `maxIterations`; its
+    /// own default, 10 × atoms, which 0 selects, let one HIV metal porphyrin stall a run for minutes).
+    pub conformer_attempts: u32,
 }
 
 impl Default for FeaturizeConfig {
@@ -98,6 +101,7 @@ impl Default for FeaturizeConfig {
             max_fragments: limits.fragments,
             geometry: GeometryMode::Auto,
             conformer_seed: 42,
+            conformer_attempts: 10,
         }
     }
 }
@@ -225,7 +229,10 @@ pub fn run(
     }
     // Present only with 3D atoms, so runs without them keep their cache key.
     if geometry != GeometryMode::None {
-        params["geometry"] = serde_json::json!({"mode": geometry.as_str(), "seed": geometry.embeds().then_some(config.conformer_seed)});
+        params["geometry"] = match geometry.embeds() {
+            true => serde_json::json!({"mode": geometry.as_str(), "seed": config.conformer_seed, "attempts": config.conformer_attempts}),
+            false => serde_json::json!({"mode": geometry.as_str()}),
+        };
     }
     let stage = StageRun::new(STAGE, &dir, &params, &[&raw.path])?.with_manifest_name(dataset::manifest_name(shard));
     if !force && stage.cached().is_some() {
@@ -280,7 +287,7 @@ pub fn run(
     bar.set_message(STAGE);
 
     let slice = reader.take(rows.end).skip(rows.start);
-    let options = WorkerOptions { morgan, limits: config.limits(), geometry, seed: config.conformer_seed };
+    let options = WorkerOptions { morgan, limits: config.limits(), geometry, seed: config.conformer_seed, attempts: config.conformer_attempts };
     let streamed = stream(slice, config.chunk_rows, options, &pool, sinks, &bar);
     bar.finish_and_clear();
     let (tally, sinks) = streamed?;
@@ -439,11 +446,12 @@ struct WorkerOptions {
     limits: SizeLimits,
     geometry: GeometryMode,
     seed: u32,
+    attempts: u32,
 }
 
 impl WorkerOptions {
     fn featurizer(&self) -> Featurizer {
-        Featurizer::with_fingerprint(self.morgan).with_limits(self.limits).with_geometry(self.geometry, self.seed)
+        Featurizer::with_fingerprint(self.morgan).with_limits(self.limits).with_geometry(self.geometry, self.seed, self.attempts)
     }
 }
 

@@ -190,6 +190,7 @@ pub struct Featurizer {
     /// conformer seed.
     geometry: GeometryMode,
     seed: u32,
+    attempts: u32,
     atomic_numbers: Vec<u8>,
     xyz: Vec<f32>,
 }
@@ -212,10 +213,11 @@ impl Featurizer {
 
     /// Attaches 3D atoms to every graph: [`GeometryMode::Dataset`] from the row's geometry cells
     /// ([`Featurizer::featurize_row`]), [`GeometryMode::Etkdg`]/[`GeometryMode::EtkdgMmff`] an RDKit
-    /// conformer embedded with `seed`.
-    pub fn with_geometry(mut self, mode: GeometryMode, seed: u32) -> Self {
+    /// conformer embedded with `seed` in at most `attempts` tries.
+    pub fn with_geometry(mut self, mode: GeometryMode, seed: u32, attempts: u32) -> Self {
         self.geometry = mode;
         self.seed = seed;
+        self.attempts = attempts;
         self
     }
 
@@ -250,7 +252,7 @@ impl Featurizer {
             None => None,
         };
         let embedded = if self.geometry.embeds() {
-            ffi::embed_conformer(&mol, self.seed, self.geometry == GeometryMode::EtkdgMmff, &mut self.atomic_numbers, &mut self.xyz)
+            ffi::embed_conformer(&mol, self.seed, self.attempts, self.geometry == GeometryMode::EtkdgMmff, &mut self.atomic_numbers, &mut self.xyz)
                 .map_err(|e| Reject::Conformer(e.what().to_string()))?;
             let positions = self.xyz.chunks_exact(3).map(|c| [c[0], c[1], c[2]]).collect();
             Some(Geometry { atomic_numbers: self.atomic_numbers.clone(), positions })
