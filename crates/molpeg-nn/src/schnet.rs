@@ -760,6 +760,41 @@ mod tests {
         assert!(err.contains("atoms3d.parquet") && err.contains("featurize"), "{err}");
     }
 
+    /// Runs only where CUDA exists (compiled everywhere): CUDA outputs equal the CPU's, and two
+    /// seeded training steps give the same weights up to float summation order.
+    #[test]
+    fn schnet_on_cuda_matches_cpu() {
+        if !tch::Cuda::is_available() {
+            eprintln!("NOTICE: skipping schnet_on_cuda_matches_cpu: no CUDA device");
+            return;
+        }
+        let mols = qm9_like(16, 8);
+        let store = store_of(&mols, |m| vec![m.atomic_numbers.len() as f32], 1);
+        tch::manual_seed(2);
+        let cpu = Model::new(&config(Readout::Sum, 5.0, 1), Device::Cpu).unwrap();
+        let gpu = Model::new(&config(Readout::Sum, 5.0, 1), Device::Cuda(0)).unwrap();
+        gpu.restore(&cpu.snapshot()).unwrap();
+        let samples = Sample::unweighted(&(0..16).collect::<Vec<_>>());
+        let input = cpu.geometry_input(&store).unwrap();
+        let host = collate_inputs(&store, &samples, None, input.as_ref());
+        let a = tch::no_grad(|| cpu.forward(&host.to_device(Device::Cpu), false));
+        let b = tch::no_grad(|| gpu.forward(&host.to_device(Device::Cuda(0)), false)).to_device(Device::Cpu);
+        assert!(a.allclose(&b, 1e-4, 1e-4, false), "{a} vs {b}");
+        let step = || {
+            use crate::train::{Objective, TrainConfig, Trainer};
+            tch::manual_seed(4);
+            let model = Model::new(&config(Readout::Sum, 5.0, 1), Device::Cuda(0)).unwrap();
+            let objective = Objective::for_task(crate::data::TaskKind::Regression, &store, &(0..16).collect::<Vec<_>>());
+            let tc = TrainConfig { batch_size: 8, eval_batch_size: 8, lr: 1e-2, weight_decay: 0.0, prefetch: true, seed: 0, length_buckets: 0 };
+            let mut trainer = Trainer::new(model, objective, tc).unwrap();
+            trainer.train_epoch(&store, &samples, |_| Ok(())).unwrap();
+            trainer.model.snapshot()
+        };
+        for ((n, x), (_, y)) in step().iter().zip(step().iter()) {
+            assert!(x.allclose(y, 1e-5, 1e-5, false), "{n} differs between two seeded CUDA runs");
+        }
+    }
+
     #[test]
     fn schnet_host_geometry_offsets_follow_molecules() {
         let mut store = GraphStore::new(1);
@@ -779,5 +814,12 @@ mod tests {
         assert_eq!((g.src.clone(), g.dst.clone()), (vec![2, 1], vec![1, 2]));
         assert_eq!(g.pair_ptr, vec![0, 0, 1, 2, 2]);
         assert_eq!(g.inv_atoms, vec![1.0, 1.0 / 3.0, 1.0 / 3.0, 1.0 / 3.0]);
+        // A batch without any pair (one lone atom) still runs: its filters sum to nothing.
+        tch::manual_seed(0);
+        let model = Model::new(&config(Readout::Mean, 2.0, 1), Device::Cpu).unwrap();
+        let lone = collate_inputs(&store, &Sample::unweighted(&[1]), None, Some(&input)).to_device(Device::Cpu);
+        assert_eq!(lone.geometry.as_ref().unwrap().src.size(), [0]);
+        let out = tch::no_grad(|| model.forward(&lone, false));
+        assert!(out.size() == [1, 1] && out.double_value(&[0, 0]).is_finite());
     }
 }
