@@ -734,6 +734,22 @@ mod tests {
     }
 
     #[test]
+    fn schnet_runs_dynamic_molpeg_pruning() {
+        use crate::finetune::{self, FinetuneSettings, SchnetPreset, SchnetSettings};
+        let dir = tempfile::tempdir().unwrap();
+        let (graphs, split) = crate::synthetic::write_qm9_like_dataset(dir.path(), 100, 3).unwrap();
+        let data = crate::data::Dataset::load_for(&graphs, &split, ModelKind::Schnet).unwrap();
+        let schnet = SchnetSettings { preset: SchnetPreset::Cpu, hidden: Some(16), filters: Some(16), interactions: Some(1), ..Default::default() };
+        let s = FinetuneSettings { model: ModelKind::Schnet, schnet, epochs: 3, batch_size: 16, dynamic: Some("molpeg".into()), keep: Some(0.5), prefetch: false, ..Default::default() };
+        s.validate().unwrap();
+        let trained = finetune::train(&data, &s, Sample::unweighted(&data.train), Device::Cpu, &indicatif::ProgressBar::hidden(), false).unwrap();
+        let policy = trained.dynamic.expect("a dynamic run keeps its policy");
+        // MolPeg's scores need ξ's losses on every trained batch; half the split per epoch.
+        assert!(!policy.sightings.is_empty());
+        assert_eq!(trained.trainer.samples_seen, 3 * (data.train.len() as u64 / 2));
+    }
+
+    #[test]
     fn schnet_settings_presets_and_errors() {
         use crate::finetune::{FinetuneSettings, SchnetPreset, SchnetSettings};
         let gpu = SchnetSettings::default().model_config(1);
