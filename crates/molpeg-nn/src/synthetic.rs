@@ -209,7 +209,7 @@ pub struct Molecule3d {
 // QM9's heavy elements with their valences and sampling weights (C dominates, as in QM9).
 const QM9_HEAVY: [(u8, u8, u32); 4] = [(6, 4, 70), (7, 3, 12), (8, 2, 15), (9, 1, 3)];
 
-/// Random QM9-like molecules: 1–9 heavy atoms (C, N, O, F) grown as a tree with bonds of 1.4–1.55 Å,
+/// Random QM9-like molecules: 1–9 heavy atoms (C, N, O, F; 9 for three in four) grown as a tree with bonds of 1.4–1.55 Å,
 /// each heavy atom's free valences filled with hydrogens at 1.09 Å, at most 29 atoms, no two atoms
 /// closer than 0.9 Å. Not chemistry: a size and geometry distribution for tests and benchmarks.
 pub fn qm9_like(molecules: usize, seed: u64) -> Vec<Molecule3d> {
@@ -226,7 +226,8 @@ fn molecule3d(rng: &mut ChaCha8Rng) -> Molecule3d {
         }
     };
     let clear = |pos: &[[f32; 3]], p: &[f32; 3]| pos.iter().all(|q| (0..3).map(|c| (p[c] - q[c]).powi(2)).sum::<f32>() > 0.81);
-    let heavy = rng.random_range(1..=9);
+    // Most QM9 molecules have the full 9 heavy atoms (18 atoms on average with hydrogens).
+    let heavy = if rng.random_bool(0.75) { 9 } else { rng.random_range(1..=8) };
     let (mut z, mut pos, mut free) = (Vec::new(), Vec::<[f32; 3]>::new(), Vec::new());
     for k in 0..heavy {
         let total: u32 = QM9_HEAVY.iter().map(|e| e.2).sum();
