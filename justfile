@@ -100,6 +100,6 @@ ray stage name *flags: build
 test: setup
     cargo test --workspace --no-fail-fast
 
-# Benchmarks: `just bench featurize` (then the sharded path on MOSES, also alone: `just bench featurize_sharded`), `just bench train`, `just bench tokens` (token models alone; `bench train` runs them too) or `just bench contention` (training next to one busy process); results go to bench/results/.
+# Benchmarks: `just bench featurize` (then the sharded path on MOSES, also alone: `just bench featurize_sharded`), `just bench train`, `just bench tokens` (token models alone; `bench train` runs them too), `just bench schnet` (SchNet vs PyG's SchNet on QM9-like molecules; `bench train` runs it too) or `just bench contention` (training next to one busy process); results go to bench/results/.
 bench what: build
     bash bench/{{what}}.sh

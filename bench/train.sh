@@ -2,7 +2,8 @@
 # `just bench train`: training/inference throughput of molpeg's GIN vs PyTorch Geometric's, same
 # molecules, same threads. Runs molpeg (A) and PyG (B) alternately A B A B ... ROUNDS times per model
 # size and reports medians; writes bench/results/train-LABEL.md and the raw JSON lines next to it;
-# then the token models (bench/tokens.sh → bench/results/tokens-hiv.md; TOKENS=0 skips them).
+# then the token models (bench/tokens.sh → bench/results/tokens-hiv.md; TOKENS=0 skips them) and SchNet
+# (bench/schnet.sh → bench/results/schnet-synthetic.md; SCHNET=0 skips it).
 #
 # Usage: bench/train.sh [ROUNDS] [DATA_DIR] [LABEL]
 #   Default data: the HIV training split (runs/hiv/{featurize,split}, made by the stages if missing),
@@ -81,3 +82,5 @@ print("\n".join(out))
 PYEOF
 # The token models' throughput (fingerprint and SMILES Transformers; bench/tokens.sh, its own table).
 [ "${TOKENS:-1}" = 0 ] || bash bench/tokens.sh "$ROUNDS"
+# SchNet next to PyG's SchNet on QM9-like molecules (bench/schnet.sh, its own table; SCHNET=0 skips it).
+[ "${SCHNET:-1}" = 0 ] || bash bench/schnet.sh "$ROUNDS"

@@ -2,7 +2,9 @@
 //!
 //! A batch is built by concatenating the [`GraphStore`]'s per-graph slices with node offsets added:
 //! no per-graph allocation, and no sorting (the store keeps each node's in-neighbours sorted with the
-//! self-loop included, so the concatenation already is a CSR matrix). [`for_each_batch`] collates the
+//! self-loop included, so the concatenation already is a CSR matrix). For a 3D model the batch also
+//! carries the molecules' 3D atoms and their neighbour pairs within the cutoff
+//! ([`crate::schnet::HostGeometry`]). [`for_each_batch`] collates the
 //! next batch on a second thread while the current one trains.
 
 use std::sync::{mpsc, Arc};
@@ -10,6 +12,7 @@ use std::sync::{mpsc, Arc};
 use tch::{Device, Kind, Tensor};
 
 use crate::data::{GraphStore, Sample, EDGE_FEATURES};
+use crate::schnet::{GeometryBatch, GeometryInput, HostGeometry, HostGeometryTensors};
 use crate::Result;
 
 /// A collated batch in host memory.
@@ -37,6 +40,8 @@ pub struct HostBatch {
     /// unless the batch was collated for a token model ([`TokenInput`]).
     pub tokens: Vec<i64>,
     pub token_len: usize,
+    /// The 3D atoms and neighbour pairs of a 3D model's batch ([`GeometryInput`]).
+    pub geometry: Option<HostGeometry>,
 }
 
 /// Token id 0 pads every token sequence (fingerprint bits are ids `bit + 1`; a SMILES vocabulary has
@@ -132,6 +137,11 @@ pub fn collate(store: &GraphStore, samples: &[Sample]) -> HostBatch {
 
 /// [`collate`], plus the samples' token sequences for a token model, padded to the batch's longest.
 pub fn collate_with(store: &GraphStore, samples: &[Sample], tokens: Option<&TokenInput>) -> HostBatch {
+    collate_inputs(store, samples, tokens, None)
+}
+
+/// [`collate_with`], plus the samples' 3D atoms and neighbour lists for a 3D model.
+pub fn collate_inputs(store: &GraphStore, samples: &[Sample], tokens: Option<&TokenInput>, geometry: Option<&GeometryInput>) -> HostBatch {
     let t = store.num_tasks;
     let nodes: usize = samples.iter().map(|s| store.num_nodes(s.index as usize)).sum();
     let nnz: usize = samples.iter().map(|s| store.adj_len(s.index as usize)).sum();
@@ -151,6 +161,7 @@ pub fn collate_with(store: &GraphStore, samples: &[Sample], tokens: Option<&Toke
         mask: Vec::with_capacity(b * t),
         tokens: Vec::new(),
         token_len: 0,
+        geometry: geometry.map(|input| HostGeometry::collate(store, samples.iter().map(|s| s.index as usize), input)),
     };
     if let Some(input) = tokens {
         let len = samples.iter().map(|s| input.kept(store, s.index as usize).len()).max().unwrap_or(0);
@@ -217,6 +228,8 @@ pub struct Batch {
     pub reference_dropout: Option<Tensor>,
     /// `[B, L]` int64 token ids of a token model, [`PAD_ID`] after each sequence.
     pub tokens: Option<Tensor>,
+    /// A 3D model's atoms, positions and neighbour pairs.
+    pub geometry: Option<GeometryBatch>,
 }
 
 /// The dense tensors of a batch, built off the training thread; [`HostTensors::assemble`] finishes it.
@@ -233,6 +246,7 @@ pub struct HostTensors {
     labels: Tensor,
     mask: Tensor,
     tokens: Option<Tensor>,
+    geometry: Option<HostGeometryTensors>,
     pub(crate) dropout: Option<Tensor>,
     pub(crate) reference_dropout: Option<Tensor>,
 }
@@ -255,6 +269,7 @@ impl HostBatch {
             labels: Tensor::from_slice(&self.labels).view([b, t]),
             mask: Tensor::from_slice(&self.mask).view([b, t]),
             tokens: (self.token_len > 0).then(|| Tensor::from_slice(&self.tokens).view([b, self.token_len as i64])),
+            geometry: self.geometry.as_ref().map(HostGeometry::to_tensors),
             dropout: None,
             reference_dropout: None,
         }
@@ -300,6 +315,7 @@ impl HostTensors {
             dropout: self.dropout.map(mv),
             reference_dropout: self.reference_dropout.map(mv),
             tokens: self.tokens.map(mv),
+            geometry: self.geometry.map(|g| g.assemble(device)),
             samples: self.samples,
         }
     }
@@ -388,10 +404,12 @@ pub struct LoaderOptions {
     pub reference_dropout: Option<DropoutSpec>,
     /// Token sequences of a token model.
     pub tokens: Option<TokenInput>,
+    /// 3D atoms and neighbour lists of a 3D model.
+    pub geometry: Option<GeometryInput>,
 }
 
 fn prepare(store: &GraphStore, chunk: &[Sample], index: usize, options: &LoaderOptions) -> HostTensors {
-    let host = collate_with(store, chunk, options.tokens.as_ref());
+    let host = collate_inputs(store, chunk, options.tokens.as_ref(), options.geometry.as_ref());
     let mut tensors = host.to_tensors();
     tensors.dropout = options.dropout.map(|spec| spec.mask_tensor(host.num_nodes(), index as u64));
     tensors.reference_dropout = options.reference_dropout.map(|spec| spec.mask_tensor(host.num_nodes(), index as u64));
@@ -494,7 +512,7 @@ mod tests {
         let store = two_graph_store();
         let plan = Sample::unweighted(&[1, 0, 1]);
         let mut seen = Vec::new();
-        let options = LoaderOptions { batch_size: 2, prefetch: true, dropout: None, reference_dropout: None, tokens: None };
+        let options = LoaderOptions { batch_size: 2, prefetch: true, dropout: None, reference_dropout: None, tokens: None, geometry: None };
         for_each_batch(&store, &plan, &options, Device::Cpu, |b| {
             seen.push(b.samples.clone());
             Ok(())

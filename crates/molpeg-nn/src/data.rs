@@ -539,7 +539,7 @@ impl Dataset {
 }
 
 /// [`read_graphs`], plus the inputs a `kind` model reads: the fingerprints next to `path`
-/// ([`fingerprints_path`]) or the SMILES tokens.
+/// ([`fingerprints_path`]), the SMILES tokens, or the 3D atoms next to `path` ([`atoms3d_path`]).
 pub fn read_graphs_for(path: &Path, kind: ModelKind) -> Result<(GraphStore, Vec<String>, TaskKind)> {
     let (mut store, names, task_kind) = read_graphs(path)?;
     attach_inputs(&mut store, path, kind)?;
@@ -553,7 +553,8 @@ pub fn attach_inputs(store: &mut GraphStore, graphs_path: &Path, kind: ModelKind
         ModelKind::Gin => Ok(()),
         ModelKind::Fingerprint if store.fingerprints.is_none() => attach_fingerprints(store, &fingerprints_path(graphs_path)),
         ModelKind::Smiles if store.smiles.is_none() => attach_smiles(store, graphs_path),
-        ModelKind::Fingerprint | ModelKind::Smiles => Ok(()),
+        ModelKind::Schnet if store.atoms3d.is_none() => attach_atoms3d(store, &atoms3d_path(graphs_path)),
+        ModelKind::Fingerprint | ModelKind::Smiles | ModelKind::Schnet => Ok(()),
     }
 }
 
@@ -608,12 +609,24 @@ pub fn fingerprints_path(graphs_path: &Path) -> PathBuf {
 /// The files a `kind` model reads besides `graphs_path` (the SMILES model reads graphs.parquet
 /// itself): a training stage's extra manifest inputs. A missing one is an error saying what makes it.
 pub fn model_input_files(graphs_path: &Path, kind: ModelKind) -> Result<Vec<PathBuf>> {
-    if kind != ModelKind::Fingerprint {
-        return Ok(Vec::new());
+    match kind {
+        ModelKind::Gin | ModelKind::Smiles => Ok(Vec::new()),
+        ModelKind::Fingerprint => {
+            let path = fingerprints_path(graphs_path);
+            require_fingerprints(&path)?;
+            Ok(vec![path])
+        }
+        ModelKind::Schnet => {
+            let path = atoms3d_path(graphs_path);
+            if !molpeg_core::dataset::exists(&path) {
+                return Err(Error::data(
+                    &path,
+                    "not found: the schnet model reads the featurize stage's atoms3d.parquet (3D atoms with hydrogens); featurize a dataset with 3D geometry (e.g. pipelines/qm9.toml: `just featurize qm9`)",
+                ));
+            }
+            Ok(vec![path])
+        }
     }
-    let path = fingerprints_path(graphs_path);
-    require_fingerprints(&path)?;
-    Ok(vec![path])
 }
 
 /// Reads the columns of `graphs.parquet` the trainer needs into a [`GraphStore`].

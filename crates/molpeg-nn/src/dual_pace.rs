@@ -11,7 +11,8 @@
 //!   `F.dropout`). On the CPU the masks come from the loader (a second, independently seeded set, so CPU
 //!   runs stay reproducible); on CUDA from libtorch's generator, as the official code. `Shared` reuses
 //!   θ's masks on every device (the variant earlier molpeg versions ran on the CPU);
-//! - head: ξ's pooled representation goes through θ's current linear head ([`ReferenceHead::Online`]:
+//! - head: ξ's pooled representation goes through θ's current linear head (SchNet: ξ's per-atom
+//!   states through θ's per-atom output MLP, then the readout) ([`ReferenceHead::Online`]:
 //!   `pred_ref = output_layer(h_ref)`, the head is not part of the EMA model); `Ema` gives ξ its own
 //!   EMA of the head;
 //! - initialisation: ξ starts from its own random initialisation ([`ReferenceInit::Random`]: `model_ref
@@ -24,7 +25,6 @@
 //!   scores are the same.)
 
 use serde::{Deserialize, Serialize};
-use tch::Tensor;
 
 use crate::batch::{mix_seed, Batch};
 use crate::model::{ema_update, Model};
@@ -96,7 +96,7 @@ impl DualPace {
         if !(0.0..=1.0).contains(&options.beta) {
             return Err(Error::Config(format!("EMA beta {} must be in [0, 1]", options.beta)));
         }
-        if options.dropout == ReferenceDropout::Shared && !online.uses_loader_masks() {
+        if options.dropout == ReferenceDropout::Shared && !online.uses_loader_masks() && online.has_dropout() {
             // The token models draw dropout from libtorch's generator inside the forward pass, so ξ
             // cannot replay θ's masks (re-seeding did not reproduce them; see ARCHITECTURE.md).
             return Err(Error::Config(format!("reference_dropout = \"shared\" is implemented for the GIN only; the {} model's reference uses its own masks (\"independent\")", online.config.kind.as_str())));
@@ -127,12 +127,12 @@ impl DualPace {
             // None on CUDA: libtorch draws fresh masks for this forward pass.
             ReferenceDropout::Independent => batch.reference_dropout.as_ref(),
         };
-        let head = match self.options.head {
-            ReferenceHead::Online => online.head(),
-            ReferenceHead::Ema => self.reference.head(),
+        let head_of = match self.options.head {
+            ReferenceHead::Online => online,
+            ReferenceHead::Ema => &self.reference,
         };
-        let (w, b) = head.ok_or_else(|| Error::Internal("MolPeg scoring needs a model with a head".into()))?;
-        let outputs: Tensor = self.reference.graph_representations_with(batch, true, masks).linear(w, Some(b));
+        // SchNet's head is its per-atom output MLP, so ξ's per-atom states go through θ's MLP there.
+        let (outputs, _) = self.reference.forward_with_head(batch, true, masks, head_of).ok_or_else(|| Error::Internal("MolPeg scoring needs a model with a head".into()))?;
         let (per_sample, _) = objective.losses(&outputs, batch);
         Ok(Vec::<f32>::try_from(per_sample.to_device(tch::Device::Cpu))?)
     }

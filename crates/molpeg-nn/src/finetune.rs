@@ -36,6 +36,7 @@ use crate::dual_pace::{DualPace, ReferenceDropout, ReferenceHead, ReferenceInit,
 use crate::dynamic::PolicySchedule;
 use crate::metrics;
 use crate::model::{FingerprintInput, Jk, Model, ModelConfig, ModelKind, Pooling, SequenceConfig};
+use crate::schnet::{Readout, SchnetConfig};
 use molpeg_core::smiles_tokens::Vocabulary;
 use crate::train::{shuffled, BatchOutcome, Evaluation, Objective, SampleLoss, TrainConfig, Trainer};
 use crate::{Error, Result};
@@ -134,12 +135,71 @@ pub struct FinetuneSettings {
     /// Dynamic soft-random draws with replacement (the official code's `np.random.randint`).
     pub soft_random_replacement: bool,
     /// The encoder: `gin` (layers, width, dropout, pooling and jk above), `fingerprint` or `smiles`
-    /// (the `[finetune.sequence]` table).
+    /// (the `[finetune.sequence]` table), or `schnet` (the `[finetune.schnet]` table; reads
+    /// `atoms3d.parquet`).
     #[serde(skip_serializing_if = "is_default")]
     pub model: ModelKind,
     /// The token models' shape (`[finetune.sequence]`); unused by the GIN.
     #[serde(skip_serializing_if = "is_default")]
     pub sequence: SequenceSettings,
+    /// SchNet's shape (`[finetune.schnet]`); unused by the other models.
+    #[serde(skip_serializing_if = "is_default")]
+    pub schnet: SchnetSettings,
+}
+
+/// Which sizes an unset `[finetune.schnet]` key takes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum SchnetPreset {
+    /// PyTorch Geometric's `SchNet` defaults, also MolScaling's and Schütt et al.'s QM9 model: hidden
+    /// 128, 128 filters, 6 interactions, 50 gaussians, cutoff 10 Å. For a GPU.
+    #[default]
+    Pyg,
+    /// A CPU-sized SchNet: hidden 64, 64 filters, 3 interactions, 50 gaussians, cutoff 5 Å (about an
+    /// eighth of the work per molecule; see ARCHITECTURE.md, "SchNet").
+    Cpu,
+}
+
+/// SchNet's shape (`[finetune.schnet]`): a preset, and any key set overrides it. `readout` is `sum`
+/// for extensive targets (energies, ZPVE, heat capacity) and `mean` for intensive ones (HOMO, LUMO,
+/// gap, dipole moment).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SchnetSettings {
+    pub preset: SchnetPreset,
+    pub hidden: Option<usize>,
+    pub filters: Option<usize>,
+    pub interactions: Option<usize>,
+    pub gaussians: Option<usize>,
+    /// Neighbour cutoff, Å.
+    pub cutoff: Option<f64>,
+    pub readout: Readout,
+    /// Nearest neighbours per atom at most (none: every atom within the cutoff).
+    pub max_neighbors: Option<usize>,
+}
+
+impl SchnetSettings {
+    /// `(interactions, hidden, the rest)` after applying the preset.
+    pub fn resolve(&self) -> (usize, usize, SchnetConfig) {
+        let (hidden, filters, interactions, cutoff) = match self.preset {
+            SchnetPreset::Pyg => (128, 128, 6, 10.0),
+            SchnetPreset::Cpu => (64, 64, 3, 5.0),
+        };
+        let config = SchnetConfig {
+            filters: self.filters.unwrap_or(filters),
+            gaussians: self.gaussians.unwrap_or(50),
+            cutoff: self.cutoff.unwrap_or(cutoff),
+            readout: self.readout,
+            max_neighbors: self.max_neighbors,
+        };
+        (self.interactions.unwrap_or(interactions), self.hidden.unwrap_or(hidden), config)
+    }
+
+    /// The SchNet of these settings with `num_tasks` outputs.
+    pub fn model_config(&self, num_tasks: usize) -> ModelConfig {
+        let (layers, width, schnet) = self.resolve();
+        ModelConfig { kind: ModelKind::Schnet, layers, width, dropout: 0.0, pooling: Pooling::Mean, jk: Jk::Last, num_tasks, sequence: None, schnet: Some(schnet) }
+    }
 }
 
 /// Whether `v` is its type's default: settings added after a release are left out of the stage
@@ -222,6 +282,7 @@ impl Default for FinetuneSettings {
             soft_random_replacement: true,
             model: ModelKind::Gin,
             sequence: SequenceSettings::default(),
+            schnet: SchnetSettings::default(),
         }
     }
 }
@@ -229,7 +290,7 @@ impl Default for FinetuneSettings {
 impl FinetuneSettings {
     /// The GIN of these settings (layers, width, dropout, pooling, jk).
     pub fn model_config(&self, num_tasks: usize) -> ModelConfig {
-        ModelConfig { kind: Default::default(), sequence: None, layers: self.layers, width: self.width, dropout: self.dropout, pooling: self.pooling, jk: self.jk, num_tasks }
+        ModelConfig { kind: Default::default(), sequence: None, schnet: None, layers: self.layers, width: self.width, dropout: self.dropout, pooling: self.pooling, jk: self.jk, num_tasks }
     }
 
     /// The model of these settings for `data`: the GIN, or a token model whose input (fingerprint
@@ -241,6 +302,14 @@ impl FinetuneSettings {
         // A fingerprint has at most `bits` set bits, so its length limit never cuts.
         let (fingerprint, vocabulary, max_len) = match self.model {
             ModelKind::Gin => return Ok(self.model_config(num_tasks)),
+            ModelKind::Schnet => {
+                if data.store.atoms3d.is_none() {
+                    return Err(Error::Internal("3D atoms were not loaded".into()));
+                }
+                let config = self.schnet.model_config(num_tasks);
+                config.validate()?;
+                return Ok(config);
+            }
             ModelKind::Fingerprint => {
                 let fp = data.store.fingerprints.as_ref().ok_or_else(|| Error::Internal("fingerprints were not loaded".into()))?;
                 (Some(FingerprintInput { bits: fp.bits, radius: fp.radius }), None, fp.bits)
@@ -259,6 +328,7 @@ impl FinetuneSettings {
             jk: Jk::Last,
             num_tasks,
             sequence: Some(SequenceConfig { heads: q.heads, ffn: q.ffn, max_len, fingerprint, vocabulary }),
+            schnet: None,
         };
         config.validate()?;
         Ok(config)
@@ -296,8 +366,13 @@ impl FinetuneSettings {
     /// Checks everything that does not need the data.
     pub fn validate(&self) -> Result<()> {
         self.model_config(1).validate()?;
-        if self.model != ModelKind::Gin {
-            self.validate_sequence()?;
+        match self.model {
+            ModelKind::Gin => {}
+            ModelKind::Fingerprint | ModelKind::Smiles => self.validate_sequence()?,
+            ModelKind::Schnet => self.schnet.model_config(1).validate().map_err(|e| match e {
+                Error::Config(m) => Error::Config(format!("[finetune.schnet] {m}")),
+                other => other,
+            })?,
         }
         if self.epochs == 0 {
             return Err(Error::Config("epochs must be at least 1".into()));

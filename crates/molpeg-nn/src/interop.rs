@@ -223,7 +223,7 @@ pub fn import(source: &Path, tensors: &BTreeMap<String, Tensor>, options: &Impor
                 if options.jk.is_none() && inputs == (layers + 1) * width {
                     jk = Jk::Concat;
                 }
-                let want = ModelConfig { kind: Default::default(), sequence: None, layers, width, dropout: 0.0, pooling: options.pooling, jk, num_tasks }.graph_dim();
+                let want = ModelConfig { kind: Default::default(), sequence: None, schnet: None, layers, width, dropout: 0.0, pooling: options.pooling, jk, num_tasks }.graph_dim();
                 if inputs != want {
                     misshapen.push(format!("{head_prefix}weight: {:?}, expected [{tasks}, {want}] for jk {jk:?} ({layers} layers of width {width})", w.size()));
                 }
@@ -239,7 +239,7 @@ pub fn import(source: &Path, tensors: &BTreeMap<String, Tensor>, options: &Impor
         return Err(err(format!("cannot import as a {layers}-layer GIN of width {width}: {problems}")));
     }
 
-    let config = ModelConfig { kind: Default::default(), sequence: None, layers, width, dropout: options.dropout, pooling: options.pooling, jk, num_tasks };
+    let config = ModelConfig { kind: Default::default(), sequence: None, schnet: None, layers, width, dropout: options.dropout, pooling: options.pooling, jk, num_tasks };
     let mut vars = Vec::new();
     tch::no_grad(|| -> Result<()> {
         for (name, _) in &layout {

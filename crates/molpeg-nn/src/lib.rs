@@ -28,6 +28,7 @@ pub mod metrics;
 pub mod model;
 pub mod pretrain;
 pub mod runtime;
+pub mod schnet;
 pub mod score;
 pub mod synthetic;
 pub mod train;

@@ -9,6 +9,10 @@
 //! - `smiles`: the canonical SMILES as atom-level tokens ([`molpeg_core::smiles_tokens`]) with
 //!   sinusoidal positions, a Transformer encoder with padding masks, masked mean pooling.
 //!
+//! - `schnet`: SchNet (Schütt et al. 2017) on the 3D atoms (hydrogens included) of
+//!   `atoms3d.parquet`, with PyTorch Geometric's semantics; see [`crate::schnet`]. Its head is the
+//!   per-atom output MLP with a sum or mean readout instead of the linear head.
+//!
 //! The two token models share [`SequenceEncoder`] (PyTorch's post-norm `nn.TransformerEncoderLayer`
 //! with ReLU, under PyTorch's variable names, so a state dict loads into `torch.nn` directly).
 //!
@@ -36,6 +40,7 @@ use molpeg_core::smiles_tokens::Vocabulary;
 use tch::Kind;
 
 use crate::batch::{Batch, TokenInput};
+use crate::schnet::{self, GeometryInput, SchnetConfig, SchnetEncoder, SchnetHead, SCHNET_PREFIX};
 use crate::data::{GraphStore, ATOM_TYPES, BOND_DIRECTIONS, BOND_TYPES, CHIRALITY_TAGS};
 use crate::{Error, Result};
 
@@ -72,6 +77,8 @@ pub enum ModelKind {
     Fingerprint,
     /// A Transformer over the canonical SMILES's atom-level tokens.
     Smiles,
+    /// SchNet on the 3D atoms (`atoms3d.parquet`).
+    Schnet,
 }
 
 impl ModelKind {
@@ -80,6 +87,7 @@ impl ModelKind {
             ModelKind::Gin => "gin",
             ModelKind::Fingerprint => "fingerprint",
             ModelKind::Smiles => "smiles",
+            ModelKind::Schnet => "schnet",
         }
     }
 
@@ -94,7 +102,8 @@ impl ModelKind {
 
 /// Shape of a model. `num_tasks == 0` builds the encoder alone (for pretraining). For the token
 /// models `layers` counts Transformer layers, `width` is the token dimension, and `sequence` holds
-/// the rest; `pooling` and `jk` apply to the GIN only.
+/// the rest; for SchNet `layers` counts interaction blocks, `width` is the hidden size, and `schnet`
+/// holds the rest (dropout is 0: SchNet has none). `pooling` and `jk` apply to the GIN only.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelConfig {
@@ -109,6 +118,8 @@ pub struct ModelConfig {
     pub num_tasks: usize,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sequence: Option<SequenceConfig>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schnet: Option<SchnetConfig>,
 }
 
 /// What a token model needs besides layers and width.
@@ -145,7 +156,7 @@ impl ModelConfig {
 
     /// A GIN with mean pooling and JK last.
     pub fn gin(layers: usize, width: usize, dropout: f64, num_tasks: usize) -> Self {
-        ModelConfig { kind: ModelKind::Gin, layers, width, dropout, pooling: Pooling::Mean, jk: Jk::Last, num_tasks, sequence: None }
+        ModelConfig { kind: ModelKind::Gin, layers, width, dropout, pooling: Pooling::Mean, jk: Jk::Last, num_tasks, sequence: None, schnet: None }
     }
 
     pub fn validate(&self) -> Result<()> {
@@ -159,6 +170,20 @@ impl ModelConfig {
             return Err(Error::Config(format!("dropout {} must be in [0, 1)", self.dropout)));
         }
         let kind = self.kind.as_str();
+        match (self.kind, &self.schnet) {
+            (ModelKind::Schnet, None) => return Err(Error::Config("the SchNet model needs its schnet settings".into())),
+            (ModelKind::Schnet, Some(schnet)) => {
+                if self.sequence.is_some() {
+                    return Err(Error::Config("a SchNet has no sequence settings".into()));
+                }
+                if self.dropout != 0.0 {
+                    return Err(Error::Config(format!("SchNet has no dropout (PyG's has none); dropout is {}", self.dropout)));
+                }
+                return schnet.validate(self.width);
+            }
+            (_, Some(_)) => return Err(Error::Config(format!("the {kind} model has no schnet settings"))),
+            (_, None) => {}
+        }
         match (self.kind, &self.sequence) {
             (ModelKind::Gin, None) => Ok(()),
             (ModelKind::Gin, Some(_)) => Err(Error::Config("a GIN has no sequence settings".into())),
@@ -189,7 +214,7 @@ impl ModelConfig {
     pub fn token_rows(&self) -> Option<usize> {
         let seq = self.sequence.as_ref()?;
         match self.kind {
-            ModelKind::Gin => None,
+            ModelKind::Gin | ModelKind::Schnet => None,
             ModelKind::Fingerprint => seq.fingerprint.map(|f| f.bits + 1),
             ModelKind::Smiles => seq.vocabulary.as_ref().map(Vocabulary::len),
         }
@@ -269,6 +294,15 @@ struct Gin {
 enum Encoder {
     Gin(Gin),
     Sequence(SequenceEncoder),
+    Schnet(SchnetEncoder),
+}
+
+/// What turns the encoder's output into per-task outputs.
+enum Head {
+    /// `graph_pred_linear`, on the pooled graph representation (GIN, token models).
+    Linear((Tensor, Tensor)),
+    /// SchNet's per-atom MLP, applied before the readout.
+    Atomwise(SchnetHead),
 }
 
 /// A model with its own [`VarStore`] (so an EMA copy is just a second `Model`).
@@ -276,7 +310,7 @@ pub struct Model {
     pub config: ModelConfig,
     pub vs: VarStore,
     encoder: Encoder,
-    head: Option<(Tensor, Tensor)>,
+    head: Option<Head>,
     /// Whether a train-mode forward updates BatchNorm's running statistics (PyTorch's
     /// `track_running_stats`). MolPeg's reference model turns it off: its train-mode forward uses batch
     /// statistics, and its running statistics change only through the EMA.
@@ -308,13 +342,16 @@ impl Model {
         let encoder = match config.kind {
             ModelKind::Gin => Encoder::Gin(Gin::new(&root, config)?),
             ModelKind::Fingerprint | ModelKind::Smiles => Encoder::Sequence(SequenceEncoder::new(&root.sub(SEQUENCE_ROOT), config, device)?),
+            ModelKind::Schnet => Encoder::Schnet(SchnetEncoder::new(&root, config.width, config.layers, config.schnet.as_ref().expect("validated"), device)?),
         };
-        let head = if config.num_tasks > 0 {
+        let head = if config.num_tasks > 0 && config.kind == ModelKind::Schnet {
+            Some(Head::Atomwise(SchnetHead::new(&root, config.width, config.num_tasks, config.schnet.as_ref().expect("validated").readout)?))
+        } else if config.num_tasks > 0 {
             let h = root.sub(HEAD_NAME);
             let fan_in = config.graph_dim();
             let w = h.f_var("weight", &[config.num_tasks as i64, fan_in as i64], linear_init(fan_in))?;
             let b = h.f_var("bias", &[config.num_tasks as i64], linear_init(fan_in))?;
-            Some((w, b))
+            Some(Head::Linear((w, b)))
         } else {
             None
         };
@@ -325,14 +362,29 @@ impl Model {
     pub fn encoder_prefix(&self) -> &'static str {
         match self.config.kind {
             ModelKind::Gin => ENCODER_PREFIX,
-            _ => SEQUENCE_PREFIX,
+            ModelKind::Fingerprint | ModelKind::Smiles => SEQUENCE_PREFIX,
+            ModelKind::Schnet => SCHNET_PREFIX,
         }
     }
 
     /// Whether a training batch should carry dropout masks drawn by the loader ([`Batch::dropout`]):
-    /// the GIN's. The token models draw theirs from libtorch's generator.
+    /// the GIN's. The token models draw theirs from libtorch's generator; SchNet has no dropout.
     pub fn uses_loader_masks(&self) -> bool {
         self.config.kind == ModelKind::Gin
+    }
+
+    /// Whether a train-mode forward pass is random (dropout): not for SchNet, or with dropout 0.
+    pub fn has_dropout(&self) -> bool {
+        self.config.kind != ModelKind::Schnet && self.config.dropout > 0.0
+    }
+
+    /// What the collator must add to `store`'s batches for a 3D model (SchNet's neighbour lists), or
+    /// an error saying why the store's 3D atoms do not fit; `None` for the other models.
+    pub fn geometry_input(&self, store: &GraphStore) -> Result<Option<GeometryInput>> {
+        let Some(schnet) = self.config.schnet.as_ref() else { return Ok(None) };
+        let input = schnet.geometry_input();
+        input.check(store)?;
+        Ok(Some(input))
     }
 
     /// What the collator must add to `store`'s batches for this model, or an error saying which
@@ -340,7 +392,7 @@ impl Model {
     pub fn token_input(&self, store: &GraphStore) -> Result<Option<TokenInput>> {
         let Some(seq) = self.config.sequence.as_ref() else { return Ok(None) };
         match self.config.kind {
-            ModelKind::Gin => Ok(None),
+            ModelKind::Gin | ModelKind::Schnet => Ok(None),
             ModelKind::Fingerprint => {
                 let want = seq.fingerprint.expect("validated");
                 let fp = store.fingerprints.as_ref().ok_or_else(|| Error::Config("the fingerprint model needs the molecules' fingerprints, which were not loaded".into()))?;
@@ -370,7 +422,7 @@ impl Model {
     fn gin(&self) -> &Gin {
         match &self.encoder {
             Encoder::Gin(g) => g,
-            Encoder::Sequence(_) => panic!("node representations exist for the GIN only (pretraining builds a GIN)"),
+            Encoder::Sequence(_) | Encoder::Schnet(_) => panic!("node representations exist for the GIN only (pretraining builds a GIN)"),
         }
     }
 }
@@ -471,11 +523,20 @@ impl Model {
     }
 
     /// [`Model::graph_representations`] with explicit dropout masks (see [`Model::node_representations_with`]).
-    /// For the token models this is the pooled sequence embedding; `masks` apply to the GIN only.
+    /// For the token models this is the pooled sequence embedding, for SchNet the last per-atom
+    /// hidden states pooled with its readout (the output MLP's input, pooled); `masks` apply to the
+    /// GIN only.
     pub fn graph_representations_with(&self, batch: &Batch, train: bool, masks: Option<&Tensor>) -> Tensor {
-        if let Encoder::Sequence(encoder) = &self.encoder {
-            let tokens = batch.tokens.as_ref().expect("a token model's batch carries tokens: collate with Model::token_input");
-            return encoder.forward(tokens, train, self.config.dropout);
+        match &self.encoder {
+            Encoder::Sequence(encoder) => {
+                let tokens = batch.tokens.as_ref().expect("a token model's batch carries tokens: collate with Model::token_input");
+                return encoder.forward(tokens, train, self.config.dropout);
+            }
+            Encoder::Schnet(encoder) => {
+                let g = schnet::geometry(batch);
+                return encoder.pool(g, &encoder.atom_representations(g));
+            }
+            Encoder::Gin(_) => {}
         }
         let nodes = self.node_representations_with(batch, train, masks);
         match self.config.pooling {
@@ -493,14 +554,34 @@ impl Model {
     /// Head outputs and the pooled graph representations `[B, graph_dim]` they were computed from
     /// (the proxy signals' embeddings).
     pub fn forward_with_representations(&self, batch: &Batch, train: bool) -> (Tensor, Tensor) {
-        let (w, b) = self.head.as_ref().expect("forward needs a head: build the model with num_tasks > 0");
-        let h = self.graph_representations(batch, train);
-        (h.linear(w, Some(b)), h)
+        self.forward_with_head(batch, train, batch.dropout.as_ref(), self)
+            .unwrap_or_else(|| panic!("forward needs a head: build the model with num_tasks > 0"))
     }
 
-    /// The linear head's `(weight, bias)`, if the model has one.
+    /// This model's encoder under `head_of`'s head (MolPeg's reference ξ through θ's head), with
+    /// explicit dropout masks as [`Model::graph_representations_with`]: `(outputs, representations)`,
+    /// or `None` when `head_of` has no head. The two models must be of the same configuration.
+    pub fn forward_with_head(&self, batch: &Batch, train: bool, masks: Option<&Tensor>, head_of: &Model) -> Option<(Tensor, Tensor)> {
+        match (&self.encoder, head_of.head.as_ref()?) {
+            (Encoder::Schnet(encoder), Head::Atomwise(head)) => {
+                let g = schnet::geometry(batch);
+                let atoms = encoder.atom_representations(g);
+                Some((head.outputs(encoder, g, &atoms), encoder.pool(g, &atoms)))
+            }
+            (Encoder::Schnet(_), Head::Linear(_)) | (_, Head::Atomwise(_)) => panic!("the encoder and the head come from models of different kinds"),
+            (_, Head::Linear((w, b))) => {
+                let h = self.graph_representations_with(batch, train, masks);
+                Some((h.linear(w, Some(b)), h))
+            }
+        }
+    }
+
+    /// The linear head's `(weight, bias)`, if the model has one (SchNet's head is its output MLP).
     pub fn head(&self) -> Option<&(Tensor, Tensor)> {
-        self.head.as_ref()
+        match self.head.as_ref()? {
+            Head::Linear(wb) => Some(wb),
+            Head::Atomwise(_) => None,
+        }
     }
 
     /// Every variable (trainable or not) by name, sorted by name.
@@ -706,7 +787,7 @@ mod tests {
     #[test]
     fn aggregation_equals_per_edge_sum() {
         tch::manual_seed(0);
-        let cfg = ModelConfig { kind: Default::default(), sequence: None, layers: 1, width: 4, dropout: 0.0, pooling: Pooling::Mean, jk: Jk::Last, num_tasks: 1 };
+        let cfg = ModelConfig { kind: Default::default(), sequence: None, schnet: None, layers: 1, width: 4, dropout: 0.0, pooling: Pooling::Mean, jk: Jk::Last, num_tasks: 1 };
         let model = Model::new(&cfg, Device::Cpu).unwrap();
         let batch = collate(&store(), &Sample::unweighted(&[0, 1])).to_device(Device::Cpu);
         let layer = &model.gin().layers[0].conv;
@@ -724,7 +805,7 @@ mod tests {
 
     #[test]
     fn names_follow_hu_and_shapes_match_config() {
-        let cfg = ModelConfig { kind: Default::default(), sequence: None, layers: 2, width: 8, dropout: 0.5, pooling: Pooling::Max, jk: Jk::Concat, num_tasks: 3 };
+        let cfg = ModelConfig { kind: Default::default(), sequence: None, schnet: None, layers: 2, width: 8, dropout: 0.5, pooling: Pooling::Max, jk: Jk::Concat, num_tasks: 3 };
         let model = Model::new(&cfg, Device::Cpu).unwrap();
         let vars: std::collections::HashMap<_, _> = model.named_variables().into_iter().collect();
         assert_eq!(vars["gnn.x_embedding1.weight"].size(), [120, 8]);
@@ -747,7 +828,7 @@ mod tests {
 
     #[test]
     fn ema_moves_towards_online() {
-        let cfg = ModelConfig { kind: Default::default(), sequence: None, layers: 1, width: 4, dropout: 0.0, pooling: Pooling::Mean, jk: Jk::Last, num_tasks: 1 };
+        let cfg = ModelConfig { kind: Default::default(), sequence: None, schnet: None, layers: 1, width: 4, dropout: 0.0, pooling: Pooling::Mean, jk: Jk::Last, num_tasks: 1 };
         let a = Model::new(&cfg, Device::Cpu).unwrap();
         let b = Model::new(&cfg, Device::Cpu).unwrap();
         let before = a.vs.variables()["graph_pred_linear.bias"].copy();

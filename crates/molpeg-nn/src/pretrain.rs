@@ -134,7 +134,7 @@ impl Default for PretrainSettings {
 impl PretrainSettings {
     /// The encoder's configuration (no head; pooling is the fine-tuning stage's business).
     pub fn model_config(&self) -> ModelConfig {
-        ModelConfig { kind: Default::default(), sequence: None, layers: self.layers, width: self.width, dropout: self.dropout, pooling: Pooling::Mean, jk: self.jk, num_tasks: 0 }
+        ModelConfig { kind: Default::default(), sequence: None, schnet: None, layers: self.layers, width: self.width, dropout: self.dropout, pooling: Pooling::Mean, jk: self.jk, num_tasks: 0 }
     }
 
     pub fn validate(&self) -> Result<()> {

@@ -198,6 +198,155 @@ pub fn write_dataset(dir: &Path, spec: &SyntheticSpec) -> Result<(PathBuf, PathB
     Ok((graphs_path, split_path))
 }
 
+/// One molecule's 3D atoms (hydrogens included), as `atoms3d.parquet` stores them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Molecule3d {
+    pub atomic_numbers: Vec<u8>,
+    /// Ångström.
+    pub positions: Vec<[f32; 3]>,
+}
+
+// QM9's heavy elements with their valences and sampling weights (C dominates, as in QM9).
+const QM9_HEAVY: [(u8, u8, u32); 4] = [(6, 4, 70), (7, 3, 12), (8, 2, 15), (9, 1, 3)];
+
+/// Random QM9-like molecules: 1–9 heavy atoms (C, N, O, F; 9 for three in four) grown as a tree with bonds of 1.4–1.55 Å,
+/// each heavy atom's free valences filled with hydrogens at 1.09 Å, at most 29 atoms, no two atoms
+/// closer than 0.9 Å. Not chemistry: a size and geometry distribution for tests and benchmarks.
+pub fn qm9_like(molecules: usize, seed: u64) -> Vec<Molecule3d> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    (0..molecules).map(|_| molecule3d(&mut rng)).collect()
+}
+
+fn molecule3d(rng: &mut ChaCha8Rng) -> Molecule3d {
+    let unit = |rng: &mut ChaCha8Rng| loop {
+        let v = [0; 3].map(|_: i32| rng.random_range(-1.0f32..1.0));
+        let n = (v[0] * v[0] + v[1] * v[1] + v[2] * v[2]).sqrt();
+        if (0.1..=1.0).contains(&n) {
+            break v.map(|c| c / n);
+        }
+    };
+    let clear = |pos: &[[f32; 3]], p: &[f32; 3]| pos.iter().all(|q| (0..3).map(|c| (p[c] - q[c]).powi(2)).sum::<f32>() > 0.81);
+    // Most QM9 molecules have the full 9 heavy atoms. With every free valence filled by a hydrogen
+    // (no double bonds or rings) these average about 22 atoms, QM9 18.
+    let heavy = if rng.random_bool(0.75) { 9 } else { rng.random_range(1..=8) };
+    let (mut z, mut pos, mut free) = (Vec::new(), Vec::<[f32; 3]>::new(), Vec::new());
+    for k in 0..heavy {
+        let total: u32 = QM9_HEAVY.iter().map(|e| e.2).sum();
+        let mut x = rng.random_range(0..total);
+        let &(element, valence, _) = QM9_HEAVY.iter().find(|e| if x < e.2 { true } else { x -= e.2; false }).expect("weights sum to total");
+        if k == 0 {
+            (z, pos, free) = (vec![element], vec![[0.0; 3]], vec![valence]);
+            continue;
+        }
+        // Bond to an earlier heavy atom with a free valence; give up on this atom after a few tries.
+        for _ in 0..20 {
+            let parent = rng.random_range(0..z.len());
+            if free[parent] == 0 {
+                continue;
+            }
+            let (d, len) = (unit(rng), rng.random_range(1.4f32..1.55));
+            let p = [0, 1, 2].map(|c| pos[parent][c] + len * d[c]);
+            if clear(&pos, &p) {
+                free[parent] -= 1;
+                z.push(element);
+                pos.push(p);
+                free.push(valence - 1);
+                break;
+            }
+        }
+    }
+    for a in 0..z.len() {
+        for _ in 0..free[a] {
+            if z.len() == 29 {
+                break;
+            }
+            for _ in 0..20 {
+                let d = unit(rng);
+                let p = [0, 1, 2].map(|c| pos[a][c] + 1.09 * d[c]);
+                if clear(&pos, &p) {
+                    z.push(1);
+                    pos.push(p);
+                    break;
+                }
+            }
+        }
+    }
+    Molecule3d { atomic_numbers: z, positions: pos }
+}
+
+/// Writes `atoms3d.parquet` ([`molpeg_core::schema::atoms3d`]) for molecules `mol_ids`.
+pub fn write_atoms3d(path: &Path, mol_ids: &[u32], molecules: &[Molecule3d]) -> Result<PathBuf> {
+    use arrow::array::{FixedSizeListBuilder, Float32Builder, ListBuilder, UInt8Builder};
+    use arrow::datatypes::{DataType, Field};
+    use molpeg_core::schema::atoms3d;
+    let mut numbers = ListBuilder::new(UInt8Builder::new()).with_field(Arc::new(Field::new("item", DataType::UInt8, false)));
+    let item = Arc::new(Field::new("item", DataType::Float32, false));
+    let mut positions = ListBuilder::new(FixedSizeListBuilder::new(Float32Builder::new(), 3).with_field(item.clone()))
+        .with_field(Arc::new(Field::new("item", DataType::FixedSizeList(item, 3), false)));
+    for m in molecules {
+        numbers.values().append_slice(&m.atomic_numbers);
+        numbers.append(true);
+        for p in &m.positions {
+            positions.values().values().append_slice(p);
+            positions.values().append(true);
+        }
+        positions.append(true);
+    }
+    let columns: Vec<arrow::array::ArrayRef> = vec![Arc::new(UInt32Array::from(mol_ids.to_vec())), Arc::new(numbers.finish()), Arc::new(positions.finish())];
+    let batch = RecordBatch::try_new(atoms3d::schema(), columns).map_err(|e| molpeg_core::Error::arrow(path, e))?;
+    let extra = BTreeMap::from([(atoms3d::META_GEOMETRY.to_string(), "synthetic".to_string())]);
+    Ok(write_batches(path, atoms3d::schema(), atoms3d::KIND, &extra, &[batch])?)
+}
+
+/// Regression targets of a synthetic 3D molecule that a SchNet can learn: `atoms` (the atom count,
+/// extensive) and `pair_energy` (`Σ_{i<j} exp(−d_ij / 1.5 Å)`, a smooth function of the geometry).
+pub const QM9_LIKE_TASKS: [&str; 2] = ["atoms", "pair_energy"];
+
+fn qm9_like_labels(m: &Molecule3d) -> [f32; 2] {
+    let p = &m.positions;
+    let mut pair = 0f32;
+    for i in 0..p.len() {
+        for j in i + 1..p.len() {
+            pair += (-(0..3).map(|c| (p[i][c] - p[j][c]).powi(2)).sum::<f32>().sqrt() / 1.5).exp();
+        }
+    }
+    [p.len() as f32, pair]
+}
+
+/// Writes a QM9-like dataset into `dir`: `atoms3d.parquet` ([`qm9_like`]), a `graphs.parquet` whose 2D
+/// graphs are the heavy atoms in a chain (the GIN's input; SchNet reads only the 3D atoms), the
+/// regression labels [`QM9_LIKE_TASKS`], and `split.parquet` ([`default_split`]).
+pub fn write_qm9_like_dataset(dir: &Path, molecules: usize, seed: u64) -> Result<(PathBuf, PathBuf)> {
+    let mols = qm9_like(molecules, seed);
+    let rows: Vec<GraphRecord> = mols
+        .iter()
+        .enumerate()
+        .map(|(id, m)| {
+            let heavy: Vec<[u8; 2]> = m.atomic_numbers.iter().filter(|&&z| z > 1).map(|&z| [z - 1, 0]).collect();
+            let mut edges = Vec::new();
+            for v in 1..heavy.len() as u16 {
+                edges.extend([[v - 1, v], [v, v - 1]]);
+            }
+            GraphRecord {
+                mol_id: id as u32,
+                atom_ogb: vec![[0; 9]; heavy.len()],
+                bond_ogb: vec![[0; 3]; edges.len()],
+                bond_hu: vec![[0, 0]; edges.len()],
+                atom_hu: heavy,
+                edge_index: edges,
+                labels: qm9_like_labels(m).iter().map(|&y| Some(y)).collect(),
+                ..Default::default()
+            }
+        })
+        .collect();
+    let names: Vec<String> = QM9_LIKE_TASKS.iter().map(|s| s.to_string()).collect();
+    let graphs_path = write_graphs(&dir.join("graphs.parquet"), &rows, &names, TaskKind::Regression)?;
+    let ids: Vec<u32> = rows.iter().map(|r| r.mol_id).collect();
+    write_atoms3d(&dir.join(molpeg_core::schema::atoms3d::FILE), &ids, &mols)?;
+    let split_path = write_split(&dir.join("split.parquet"), &default_split(&rows))?;
+    Ok((graphs_path, split_path))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -226,5 +375,22 @@ mod tests {
         let got = data.store.labels(0);
         assert!(expect.iter().zip(got).all(|(a, b)| a == b || (a.is_nan() && b.is_nan())));
         assert_eq!(data.store.atoms(0), &first.atom_hu[..]);
+    }
+
+    #[test]
+    fn qm9_like_molecules_round_trip_through_atoms3d() {
+        let mols = qm9_like(200, 5);
+        assert!(mols.iter().all(|m| (1..=29).contains(&m.atomic_numbers.len()) && m.atomic_numbers.iter().all(|z| [1, 6, 7, 8, 9].contains(z))));
+        let mean = mols.iter().map(|m| m.atomic_numbers.len()).sum::<usize>() as f64 / 200.0;
+        assert!((8.0..25.0).contains(&mean), "{mean} atoms per molecule");
+        let dir = tempfile::tempdir().unwrap();
+        let (g, s) = write_qm9_like_dataset(dir.path(), 200, 5).unwrap();
+        let data = Dataset::load_for(&g, &s, crate::model::ModelKind::Schnet).unwrap();
+        let atoms = data.store.atoms3d.as_ref().unwrap();
+        assert_eq!(atoms.len(), 200);
+        for (k, m) in mols.iter().enumerate() {
+            assert_eq!(atoms.molecule(k), (&m.atomic_numbers[..], &m.positions[..]));
+        }
+        assert_eq!(data.store.labels(3)[0], mols[3].atomic_numbers.len() as f32);
     }
 }

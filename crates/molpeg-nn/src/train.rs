@@ -254,7 +254,8 @@ impl Trainer {
             }
             _ => plan,
         };
-        let options = LoaderOptions { batch_size: self.config.batch_size, prefetch: self.prefetch(), dropout, reference_dropout, tokens };
+        let geometry = self.model.geometry_input(store)?;
+        let options = LoaderOptions { batch_size: self.config.batch_size, prefetch: self.prefetch(), dropout, reference_dropout, tokens, geometry };
         self.epochs_trained += 1;
         let (model, optimizer, objective, reference) = (&self.model, &mut self.optimizer, &self.objective, self.reference.as_ref());
         for_each_batch(store, plan, &options, device, |batch| {
@@ -370,7 +371,8 @@ fn predict_impl(
     let mut side = representations.then(|| Representations { losses: Vec::with_capacity(indices.len()), embeddings: Vec::with_capacity(indices.len() * dim), dim });
     let (mut loss_sum, mut entries) = (0f64, 0f64);
     let plan = Sample::unweighted(run_indices);
-    let options = LoaderOptions { batch_size, prefetch, dropout: None, reference_dropout: None, tokens };
+    let geometry = model.geometry_input(store)?;
+    let options = LoaderOptions { batch_size, prefetch, dropout: None, reference_dropout: None, tokens, geometry };
     for_each_batch(store, &plan, &options, model.device(), |batch| {
         let (out, h) = model.forward_with_representations(&batch, false);
         loss_sum += objective.entry_losses(&out, &batch).sum(Kind::Double).double_value(&[]);

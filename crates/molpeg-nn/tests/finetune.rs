@@ -29,7 +29,7 @@ fn one_thread() {
 }
 
 fn small_model(tasks: usize) -> ModelConfig {
-    ModelConfig { kind: Default::default(), sequence: None, layers: 2, width: 32, dropout: 0.0, pooling: Pooling::Mean, jk: Jk::Last, num_tasks: tasks }
+    ModelConfig { kind: Default::default(), sequence: None, schnet: None, layers: 2, width: 32, dropout: 0.0, pooling: Pooling::Mean, jk: Jk::Last, num_tasks: tasks }
 }
 
 fn train_config(batch_size: usize, lr: f64) -> TrainConfig {
@@ -56,7 +56,7 @@ fn overfits_a_tiny_dataset() {
     let dir = tempfile::tempdir().unwrap();
     let data = write(dir.path(), &SyntheticSpec { tasks: 2, missing: 0.2, ..SyntheticSpec::hiv_like(30, 3) });
     tch_seed(0);
-    let model = Model::new(&ModelConfig { kind: Default::default(), sequence: None, layers: 3, width: 64, ..small_model(2) }, Device::Cpu).unwrap();
+    let model = Model::new(&ModelConfig { kind: Default::default(), sequence: None, schnet: None, layers: 3, width: 64, ..small_model(2) }, Device::Cpu).unwrap();
     let mut trainer = Trainer::new(model, Objective::binary(2), train_config(64, 3e-3)).unwrap();
     let plan = Sample::unweighted(&data.train);
     let first = trainer.train_epoch(&data.store, &plan, |_| Ok(())).unwrap().mean_loss;
@@ -181,11 +181,11 @@ fn mismatched_checkpoints_are_clear_errors() {
     assert!(err.contains("shape mismatches") && err.contains("gnn.x_embedding1.weight: file [120, 32], model [120, 16]"), "{err}");
     assert!(err.contains("m.safetensors") && err.contains("width=32"), "{err}");
 
-    let deeper = Model::new(&ModelConfig { kind: Default::default(), sequence: None, layers: 3, ..small_model(1) }, Device::Cpu).unwrap();
+    let deeper = Model::new(&ModelConfig { kind: Default::default(), sequence: None, schnet: None, layers: 3, ..small_model(1) }, Device::Cpu).unwrap();
     let err = ckpt.load_into(&deeper, Scope::Encoder).unwrap_err().to_string();
     assert!(err.contains("missing tensors") && err.contains("gnn.gnns.2.mlp.0.weight") && err.contains("gnn.batch_norms.2.running_mean"), "{err}");
 
-    let shallower = Model::new(&ModelConfig { kind: Default::default(), sequence: None, layers: 1, ..small_model(1) }, Device::Cpu).unwrap();
+    let shallower = Model::new(&ModelConfig { kind: Default::default(), sequence: None, schnet: None, layers: 1, ..small_model(1) }, Device::Cpu).unwrap();
     let err = ckpt.load_into(&shallower, Scope::Full).unwrap_err().to_string();
     assert!(err.contains("tensors the model does not have") && err.contains("gnn.gnns.1.mlp.2.bias"), "{err}");
 
@@ -1218,7 +1218,7 @@ fn hu_checkpoints_import_and_export_match_a_pytorch_gin_on_hiv() {
 
     // Export: a briefly trained molpeg model → .pth → the reference, strict.
     tch_seed(3);
-    let config = ModelConfig { kind: Default::default(), sequence: None, layers: 3, width: 32, dropout: 0.1, pooling: Pooling::Mean, jk: Jk::Last, num_tasks: 1 };
+    let config = ModelConfig { kind: Default::default(), sequence: None, schnet: None, layers: 3, width: 32, dropout: 0.1, pooling: Pooling::Mean, jk: Jk::Last, num_tasks: 1 };
     let mut trainer = Trainer::new(Model::new(&config, Device::Cpu).unwrap(), Objective::binary(1), train_config(32, 1e-3)).unwrap();
     let all: Vec<u32> = (0..store.len() as u32).collect();
     for epoch in 0..2 {

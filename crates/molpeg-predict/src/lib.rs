@@ -184,6 +184,7 @@ impl ExtraInputs {
             let c = &m.model.config;
             match c.kind {
                 ModelKind::Gin => {}
+                ModelKind::Schnet => refuse_3d(path, c.kind)?,
                 ModelKind::Smiles => inputs.smiles = true,
                 ModelKind::Fingerprint => {
                     let fp = c.sequence.as_ref().and_then(|q| q.fingerprint).ok_or_else(|| Error::Model { path: path.clone(), message: "a fingerprint model without its fingerprint settings".into() })?;
@@ -225,12 +226,26 @@ fn check_featurizer(path: &Path, info: &TaskInfo) -> Result<()> {
     }
 }
 
+/// A 3D model needs coordinates, and predict has only SMILES: refused before any molecule is read.
+fn refuse_3d(path: &Path, kind: ModelKind) -> Result<()> {
+    if kind != ModelKind::Schnet {
+        return Ok(());
+    }
+    Err(Error::Model {
+        path: path.to_path_buf(),
+        message: "is a SchNet (3D) model, and molpeg-predict reads SMILES, which have no 3D coordinates: predicting from SMILES needs conformers, which molpeg-predict does not generate. \
+                  Featurize the molecules with their geometry (atoms3d.parquet) and evaluate them with the fine-tune stage instead (its predictions.parquet holds the valid and test outputs)"
+            .into(),
+    })
+}
+
 /// Loads every model and checks that they agree on the tasks.
 fn load_models(paths: &[PathBuf], device: Device) -> Result<(Vec<Member>, TaskInfo)> {
     let mut members = Vec::new();
     let mut first: Option<TaskInfo> = None;
     for path in paths {
         let (model, ckpt) = checkpoint::load_model(path, device)?;
+        refuse_3d(path, model.config.kind)?;
         let info = ckpt.task_info()?;
         check_featurizer(path, &info)?;
         if model.num_tasks() != info.task_names.len() {
@@ -589,4 +604,18 @@ pub fn run(config: &PredictConfig) -> Result<PredictSummary> {
     };
     stage.finish(&[&predictions, &rejects], &summary)?;
     Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_schnet_checkpoint_is_refused_with_the_reason() {
+        let err = refuse_3d(Path::new("m/model.safetensors"), ModelKind::Schnet).unwrap_err().to_string();
+        assert!(err.contains("m/model.safetensors") && err.contains("SchNet") && err.contains("conformers"), "{err}");
+        for kind in [ModelKind::Gin, ModelKind::Fingerprint, ModelKind::Smiles] {
+            assert!(refuse_3d(Path::new("m"), kind).is_ok());
+        }
+    }
 }

@@ -88,7 +88,7 @@ impl ScalingSettings {
         let models: Vec<ModelKind> = self
             .models
             .iter()
-            .map(|m| ModelKind::parse(m).ok_or_else(|| Error::Config(format!("[scaling] unknown model `{m}` in models: expected gin, fingerprint or smiles"))))
+            .map(|m| ModelKind::parse(m).ok_or_else(|| Error::Config(format!("[scaling] unknown model `{m}` in models: expected gin, fingerprint, smiles or schnet"))))
             .collect::<Result<_>>()?;
         for (name, list) in [("strategies", &self.strategies), ("splits", &self.splits), ("models", &self.models), ("pretrained", &self.pretrained), ("capacities", &self.capacities)] {
             if has_duplicates(list) {
@@ -234,7 +234,7 @@ mod tests {
             (ScalingSettings { strategies: vec![], ..ok.clone() }, "at least one"),
             (ScalingSettings { capacities: vec!["3x64".into(), "3x64".into()], ..ok.clone() }, "capacities"),
             (ScalingSettings { bootstrap: 1, ..ok.clone() }, "too few"),
-            (ScalingSettings { models: vec!["graph".into()], ..ok.clone() }, "unknown model `graph` in models: expected gin, fingerprint or smiles"),
+            (ScalingSettings { models: vec!["graph".into()], ..ok.clone() }, "unknown model `graph` in models: expected gin, fingerprint, smiles or schnet"),
             (ScalingSettings { models: vec!["gin".into(), "gin".into()], ..ok.clone() }, "models"),
         ];
         for (settings, says) in cases {

@@ -39,7 +39,7 @@ use molpeg_core::pipeline::Pipeline;
 use molpeg_core::schema::split as split_schema;
 use molpeg_data::split::{self, SplitConfig, SplitMethod};
 use molpeg_nn::data::{self as nn_data, read_graphs, Dataset, GraphStore, Sample, TaskKind};
-use molpeg_nn::finetune::{self, FinetuneSettings, SequenceSettings};
+use molpeg_nn::finetune::{self, FinetuneSettings, SchnetSettings, SequenceSettings};
 use molpeg_nn::model::ModelKind;
 use molpeg_prune::keep::KeepFraction;
 use molpeg_prune::select::{self as select_lib, Kept, SelectConfig};
@@ -227,6 +227,7 @@ fn measured_settings(f: &FinetuneSettings) -> FinetuneSettings {
         eval_batch_size: 0,
         model: ModelKind::Gin,
         sequence: SequenceSettings::default(),
+        schnet: SchnetSettings::default(),
         ..f.clone()
     }
 }
@@ -370,13 +371,21 @@ impl<'a> Context<'a> {
         let mut all = serde_json::json!({"common": self.common, "split": split.hash, "pretrained": pretrained, "strategy": strategy});
         // GIN cells add nothing, so that their hashes are those from before the model axis.
         let Some(model) = ModelKind::parse(&key.model) else { return Ok(None) };
-        if model != ModelKind::Gin {
-            let mut inputs = serde_json::json!({"model": model, "sequence": measured_sequence(&self.config.finetune.sequence)});
-            if model == ModelKind::Fingerprint {
-                let Some(fingerprints) = self.file_hash(&nn_data::fingerprints_path(&self.config.graphs)) else { return Ok(None) };
-                inputs["fingerprints"] = fingerprints.into();
+        match model {
+            ModelKind::Gin => {}
+            ModelKind::Fingerprint | ModelKind::Smiles => {
+                let mut inputs = serde_json::json!({"model": model, "sequence": measured_sequence(&self.config.finetune.sequence)});
+                if model == ModelKind::Fingerprint {
+                    let Some(fingerprints) = self.file_hash(&nn_data::fingerprints_path(&self.config.graphs)) else { return Ok(None) };
+                    inputs["fingerprints"] = fingerprints.into();
+                }
+                all["model"] = inputs;
             }
-            all["model"] = inputs;
+            ModelKind::Schnet => {
+                // The resolved shape without the capacity axis (interactions × hidden are the cell's).
+                let Some(atoms3d) = self.file_hash(&nn_data::atoms3d_path(&self.config.graphs)) else { return Ok(None) };
+                all["model"] = serde_json::json!({"model": model, "schnet": self.config.finetune.schnet.resolve().2, "atoms3d": atoms3d});
+            }
         }
         Ok(Some(hex_digest(all.to_string().as_bytes())))
     }
@@ -541,6 +550,10 @@ pub fn run(config: &SweepConfig) -> Result<SweepSummary> {
     let capacities_of = |model: ModelKind| match (capacities.is_empty(), model) {
         (false, _) => capacities.clone(),
         (true, ModelKind::Gin) => vec![Capacity { layers: config.finetune.layers, width: config.finetune.width }],
+        (true, ModelKind::Schnet) => {
+            let (interactions, hidden, _) = config.finetune.schnet.resolve();
+            vec![Capacity { layers: interactions, width: hidden }]
+        }
         (true, _) => vec![Capacity { layers: config.finetune.sequence.layers, width: config.finetune.sequence.width }],
     };
 
@@ -713,6 +726,7 @@ fn run_cell(context: &mut Context, cell: &Cell, device: molpeg_nn::tch::Device, 
     let (layers, width) = (key.layers as usize, key.width as usize);
     match settings.model {
         ModelKind::Gin => (settings.layers, settings.width) = (layers, width),
+        ModelKind::Schnet => (settings.schnet.interactions, settings.schnet.hidden) = (Some(layers), Some(width)),
         _ => (settings.sequence.layers, settings.sequence.width) = (layers, width),
     }
     let train_ids: Vec<u32> = data.train.iter().map(|&g| data.store.mol_ids[g as usize]).collect();

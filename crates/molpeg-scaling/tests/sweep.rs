@@ -198,7 +198,7 @@ fn sweep_writes_results_fits_and_figures_skips_finished_cells_and_refuses_stale_
 
     // The pretrained axis: an encoder checkpoint (a fresh seeded GIN of the sweep's shape) against scratch.
     let checkpoint = d.join("encoder.safetensors");
-    let model = Model::new(&ModelConfig { kind: Default::default(), sequence: None, layers: 2, width: 16, dropout: 0.5, pooling: Pooling::Mean, jk: Jk::Last, num_tasks: 1 }, Device::Cpu).unwrap();
+    let model = Model::new(&ModelConfig { kind: Default::default(), sequence: None, schnet: None, layers: 2, width: 16, dropout: 0.5, pooling: Pooling::Mean, jk: Jk::Last, num_tasks: 1 }, Device::Cpu).unwrap();
     checkpoint::save_model(&checkpoint, &model, &Default::default()).unwrap();
     let pre_dir = d.join("runs/tiny/scaling-pretrained");
     let axis = format!("scratch,{}", checkpoint.display());

@@ -1,14 +1,15 @@
-//! `molpeg-bench-train`: training and inference throughput (graphs/s) of a model (the GIN, or a
-//! token model: fingerprint, SMILES) on a dataset's train split: forward + backward + Adam step per
-//! batch, collation (and prefetching, where it is used) included.
-//! `bench/pyg_peer.py` measures the same with PyTorch Geometric; `bench/train_bench.sh` runs both.
+//! `molpeg-bench-train`: training and inference throughput (graphs/s) of a model (the GIN, a token
+//! model: fingerprint, SMILES, or SchNet) on a dataset's train split: forward + backward + Adam step
+//! per batch, collation (and prefetching, where it is used; SchNet's neighbour lists) included.
+//! `bench/pyg_peer.py` and `bench/pyg_schnet.py` measure the same with PyTorch Geometric;
+//! `bench/train.sh` and `bench/schnet.sh` run both.
 
 use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::Parser;
 use molpeg_nn::data::{Dataset, Sample};
-use molpeg_nn::finetune::FinetuneSettings;
+use molpeg_nn::finetune::{FinetuneSettings, SchnetSettings};
 use molpeg_nn::model::{Model, ModelKind};
 use molpeg_nn::synthetic::{self, SyntheticSpec};
 use molpeg_nn::tch::{self, Device};
@@ -16,8 +17,9 @@ use molpeg_nn::train::{shuffled, Objective, TrainConfig, Trainer};
 
 #[derive(Parser)]
 struct Args {
-    /// Directory with graphs.parquet and split.parquet; synthetic HIV-like molecules are written
-    /// there first if it has none.
+    /// Directory with graphs.parquet and split.parquet (and atoms3d.parquet for SchNet); synthetic
+    /// HIV-like molecules (QM9-like 3D molecules for `--model schnet`) are written there first if it
+    /// has none.
     #[arg(long)]
     data: PathBuf,
     /// Synthetic molecules to generate when `data` is empty.
@@ -28,7 +30,8 @@ struct Args {
     #[arg(long, value_enum, default_value = "gin")]
     model: ModelKind,
     /// Layers and width of the GIN, or of the token model's Transformer (its heads, feed-forward
-    /// width and dropout are the [finetune.sequence] defaults).
+    /// width and dropout are the [finetune.sequence] defaults), or SchNet's interactions and hidden
+    /// width (filters = width unless --filters, 50 gaussians).
     #[arg(long, default_value_t = 5)]
     layers: usize,
     #[arg(long, default_value_t = 300)]
@@ -38,6 +41,12 @@ struct Args {
     dropout: Option<f64>,
     #[arg(long, default_value_t = 256)]
     batch_size: usize,
+    /// SchNet: neighbour cutoff (Å).
+    #[arg(long, default_value_t = 10.0)]
+    cutoff: f64,
+    /// SchNet: filter width (default: the width).
+    #[arg(long)]
+    filters: Option<usize>,
     /// Token models: batches per length-sorted window ([finetune.sequence] length_buckets; 0 = off).
     #[arg(long, default_value_t = 16)]
     length_buckets: usize,
@@ -65,12 +74,17 @@ fn main() -> anyhow::Result<()> {
     let (graphs, split) = (a.data.join("graphs.parquet"), a.data.join("split.parquet"));
     if !graphs.exists() {
         std::fs::create_dir_all(&a.data)?;
-        synthetic::write_dataset(&a.data, &SyntheticSpec::hiv_like(a.molecules, 0))?;
+        if a.model == ModelKind::Schnet {
+            synthetic::write_qm9_like_dataset(&a.data, a.molecules, 0)?;
+        } else {
+            synthetic::write_dataset(&a.data, &SyntheticSpec::hiv_like(a.molecules, 0))?;
+        }
     }
     let data = Dataset::load_for(&graphs, &split, a.model)?;
     tch::manual_seed(0);
     let mut settings = FinetuneSettings { model: a.model, layers: a.layers, width: a.width, ..Default::default() };
     (settings.sequence.layers, settings.sequence.width) = (a.layers, a.width);
+    settings.schnet = SchnetSettings { interactions: Some(a.layers), hidden: Some(a.width), filters: Some(a.filters.unwrap_or(a.width)), cutoff: Some(a.cutoff), ..Default::default() };
     if let Some(p) = a.dropout {
         (settings.dropout, settings.sequence.dropout) = (p, p);
     }
@@ -110,13 +124,22 @@ fn main() -> anyhow::Result<()> {
     let tokens = model_tokens(&trainer.model, &data)?;
     let nodes = data.store.total_nodes() as f64 / data.store.len() as f64;
     let edges = data.store.total_edges() as f64 / data.store.len() as f64;
+    // SchNet: 3D atoms and neighbour pairs within the cutoff per molecule, over the train split.
+    let geometry = match trainer.model.geometry_input(&data.store)? {
+        Some(input) => {
+            let g = molpeg_nn::schnet::HostGeometry::collate(&data.store, data.train.iter().map(|&i| i as usize), &input);
+            let n = data.train.len() as f64;
+            serde_json::json!({"atoms3d_per_graph": g.num_atoms() as f64 / n, "pairs_per_graph": g.src.len() as f64 / n, "cutoff": a.cutoff, "filters": a.filters.unwrap_or(a.width)})
+        }
+        None => serde_json::json!({}),
+    };
     println!(
         "{}",
         serde_json::json!({
             "impl": "molpeg", "model": a.model.as_str(), "tokens_per_graph": tokens, "length_buckets": a.length_buckets, "layers": a.layers, "width": a.width, "batch_size": a.batch_size, "threads": a.threads,
             "atoms_per_graph": nodes, "directed_edges_per_graph": edges,
             "train_graphs_per_s": median(&mut train_rates), "infer_graphs_per_s": median(&mut infer_rates),
-            "train_reps": train_rates, "infer_reps": infer_rates,
+            "train_reps": train_rates, "infer_reps": infer_rates, "geometry": geometry,
         })
     );
     Ok(())
