@@ -53,8 +53,11 @@ fn run(args: &Args) -> anyhow::Result<()> {
         Outcome::UpToDate(dir) => println!("split: up to date ({}), use --force to rerun", dir.display()),
         Outcome::Ran(summary) => {
             println!("split: {} molecules by {:?} in {:.2}s -> {}", summary.molecules, summary.method, summary.seconds, summary.output.display());
+            // Regression labels have no positives: the column would read 0 everywhere.
+            let positives = summary.parts.iter().any(|(_, c)| c.positive_labels > 0);
             for (part, c) in &summary.parts {
-                println!("  {:<5} {:>8} molecules  {:>6} positive labels  {:>6} scaffolds", part.as_str(), c.molecules, c.positive_labels, c.scaffolds);
+                let labels = if positives { format!("{:>6} positive labels  ", c.positive_labels) } else { String::new() };
+                println!("  {:<5} {:>8} molecules  {labels}{:>6} scaffolds", part.as_str(), c.molecules, c.scaffolds);
             }
         }
     }
