@@ -101,7 +101,7 @@ pub fn parse_dataset_geometry(elements: &str, positions: &str) -> Result<Geometr
         return Err("the elements list is empty".into());
     }
     let numbers = inner(positions, "the positions")?
-        .split(|c: char| c == ',' || c == '[' || c == ']')
+        .split([',', '[', ']'])
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .map(|s| s.parse::<f32>().map_err(|_| format!("cannot read the coordinate {s:?} as a number")))
@@ -137,7 +137,7 @@ mod tests {
         .unwrap();
         assert_eq!(g.atomic_numbers, [6, 1, 1, 1, 1]);
         assert_eq!(g.heavy_atoms(), 1);
-        assert_eq!(g.positions[2], [1.0117308433, 1.4637511618, 0.0002765748]);
+        assert_eq!(g.positions[2], [1.011_730_8, 1.463_751_2, 0.000_276_574_8]);
         assert_eq!(atomic_number("Cl"), Some(17));
         assert_eq!(atomic_number("Og"), Some(118));
         assert_eq!(atomic_number("X"), None);

@@ -572,7 +572,8 @@ pub fn attach_atoms3d(store: &mut GraphStore, path: &Path) -> Result<()> {
     }
     let source = ParquetSource::open(path, &atoms3d::schema())?;
     let position: HashMap<u32, usize> = store.mol_ids.iter().enumerate().map(|(i, &m)| (m, i)).collect();
-    let mut rows: Vec<Option<(Vec<u8>, Vec<[f32; 3]>)>> = vec![None; store.len()];
+    type Molecule = (Vec<u8>, Vec<[f32; 3]>);
+    let mut rows: Vec<Option<Molecule>> = vec![None; store.len()];
     let mut first = 0;
     for batch in source.read_columns(&[atoms3d::MOL_ID, atoms3d::ATOMIC_NUMBERS, atoms3d::POSITIONS])? {
         let batch = batch.map_err(|e| molpeg_core::Error::arrow(path, e))?;
