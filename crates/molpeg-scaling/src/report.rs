@@ -188,7 +188,12 @@ fn markdown(metric: &str, curves: &BTreeMap<Axes, BTreeMap<String, Points>>, fit
     let mut md = format!(
         "# Scaling fits\n\nTest {metric} against the fraction x of the training split. Power law m = a·x^b (least squares on \
          log-log axes) and saturating law m = c − a·x^(−alpha) (Levenberg–Marquardt); 95% intervals from {replicates} bootstrap \
-         resamples of the seeds at each fraction. Every curve includes the full-split cells (x = 1).\n"
+         resamples of the seeds at each fraction. {}\n",
+        if curves.values().flat_map(|s| s.values()).flatten().any(|p| p.0 >= 1.0) {
+            "Every curve includes the full-split cells (x = 1)."
+        } else {
+            "No cell trained on the full split (x = 1): the fits extrapolate there."
+        }
     );
     for (axes, strategies) in curves {
         md.push_str(&format!("\n## {axes}\n\n| strategy | form | parameters (95% CI) | R² | points | seeds |\n|---|---|---|---|---|---|\n"));
