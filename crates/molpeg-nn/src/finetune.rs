@@ -612,10 +612,23 @@ pub struct FitOptions<'a> {
     pub bar: &'a ProgressBar,
     /// One line per epoch on stderr.
     pub log: bool,
+    /// When the test split is evaluated.
+    pub test: TestEvaluation,
 }
 
-/// Trains for `epochs` epochs on `plan` (reshuffled each epoch), evaluating valid and test after
-/// each; returns the metric rows and the best-valid epoch's weights. No file IO.
+/// When [`fit`] evaluates the test split. Either way the reported test metric is the best-valid
+/// epoch's (evaluation uses no random numbers, so training is the same in both).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TestEvaluation {
+    /// After every epoch: `metrics.parquet` holds the whole test curve (the fine-tuning stage).
+    EveryEpoch,
+    /// Once, with the best-valid epoch's weights, after the last epoch: no test curve, half the
+    /// evaluation cost (the scaling sweep, which keeps only the test metric at the best epoch).
+    AtBestEpoch,
+}
+
+/// Trains for `epochs` epochs on `plan` (reshuffled each epoch), evaluating valid after each (and
+/// test, per [`TestEvaluation`]); returns the metric rows and the best-valid epoch's weights. No file IO.
 /// Decides each epoch's training plan and watches every batch: a fixed plan (the full training split
 /// or a coreset, [`StaticPlan`]) or a dynamic pruning policy ([`crate::dynamic::PolicySchedule`]).
 pub trait Schedule {
@@ -637,7 +650,8 @@ impl Schedule for StaticPlan {
 }
 
 pub fn fit(trainer: &mut Trainer, data: &Dataset, schedule: &mut dyn Schedule, options: &FitOptions) -> Result<FitResult> {
-    let FitOptions { epochs, seed, monitor, bar, log } = *options;
+    let FitOptions { epochs, seed, monitor, bar, log, test: test_evaluation } = *options;
+    let test_every_epoch = test_evaluation == TestEvaluation::EveryEpoch;
     let store: &Arc<_> = &data.store;
     let start = Instant::now();
     let mut rows = Vec::new();
@@ -689,7 +703,8 @@ pub fn fit(trainer: &mut Trainer, data: &Dataset, schedule: &mut dyn Schedule, o
         });
         let mut evals = Vec::new();
         for (name, indices) in [(schema::split::VALID, &data.valid), (schema::split::TEST, &data.test)] {
-            let eval = if indices.is_empty() { None } else { Some(trainer.evaluate_named(store, indices, &data.task_names)?) };
+            let skip = indices.is_empty() || (name == schema::split::TEST && !test_every_epoch);
+            let eval = if skip { None } else { Some(trainer.evaluate_named(store, indices, &data.task_names)?) };
             if let Some(e) = &eval {
                 let seconds = start.elapsed().as_secs_f64();
                 for &(metric, value) in &e.metrics {
@@ -728,6 +743,14 @@ pub fn fit(trainer: &mut Trainer, data: &Dataset, schedule: &mut dyn Schedule, o
         }
     }
     let (best_epoch, _) = best.ok_or_else(|| Error::Internal("no epoch was run".into()))?;
+    if !test_every_epoch && !data.test.is_empty() {
+        // Evaluate the best epoch's weights, then put the last epoch's back (callers may go on with them).
+        let last = trainer.model.snapshot();
+        trainer.model.restore(&best_state)?;
+        let test = trainer.evaluate_named(store, &data.test, &data.task_names);
+        trainer.model.restore(&last)?;
+        best_evals.1 = Some(test?);
+    }
     Ok(FitResult { rows, best_epoch, best_valid: best_evals.0, best_test: best_evals.1, best_state, final_train_loss, train_seconds })
 }
 
@@ -748,7 +771,7 @@ pub struct Trained {
 /// `settings.seed`, builds the GIN on `device`, loads the pretrained encoder, and runs [`fit`] on `plan`
 /// every epoch, or on what the policy `settings.dynamic` picks from the training split each epoch.
 /// [`run`] writes its outputs; in-process drivers such as the scaling sweep call it directly.
-pub fn train(data: &Dataset, s: &FinetuneSettings, plan: Vec<Sample>, device: Device, bar: &ProgressBar, log: bool) -> Result<Trained> {
+pub fn train(data: &Dataset, s: &FinetuneSettings, plan: Vec<Sample>, device: Device, bar: &ProgressBar, log: bool, test: TestEvaluation) -> Result<Trained> {
     let monitor = s.monitor.resolve(data.task_kind)?;
     tch::manual_seed(s.seed as i64);
     let model = Model::new(&s.model_config_for(data)?, device)?;
@@ -768,7 +791,7 @@ pub fn train(data: &Dataset, s: &FinetuneSettings, plan: Vec<Sample>, device: De
         Some(policy) => policy,
         None => &mut fixed,
     };
-    let fit = fit(&mut trainer, data, schedule, &FitOptions { epochs: s.epochs, seed: s.seed, monitor, bar, log })?;
+    let fit = fit(&mut trainer, data, schedule, &FitOptions { epochs: s.epochs, seed: s.seed, monitor, bar, log, test })?;
     Ok(Trained { fit, trainer, dynamic, train_samples, parameters, monitor })
 }
 
@@ -897,7 +920,7 @@ pub fn run(config: &FinetuneConfig) -> Result<FinetuneSummary> {
     // For a dynamic policy this is an upper bound: pruned epochs finish early.
     let bar = if config.verbose { molpeg_core::progress::bar(s.epochs as u64 * plan.len() as u64, "graphs") } else { ProgressBar::hidden() };
     bar.set_message("finetune");
-    let Trained { fit, trainer, dynamic, train_samples, parameters, monitor } = train(&data, s, plan, device, &bar, config.verbose)?;
+    let Trained { fit, trainer, dynamic, train_samples, parameters, monitor } = train(&data, s, plan, device, &bar, config.verbose, TestEvaluation::EveryEpoch)?;
     bar.finish_and_clear();
 
     let metrics_path = write_metrics(&config.out_dir.join(METRICS_FILE), &fit.rows, &data)?;
@@ -979,6 +1002,26 @@ mod tests {
         assert!(improves(Some(0.6), Some(Some(0.5)), true));
         assert!(!improves(Some(0.5), Some(Some(0.5)), true));
         assert!(improves(Some(0.4), Some(Some(0.5)), false));
+    }
+
+    #[test]
+    fn test_evaluated_once_at_the_best_epoch_equals_the_per_epoch_curve() {
+        use crate::synthetic::{write_dataset, SyntheticSpec};
+        let dir = tempfile::tempdir().unwrap();
+        let (graphs, split) = write_dataset(dir.path(), &SyntheticSpec::hiv_like(160, 3)).unwrap();
+        let data = Dataset::load_for(&graphs, &split, ModelKind::Gin).unwrap();
+        let s = FinetuneSettings { epochs: 6, batch_size: 16, layers: 2, width: 16, prefetch: false, ..Default::default() };
+        let run = |test| train(&data, &s, Sample::unweighted(&data.train), Device::Cpu, &ProgressBar::hidden(), false, test).unwrap();
+        let (every, once) = (run(TestEvaluation::EveryEpoch), run(TestEvaluation::AtBestEpoch));
+        assert_eq!(every.fit.best_epoch, once.fit.best_epoch);
+        assert!(every.fit.best_epoch < s.epochs, "the best epoch should not be the last, or restoring its weights is not exercised (best {})", every.fit.best_epoch);
+        let outputs = |t: &Trained| t.fit.best_test.as_ref().expect("a test evaluation").outputs.clone();
+        assert_eq!(outputs(&every), outputs(&once), "the best epoch's test outputs");
+        assert!(once.fit.rows.iter().all(|r| r.split != schema::split::TEST), "no per-epoch test rows");
+        assert!(every.fit.rows.iter().filter(|r| r.split == schema::split::TEST && r.task.is_none()).count() >= s.epochs as usize);
+        // The trainer ends with the last epoch's weights in both runs.
+        let last = |t: &Trained| t.trainer.model.snapshot().into_iter().map(|(_, v)| v.sum(tch::Kind::Double).double_value(&[])).collect::<Vec<_>>();
+        assert_eq!(last(&every), last(&once));
     }
 
     #[test]

@@ -715,7 +715,7 @@ mod tests {
         let schnet = SchnetSettings { preset: SchnetPreset::Cpu, hidden: Some(32), filters: Some(32), interactions: Some(2), gaussians: Some(25), ..Default::default() };
         let s = FinetuneSettings { model: ModelKind::Schnet, schnet, epochs: 30, batch_size: 16, lr: 2e-3, monitor: Monitor::Mae, prefetch: false, device: crate::device::DeviceChoice::Cpu, ..Default::default() };
         s.validate().unwrap();
-        let trained = finetune::train(&data, &s, Sample::unweighted(&data.train), Device::Cpu, &indicatif::ProgressBar::hidden(), false).unwrap();
+        let trained = finetune::train(&data, &s, Sample::unweighted(&data.train), Device::Cpu, &indicatif::ProgressBar::hidden(), false, finetune::TestEvaluation::EveryEpoch).unwrap();
         let mae = |epoch: u32, task: Option<&str>| {
             trained.fit.rows.iter().find(|r| r.epoch == epoch && r.split == "valid" && r.metric == "mae" && r.task.as_deref() == task).and_then(|r| r.value).unwrap()
         };
@@ -744,7 +744,7 @@ mod tests {
         let schnet = SchnetSettings { preset: SchnetPreset::Cpu, hidden: Some(16), filters: Some(16), interactions: Some(1), ..Default::default() };
         let s = FinetuneSettings { model: ModelKind::Schnet, schnet, epochs: 3, batch_size: 16, dynamic: Some("molpeg".into()), keep: Some(0.5), prefetch: false, ..Default::default() };
         s.validate().unwrap();
-        let trained = finetune::train(&data, &s, Sample::unweighted(&data.train), Device::Cpu, &indicatif::ProgressBar::hidden(), false).unwrap();
+        let trained = finetune::train(&data, &s, Sample::unweighted(&data.train), Device::Cpu, &indicatif::ProgressBar::hidden(), false, finetune::TestEvaluation::EveryEpoch).unwrap();
         let policy = trained.dynamic.expect("a dynamic run keeps its policy");
         // MolPeg's scores need ξ's losses on every trained batch; half the split per epoch.
         assert!(!policy.sightings.is_empty());

@@ -754,7 +754,8 @@ fn run_cell(context: &mut Context, cell: &Cell, device: molpeg_nn::tch::Device, 
     };
     settings.validate()?;
     let started = Instant::now();
-    let trained = finetune::train(data, &settings, plan, device, bar, false)?;
+    // Only the test metric at the best epoch is kept: test is evaluated once, with those weights.
+    let trained = finetune::train(data, &settings, plan, device, bar, false, finetune::TestEvaluation::AtBestEpoch)?;
     let metric = |e: &Option<molpeg_nn::train::Evaluation>| e.as_ref().and_then(|e| e.metric(trained.monitor));
     Ok(CellResult {
         key: key.clone(),
