@@ -401,7 +401,9 @@ pub mod eval_predictions {
 }
 
 /// `predictions.parquet` of `molpeg-predict`: one row per accepted input molecule, wide form (one
-/// column per task, named after it, plus `<task>_std` for an ensemble).
+/// column per task, named after it, plus `<task>_std` for an ensemble). With a 3D model, the metadata
+/// also holds [`atoms3d::META_GEOMETRY`] and [`atoms3d::META_SEED`] of the conformers predicted on
+/// (fine-tuned checkpoints carry the same two keys for their training geometry).
 pub mod predictions {
     use super::*;
     pub const KIND: &str = "predictions";

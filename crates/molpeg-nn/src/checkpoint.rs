@@ -44,6 +44,17 @@ pub struct TaskInfo {
     pub target_mean: Vec<f32>,
     pub target_std: Vec<f32>,
     pub featurizer: Option<FeaturizerInfo>,
+    /// The 3D atoms a 3D model was trained on: `atoms3d.parquet`'s `molpeg.geometry`
+    /// (`dataset:<column>`, `etkdg`, `etkdg+mmff`) and conformer seed, copied by `molpeg-finetune`;
+    /// `None` for other models and for checkpoints written before they were recorded.
+    pub geometry: Option<TrainingGeometry>,
+}
+
+/// Where a 3D model's training geometries came from ([`TaskInfo::geometry`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrainingGeometry {
+    pub source: String,
+    pub conformer_seed: Option<u32>,
 }
 
 /// Which variables a load copies.
@@ -139,7 +150,7 @@ impl Checkpoint {
     /// The task description a fine-tuned checkpoint carries (see [`TaskInfo`]); an error names the
     /// missing key (an encoder or an imported checkpoint has no tasks).
     pub fn task_info(&self) -> Result<TaskInfo> {
-        use molpeg_core::schema::meta;
+        use molpeg_core::schema::{atoms3d, meta};
         let get = |key: &str| {
             self.metadata.get(key).ok_or_else(|| {
                 Error::checkpoint(&self.path, format!("metadata has no `{key}`: not a fine-tuned model (molpeg-finetune writes it; encoders and imported checkpoints have no tasks)"))
@@ -162,7 +173,17 @@ impl Checkpoint {
             None => None,
             Some(json) => Some(serde_json::from_str(json).map_err(|e| bad(meta::FEATURIZER, e.to_string()))?),
         };
-        Ok(TaskInfo { task_names, task_kind, target_mean, target_std, featurizer })
+        let geometry = match self.metadata.get(atoms3d::META_GEOMETRY) {
+            None => None,
+            Some(source) => {
+                let conformer_seed = match self.metadata.get(atoms3d::META_SEED) {
+                    None => None,
+                    Some(v) => Some(v.parse().map_err(|_| bad(atoms3d::META_SEED, format!("`{v}` is not a seed")))?),
+                };
+                Some(TrainingGeometry { source: source.clone(), conformer_seed })
+            }
+        };
+        Ok(TaskInfo { task_names, task_kind, target_mean, target_std, featurizer, geometry })
     }
 
     /// Copies the checkpoint's tensors into `model`, after checking every name and shape in `scope`.

@@ -937,6 +937,16 @@ pub fn run(config: &FinetuneConfig) -> Result<FinetuneSummary> {
     if let Some(v) = graphs_meta.get(meta::RDKIT_VERSION) {
         ckpt_meta.insert(meta::RDKIT_VERSION.to_string(), v.clone());
     }
+    if s.model == ModelKind::Schnet {
+        // Where the training geometries came from, so molpeg-predict can embed new molecules the
+        // same way (or say that it does not).
+        let atoms_meta = ParquetSource::open(crate::data::atoms3d_path(&config.graphs), &Arc::new(arrow::datatypes::Schema::empty()))?.metadata;
+        for key in [schema::atoms3d::META_GEOMETRY, schema::atoms3d::META_SEED] {
+            if let Some(v) = atoms_meta.get(key) {
+                ckpt_meta.insert(key.to_string(), v.clone());
+            }
+        }
+    }
     checkpoint::save(&model_path, &fit.best_state, &trainer.model.config, &ckpt_meta)?;
     let summary = FinetuneSummary {
         stage_dir: config.out_dir.clone(),

@@ -9,6 +9,13 @@
 //! input. The checkpoints carry everything needed (task names and type, regression standardisation,
 //! featurizer scheme and version, written by `molpeg-finetune`); no pipeline file is read.
 //!
+//! A 3D model (SchNet) needs every atom's position, hydrogens included: each molecule gets an RDKit
+//! conformer ([`PredictConfig::geometry`]: ETKDGv3, optionally MMFF-relaxed, seeded) from the same
+//! featurizer code as `[featurize] geometry = "etkdg"`, so a model trained on conformers sees the
+//! conformers it was trained on (its checkpoint records the training geometry and seed, copied from
+//! `atoms3d.parquet`). A model trained on a dataset's geometries (QM9's DFT ones) is applied to
+//! conformers only when asked, and the summary says so.
+//!
 //! Outputs in [`PredictConfig::out_dir`], then `manifest.json` last: an unchanged rerun is skipped.
 //!
 //! **Boundary:** this crate links RDKit only through molpeg-chem and libtorch only through molpeg-nn;
@@ -32,9 +39,11 @@ use molpeg_core::parquet_io::{ParquetSink, ParquetSource};
 use molpeg_core::schema::{self, meta};
 use molpeg_data::dataset::{DatasetSpec, LabelColumns, TaskType};
 use molpeg_data::source::RowReader;
-use molpeg_nn::checkpoint::{self, TaskInfo, FEATURE_SCHEME};
+use molpeg_chem::featurize::FeaturizeConfig;
+use molpeg_chem::geometry::GeometryMode;
+use molpeg_nn::checkpoint::{self, TaskInfo, TrainingGeometry, FEATURE_SCHEME};
 use molpeg_nn::batch::TokenCoverage;
-use molpeg_nn::data::{FingerprintTokens, GraphStore, GraphView, SmilesTokens, TaskKind};
+use molpeg_nn::data::{Atoms3d, FingerprintTokens, GraphStore, GraphView, SmilesTokens, TaskKind};
 use molpeg_nn::device::{describe, DeviceChoice};
 use molpeg_nn::finetune::output_to_prediction;
 use molpeg_nn::model::{Model, ModelKind};
@@ -90,6 +99,23 @@ pub struct PredictConfig {
     /// part of each table ([`molpeg_core::dataset`]).
     #[serde(default)]
     pub shard: Option<Shard>,
+    /// 3D models (SchNet) only: how the new molecules get their 3D atoms, an RDKit conformer
+    /// (`etkdg`, or `etkdg+mmff` relaxed with MMFF94) embedded by the featurize stage's code.
+    /// `None`: the model's own training geometry when that was an RDKit conformer (same mode and
+    /// seed), else an error (a model trained on a dataset's geometries, e.g. QM9's DFT ones, is
+    /// applied to conformers only when asked).
+    #[serde(default)]
+    pub geometry: Option<GeometryMode>,
+    /// The conformer seed; `None`: the model's training seed, else 42 (the featurize default).
+    #[serde(default)]
+    pub conformer_seed: Option<u32>,
+    /// ETKDG attempts per molecule before it is a reject (the featurize default, 10).
+    #[serde(default = "default_conformer_attempts")]
+    pub conformer_attempts: u32,
+}
+
+fn default_conformer_attempts() -> u32 {
+    FeaturizeConfig::default().conformer_attempts
 }
 
 impl Default for PredictConfig {
@@ -107,6 +133,9 @@ impl Default for PredictConfig {
             force: false,
             verbose: true,
             shard: None,
+            geometry: None,
+            conformer_seed: None,
+            conformer_attempts: default_conformer_attempts(),
         }
     }
 }
@@ -134,6 +163,25 @@ pub struct PredictSummary {
     /// vocabulary (read as `<unk>`), molecules cut at its length limit; `null` for a GIN.
     #[serde(default)]
     pub token_coverage: Vec<Option<TokenCoverage>>,
+    /// 3D models: the conformers made for the new molecules (`etkdg`, seed 42), and what the
+    /// models were trained on when that differs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conformers: Option<ConformerReport>,
+}
+
+/// How a run with a 3D model embedded its molecules ([`PredictSummary::conformers`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConformerReport {
+    /// `etkdg` or `etkdg+mmff`.
+    pub geometry: String,
+    pub seed: u32,
+    pub attempts: u32,
+    /// Molecules embedded per second (embedding dominates a 3D prediction's time).
+    pub conformers_per_second: f64,
+    /// The training geometry of each model whose training geometry is not this run's, e.g.
+    /// `dataset:XYZ_Ang` (DFT geometries): its predictions on conformers carry that shift.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trained_on_other_geometry: Vec<String>,
 }
 
 impl std::fmt::Display for PredictSummary {
@@ -155,6 +203,12 @@ impl std::fmt::Display for PredictSummary {
             self.device,
             self.predictions.display()
         )?;
+        if let Some(c) = &self.conformers {
+            write!(f, "\n3D atoms: RDKit {} conformers (seed {}, {} attempts), {:.1} conformers/s", c.geometry, c.seed, c.attempts, c.conformers_per_second)?;
+            for other in &c.trained_on_other_geometry {
+                write!(f, "\nnote: a model was trained on {other} geometries, not on {} conformers: expect the shift between the two in its predictions", c.geometry)?;
+            }
+        }
         for (i, c) in self.token_coverage.iter().enumerate() {
             if let Some(c) = c.filter(|c| c.unknown > 0 || c.truncated_molecules > 0) {
                 write!(f, "\nmodel {}: {} of {} tokens not in its vocabulary (read as <unk>), {} molecules cut at its length limit", i + 1, c.unknown, c.tokens, c.truncated_molecules)?;
@@ -168,6 +222,8 @@ impl std::fmt::Display for PredictSummary {
 struct Member {
     model: Model,
     objective: Objective,
+    /// What a 3D model was trained on (from its checkpoint).
+    geometry: Option<TrainingGeometry>,
 }
 
 /// What the featurizer must produce besides the graph for an ensemble's token models.
@@ -175,16 +231,25 @@ struct Member {
 struct ExtraInputs {
     morgan: Option<MorganSpec>,
     smiles: bool,
+    /// 3D models: the conformer every molecule gets.
+    conformer: Option<Conformer>,
+}
+
+/// An RDKit conformer recipe (the featurize stage's `geometry`, `conformer_seed`, `conformer_attempts`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Conformer {
+    mode: GeometryMode,
+    seed: u32,
+    attempts: u32,
 }
 
 impl ExtraInputs {
-    fn of(members: &[Member], paths: &[PathBuf]) -> Result<ExtraInputs> {
-        let mut inputs = ExtraInputs::default();
+    fn of(members: &[Member], paths: &[PathBuf], config: &PredictConfig) -> Result<ExtraInputs> {
+        let mut inputs = ExtraInputs { conformer: conformer_for(members, paths, config)?, ..Default::default() };
         for (m, path) in members.iter().zip(paths) {
             let c = &m.model.config;
             match c.kind {
-                ModelKind::Gin => {}
-                ModelKind::Schnet => refuse_3d(path, c.kind)?,
+                ModelKind::Gin | ModelKind::Schnet => {}
                 ModelKind::Smiles => inputs.smiles = true,
                 ModelKind::Fingerprint => {
                     let fp = c.sequence.as_ref().and_then(|q| q.fingerprint).ok_or_else(|| Error::Model { path: path.clone(), message: "a fingerprint model without its fingerprint settings".into() })?;
@@ -226,17 +291,64 @@ fn check_featurizer(path: &Path, info: &TaskInfo) -> Result<()> {
     }
 }
 
-/// A 3D model needs coordinates, and predict has only SMILES: refused before any molecule is read.
-fn refuse_3d(path: &Path, kind: ModelKind) -> Result<()> {
-    if kind != ModelKind::Schnet {
-        return Ok(());
+/// The conformer recipe for an ensemble's 3D models (`None` without one): `config.geometry`, or the
+/// models' own training conformers; a model trained on other geometries (a dataset's DFT ones) is
+/// applied to conformers only when `--geometry` asks, since its predictions then carry the shift.
+fn conformer_for(members: &[Member], paths: &[PathBuf], config: &PredictConfig) -> Result<Option<Conformer>> {
+    let trained: Vec<(&Path, Option<&TrainingGeometry>)> =
+        members.iter().zip(paths).filter(|(m, _)| m.model.config.kind == ModelKind::Schnet).map(|(m, p)| (p.as_path(), m.geometry.as_ref())).collect();
+    let Some(&(first_path, first)) = trained.first() else {
+        return match config.geometry {
+            Some(g) => Err(Error::Config(format!("--geometry {} is for 3D models (SchNet), and no model given is one", g.as_str()))),
+            None => Ok(None),
+        };
+    };
+    let as_conformer = |g: Option<&TrainingGeometry>| g.and_then(|g| g.source.parse::<GeometryMode>().ok().filter(|m| m.embeds()).map(|m| (m, g.conformer_seed)));
+    let mode = match config.geometry {
+        Some(mode) if mode.embeds() => mode,
+        Some(other) => {
+            return Err(Error::Config(format!(
+                "--geometry {}: molpeg-predict reads SMILES and makes the 3D atoms itself, as RDKit conformers: use etkdg or etkdg+mmff",
+                other.as_str()
+            )))
+        }
+        None => match as_conformer(first) {
+            Some((mode, _)) if trained.iter().all(|(_, g)| as_conformer(*g).map(|c| c.0) == Some(mode)) => mode,
+            _ => {
+                let source = first.map_or("unrecorded".to_string(), |g| format!("`{}`", g.source));
+                return Err(Error::Model {
+                    path: first_path.to_path_buf(),
+                    message: format!(
+                        "is a SchNet (3D) model trained on {source} geometries, and molpeg-predict reads SMILES, which have none: pass --geometry etkdg \
+                         (an RDKit ETKDGv3 conformer per molecule, seeded; etkdg+mmff relaxes it with MMFF94) to predict on conformers. \
+                         A model trained on DFT geometries (QM9) then sees slightly different structures; to use the dataset's own geometries, featurize them and evaluate with the fine-tune stage"
+                    ),
+                });
+            }
+        },
+    };
+    let seed = config.conformer_seed.or_else(|| as_conformer(first).and_then(|c| c.1)).unwrap_or(FeaturizeConfig::default().conformer_seed);
+    if config.conformer_attempts == 0 {
+        return Err(Error::Config("--conformer-attempts must be at least 1".into()));
     }
-    Err(Error::Model {
-        path: path.to_path_buf(),
-        message: "is a SchNet (3D) model, and molpeg-predict reads SMILES, which have no 3D coordinates: predicting from SMILES needs conformers, which molpeg-predict does not generate. \
-                  Featurize the molecules with their geometry (atoms3d.parquet) and evaluate them with the fine-tune stage instead (its predictions.parquet holds the valid and test outputs)"
-            .into(),
-    })
+    Ok(Some(Conformer { mode, seed, attempts: config.conformer_attempts }))
+}
+
+/// The training geometries of the ensemble's 3D models that are not `conformer`.
+fn other_geometries(members: &[Member], conformer: &Conformer) -> Vec<String> {
+    members
+        .iter()
+        .filter(|m| m.model.config.kind == ModelKind::Schnet)
+        .map(|m| m.geometry.as_ref().map_or_else(
+            || "unrecorded".to_string(),
+            |g| match (g.source.parse::<GeometryMode>(), g.conformer_seed) {
+                (Ok(mode), Some(seed)) if mode == conformer.mode && seed == conformer.seed => String::new(),
+                (_, Some(seed)) => format!("{} (seed {seed})", g.source),
+                _ => g.source.clone(),
+            },
+        ))
+        .filter(|g| !g.is_empty())
+        .collect()
 }
 
 /// Loads every model and checks that they agree on the tasks.
@@ -245,7 +357,6 @@ fn load_models(paths: &[PathBuf], device: Device) -> Result<(Vec<Member>, TaskIn
     let mut first: Option<TaskInfo> = None;
     for path in paths {
         let (model, ckpt) = checkpoint::load_model(path, device)?;
-        refuse_3d(path, model.config.kind)?;
         let info = ckpt.task_info()?;
         check_featurizer(path, &info)?;
         if model.num_tasks() != info.task_names.len() {
@@ -267,7 +378,7 @@ fn load_models(paths: &[PathBuf], device: Device) -> Result<(Vec<Member>, TaskIn
             }
         }
         let objective = Objective { kind: info.task_kind, target_mean: info.target_mean.clone(), target_std: info.target_std.clone(), sample_loss: Default::default() };
-        members.push(Member { model, objective });
+        members.push(Member { model, objective, geometry: info.geometry.clone() });
         first.get_or_insert(info);
     }
     let info = first.ok_or_else(|| Error::Config("no model given (--model FILE, once per ensemble member)".into()))?;
@@ -382,10 +493,19 @@ fn predict_chunk(
     let tasks = info.task_names.len();
     let featurized: Vec<(u32, String, Result<MolGraph, Reject>)> = chunk
         .into_par_iter()
-        .map_init(|| Featurizer::with_fingerprint(extra.morgan), |f, (row, smiles)| {
-            let g = f.featurize(&smiles);
-            (row, smiles, g)
-        })
+        .map_init(
+            || {
+                let f = Featurizer::with_fingerprint(extra.morgan);
+                match extra.conformer {
+                    Some(c) => f.with_geometry(c.mode, c.seed, c.attempts),
+                    None => f,
+                }
+            },
+            |f, (row, smiles)| {
+                let g = f.featurize(&smiles);
+                (row, smiles, g)
+            },
+        )
         .collect();
     let mut store = GraphStore::new(tasks);
     if let Some(spec) = extra.morgan {
@@ -393,6 +513,9 @@ fn predict_chunk(
     }
     if extra.smiles {
         store.smiles = Some(SmilesTokens::default());
+    }
+    if extra.conformer.is_some() {
+        store.atoms3d = Some(Atoms3d::default());
     }
     let nan = vec![f32::NAN; tasks];
     let mut scratch = Vec::new();
@@ -406,6 +529,11 @@ fn predict_chunk(
             if extra.morgan.is_some() {
                 FingerprintTokens::check(packed)?;
             }
+            let geometry = match (&extra.conformer, &g.geometry) {
+                (None, _) => None,
+                (Some(_), Some(geometry)) if !geometry.atomic_numbers.is_empty() => Some(geometry),
+                (Some(_), _) => return Err("the conformer has no atoms".to_string()),
+            };
             let view = GraphView { atoms: &g.atom_hu, edges: &g.edge_index, bonds: &g.bond_hu, labels: &nan };
             store.push(row, view, &mut scratch)?;
             if let Some(fp) = store.fingerprints.as_mut() {
@@ -413,6 +541,9 @@ fn predict_chunk(
             }
             if let Some(table) = store.smiles.as_mut() {
                 table.push_tokens(&tokens);
+            }
+            if let (Some(table), Some(geometry)) = (store.atoms3d.as_mut(), geometry) {
+                table.push(&geometry.atomic_numbers, &geometry.positions)?;
             }
             Ok(g.canonical_smiles)
         });
@@ -510,8 +641,8 @@ pub fn run(config: &PredictConfig) -> Result<PredictSummary> {
         }
     }
     let (members, info) = load_models(&config.models, device)?;
-    let extra_inputs = ExtraInputs::of(&members, &config.models)?;
-    let mut coverage: Vec<Option<TokenCoverage>> = members.iter().map(|m| (m.model.config.kind != ModelKind::Gin).then(TokenCoverage::default)).collect();
+    let extra_inputs = ExtraInputs::of(&members, &config.models, config)?;
+    let mut coverage: Vec<Option<TokenCoverage>> = members.iter().map(|m| matches!(m.model.config.kind, ModelKind::Fingerprint | ModelKind::Smiles).then(TokenCoverage::default)).collect();
     let ensemble = members.len() > 1;
     let out_schema = schema::predictions::schema(&info.task_names, ensemble).map_err(Error::Config)?;
     let (rows, known) = open_rows(config)?;
@@ -532,7 +663,7 @@ pub fn run(config: &PredictConfig) -> Result<PredictSummary> {
     let predictions_path = dataset::table_path(&config.out_dir, PREDICTIONS_FILE, config.shard);
     let rejects_path = dataset::table_path(&config.out_dir, REJECTS_FILE, config.shard);
     let models_json = serde_json::to_string(&config.models).expect("paths serialize");
-    let extra = BTreeMap::from([
+    let mut extra = BTreeMap::from([
         (meta::TASK_NAMES.to_string(), serde_json::to_string(&info.task_names).expect("strings serialize")),
         (meta::TASK_TYPE.to_string(), info.task_kind.as_str().to_string()),
         (meta::FEATURIZER_VERSION.to_string(), molpeg_chem::FEATURIZER_VERSION.to_string()),
@@ -540,6 +671,10 @@ pub fn run(config: &PredictConfig) -> Result<PredictSummary> {
         (meta::SOURCE_PATH.to_string(), config.input.display().to_string()),
         (schema::predictions::META_MODELS.to_string(), models_json),
     ]);
+    if let Some(c) = &extra_inputs.conformer {
+        extra.insert(schema::atoms3d::META_GEOMETRY.to_string(), c.mode.as_str().to_string());
+        extra.insert(schema::atoms3d::META_SEED.to_string(), c.seed.to_string());
+    }
     let mut sinks = Sinks {
         predictions: ParquetSink::create(&predictions_path, out_schema.clone(), schema::predictions::KIND, &extra)?,
         rejects: ParquetSink::create(&rejects_path, schema::rejects::schema(), schema::rejects::KIND, &extra)?,
@@ -601,21 +736,14 @@ pub fn run(config: &PredictConfig) -> Result<PredictSummary> {
         rejects: rejects.clone(),
         shard: config.shard,
         token_coverage: coverage,
+        conformers: extra_inputs.conformer.map(|c| ConformerReport {
+            geometry: c.mode.as_str().to_string(),
+            seed: c.seed,
+            attempts: c.attempts,
+            conformers_per_second: accepted as f64 / seconds.max(1e-9),
+            trained_on_other_geometry: other_geometries(&members, &c),
+        }),
     };
     stage.finish(&[&predictions, &rejects], &summary)?;
     Ok(summary)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_schnet_checkpoint_is_refused_with_the_reason() {
-        let err = refuse_3d(Path::new("m/model.safetensors"), ModelKind::Schnet).unwrap_err().to_string();
-        assert!(err.contains("m/model.safetensors") && err.contains("SchNet") && err.contains("conformers"), "{err}");
-        for kind in [ModelKind::Gin, ModelKind::Fingerprint, ModelKind::Smiles] {
-            assert!(refuse_3d(Path::new("m"), kind).is_ok());
-        }
-    }
 }

@@ -284,3 +284,134 @@ print(json.dumps({
     assert_eq!(result["parts"], serde_json::json!(["part-00000-of-00002.parquet", "part-00001-of-00002.parquet"]));
     assert_eq!(result["from_parts"], true, "{result}");
 }
+
+/// A QM9 pipeline over tests/fixtures/qm9-240.csv (240 molecules drawn from QM9 with Python's
+/// `random.seed(7)`, in file order: SMILES, DFT geometry, gap, U0, ZPVE in Hartree), gap in eV,
+/// featurized with `geometry` (the DFT coordinates or RDKit conformers) and split at random.
+fn qm9_project(dir: &Path, geometry: molpeg_chem::geometry::GeometryMode) -> Pipeline {
+    let text = format!(
+        "name = \"qm9\"\n\n[dataset]\nname = \"qm9\"\nfile = \"qm9-240.csv\"\npath = {path:?}\nsmiles_column = \"SMILES\"\nlabel_columns = [\"HOMO_LUMO_gap_au\"]\nignore_columns = [\"Index\", \"InternalEnergy_0K_au\", \"ZPVE_au\"]\ntask_type = \"regression\"\ngeometry = {{ elements = \"Elements\", positions = \"XYZ_Ang\" }}\n\n[dataset.label_units]\nHOMO_LUMO_gap_au = {{ name = \"gap\", unit = \"eV\", scale = 27.211386245988 }}\n\n[split]\nmethod = \"random\"\nseed = 1\n",
+        path = fixture("qm9-240.csv").display().to_string()
+    );
+    let toml = dir.join("qm9.toml");
+    std::fs::write(&toml, text).unwrap();
+    let pipeline = Pipeline::load(&toml).unwrap();
+    let runs = dir.join("runs");
+    let options = molpeg_data::fetch::FetchOptions { data_dir: dir.join("data"), mirror: None, accept_sha256: vec![], offline: true };
+    let config = molpeg_chem::featurize::FeaturizeConfig { threads: 1, geometry, ..Default::default() };
+    molpeg_chem::featurize::run(&pipeline, &runs, &config, &options, false, None).unwrap();
+    let split: molpeg_data::split::SplitConfig = pipeline.section("split").unwrap();
+    molpeg_data::split::run(&pipeline, &runs, &split, false).unwrap();
+    pipeline
+}
+
+/// A small SchNet (2 interactions, hidden 32, 5 Å, mean readout: the gap is intensive) fine-tuned
+/// on the QM9 fixture in `dir`.
+fn finetune_schnet(dir: &Path, pipeline: &Pipeline, epochs: u32) -> FinetuneSummary {
+    use molpeg_nn::finetune::{SchnetPreset, SchnetSettings};
+    molpeg_nn::tch::set_num_threads(1);
+    let schnet = SchnetSettings { preset: SchnetPreset::Cpu, hidden: Some(32), filters: Some(32), interactions: Some(2), readout: molpeg_nn::schnet::Readout::Mean, ..Default::default() };
+    let settings = FinetuneSettings { epochs, batch_size: 16, eval_batch_size: 256, model: molpeg_nn::model::ModelKind::Schnet, schnet, dropout: 0.0, device: DeviceChoice::Cpu, threads: 1, ..Default::default() };
+    let mut config = FinetuneConfig::for_pipeline(pipeline, &dir.join("runs"), settings);
+    config.verbose = false;
+    finetune::run(&config).unwrap()
+}
+
+/// Reads a fine-tune stage's metrics (validation MAE per epoch) and test predictions with pyarrow.
+const READ_FINETUNE: &str = r#"
+import sys, json, pyarrow.parquet as pq
+m = pq.read_table(sys.argv[1]).to_pylist()
+p = pq.read_table(sys.argv[2]).to_pylist()
+g = pq.read_table(sys.argv[3], columns=["mol_id", "smiles"]).to_pydict()
+smiles = dict(zip(g["mol_id"], g["smiles"]))
+valid = {r["epoch"]: r["value"] for r in m if r["split"] == "valid" and r["metric"] == "mae" and r["task"] is None}
+test = [r for r in p if r["split"] == "test"]
+print(json.dumps({"valid_mae": [valid[e] for e in sorted(valid)], "test_ids": [r["mol_id"] for r in test],
+  "test_smiles": [smiles[r["mol_id"]] for r in test], "test_pred": [r["prediction"] for r in test],
+  "test_mae": sum(abs(r["prediction"] - r["label"]) for r in test) / len(test)}))
+"#;
+
+/// Issue 14 end to end on real QM9 molecules: SchNet fine-tuned on the DFT geometries learns (the
+/// validation MAE falls), its predictions read back with pyarrow give the stage's test MAE in eV; a
+/// model trained on RDKit conformers predicts new SMILES through molpeg-predict on the same
+/// conformers (its checkpoint records them), reproducing the stage's test predictions; a model
+/// trained on DFT geometries needs `--geometry`, and the summary says what it was trained on.
+#[test]
+fn schnet_on_qm9_learns_and_predicts_new_smiles_on_conformers() {
+    use molpeg_chem::geometry::GeometryMode;
+    let tmp = tempfile::tempdir().unwrap();
+    let (dft_dir, conf_dir) = (tmp.path().join("dft"), tmp.path().join("etkdg"));
+    std::fs::create_dir_all(&dft_dir).unwrap();
+    std::fs::create_dir_all(&conf_dir).unwrap();
+
+    // DFT geometries: it learns, and the stage's files agree with its summary.
+    let pipeline = qm9_project(&dft_dir, GeometryMode::Dataset);
+    let dft = finetune_schnet(&dft_dir, &pipeline, 12);
+    let graphs = dft_dir.join("runs/qm9/featurize/graphs.parquet");
+    let got = py(READ_FINETUNE, &[&dft.stage_dir.join("metrics.parquet"), &dft.stage_dir.join("predictions.parquet"), &graphs]);
+    let valid: Vec<f64> = got["valid_mae"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    assert_eq!(valid.len(), 12);
+    let best = valid.iter().cloned().fold(f64::INFINITY, f64::min);
+    assert!(best < 0.8 * valid[0], "validation MAE (eV) must fall: {valid:?}");
+    let test_mae = got["test_mae"].as_f64().unwrap();
+    let reported = dft.test_at_best["mae"].unwrap();
+    assert!((test_mae - reported).abs() < 1e-4, "pyarrow MAE {test_mae} vs the stage's {reported}");
+    assert!(test_mae > 0.05 && test_mae < 3.0, "a gap MAE in eV: {test_mae}");
+
+    // The test molecules as a user's CSV of SMILES.
+    let csv = tmp.path().join("new.csv");
+    let lines: Vec<String> = got["test_smiles"].as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_string()).collect();
+    std::fs::write(&csv, format!("smiles\n{}\n", lines.join("\n"))).unwrap();
+    let d = tmp.path();
+    let dft_model = dft.stage_dir.join("model.safetensors");
+    let out = predict(d, &["--input", "new.csv", "--model", dft_model.to_str().unwrap(), "--out-dir", "p-dft"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("`dataset:XYZ_Ang`") && stderr.contains("--geometry etkdg"), "{stderr}");
+    let stdout = predict_ok(d, &["--input", "new.csv", "--model", dft_model.to_str().unwrap(), "--out-dir", "p-dft", "--geometry", "etkdg"]);
+    // QM9's strained cages (e.g. CC12CC3C4OC(C13)C24) can defeat ETKDG: rejects with the reason.
+    let rejects = py("import sys, json, pyarrow.parquet as pq; print(json.dumps(pq.read_table(sys.argv[1]).to_pydict()))", &[&d.join("p-dft/rejects.parquet")]);
+    let reasons = rejects["reason"].as_array().unwrap();
+    assert!(reasons.iter().all(|r| r.as_str().unwrap().contains("could not embed a conformer")), "{rejects}");
+    assert!(reasons.len() * 5 < lines.len(), "{rejects}");
+    assert!(stdout.contains(&format!("{} rows -> {} predicted, {} rejected", lines.len(), lines.len() - reasons.len(), reasons.len())), "{stdout}");
+    assert!(stdout.contains("RDKit etkdg conformers (seed 42") && stdout.contains("trained on dataset:XYZ_Ang geometries"), "{stdout}");
+
+    // RDKit conformers at training and at prediction: the same conformers, the same outputs.
+    let pipeline = qm9_project(&conf_dir, GeometryMode::Etkdg);
+    let conf = finetune_schnet(&conf_dir, &pipeline, 2);
+    let graphs = conf_dir.join("runs/qm9/featurize/graphs.parquet");
+    let expected = py(READ_FINETUNE, &[&conf.stage_dir.join("metrics.parquet"), &conf.stage_dir.join("predictions.parquet"), &graphs]);
+    let csv = tmp.path().join("conf.csv");
+    let lines: Vec<String> = expected["test_smiles"].as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_string()).collect();
+    std::fs::write(&csv, format!("smiles\n{}\nC1CC((\n", lines.join("\n"))).unwrap();
+    let conf_model = conf.stage_dir.join("model.safetensors");
+    let stdout = predict_ok(d, &["--input", "conf.csv", "--model", conf_model.to_str().unwrap(), "--out-dir", "p-conf", "--chunk-rows", "7"]);
+    assert!(stdout.contains("RDKit etkdg conformers (seed 42, 10 attempts)") && !stdout.contains("note:"), "{stdout}");
+    let read = r#"
+import sys, json, pyarrow.parquet as pq
+t = pq.read_table(sys.argv[1]); r = pq.read_table(sys.argv[2])
+meta = {k.decode(): v.decode() for k, v in t.schema.metadata.items() if k.startswith(b"molpeg.")}
+print(json.dumps({"gap": t.column("gap").to_pylist(), "rejects": r.column("row").to_pylist(), "meta": meta}))
+"#;
+    let got = py(read, &[&d.join("p-conf/predictions.parquet"), &d.join("p-conf/rejects.parquet")]);
+    let (pred, want) = (got["gap"].as_array().unwrap(), expected["test_pred"].as_array().unwrap());
+    assert_eq!(pred.len(), want.len());
+    for (p, w) in pred.iter().zip(want) {
+        assert!((p.as_f64().unwrap() - w.as_f64().unwrap()).abs() < 1e-4, "{pred:?} vs {want:?}");
+    }
+    assert_eq!(got["rejects"], serde_json::json!([lines.len()]));
+    assert_eq!(got["meta"]["molpeg.geometry"], "etkdg");
+    assert_eq!(got["meta"]["molpeg.conformer_seed"], "42");
+    // Another seed is other conformers: other outputs, and the summary says so.
+    let stdout = predict_ok(d, &["--input", "conf.csv", "--model", conf_model.to_str().unwrap(), "--out-dir", "p-seed", "--conformer-seed", "7"]);
+    assert!(stdout.contains("trained on etkdg (seed 42) geometries"), "{stdout}");
+    let other = py(read, &[&d.join("p-seed/predictions.parquet"), &d.join("p-seed/rejects.parquet")]);
+    assert_ne!(other["gap"], got["gap"]);
+    // A geometry predict cannot make, and --geometry without a 3D model, are clear errors (the GIN
+    // is fine-tuned last: it replaces the SchNet in the stage directory).
+    let out = predict(d, &["--input", "conf.csv", "--model", conf_model.to_str().unwrap(), "--out-dir", "p-x", "--geometry", "dataset"]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("use etkdg or etkdg+mmff"), "{}", String::from_utf8_lossy(&out.stderr));
+    let gin = finetune(&conf_dir, &pipeline, 1).stage_dir.join("model.safetensors");
+    let out = predict(d, &["--input", "conf.csv", "--model", gin.to_str().unwrap(), "--out-dir", "p-gin", "--geometry", "etkdg"]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("no model given is one"), "{}", String::from_utf8_lossy(&out.stderr));
+}

@@ -15,6 +15,9 @@ use molpeg_predict::PredictConfig;
 /// --model an ensemble: the mean, and <task>_std the standard deviation over the models) and
 /// OUT_DIR/rejects.parquet (row, smiles, reason). The checkpoints carry the task names and type,
 /// the regression standardisation and the featurizer version; no pipeline file is needed.
+///
+/// A 3D model (SchNet) gets each molecule's 3D atoms as an RDKit conformer (--geometry), embedded
+/// by the featurize stage's code; a molecule that cannot be embedded is a reject with the reason.
 #[derive(Parser)]
 #[command(version)]
 struct Args {
@@ -61,6 +64,22 @@ struct Args {
     /// SLURM_ARRAY_TASK_COUNT) when set.
     #[arg(long, value_name = "I/N")]
     shard: Option<molpeg_core::shard::Shard>,
+    /// 3D models only: the conformer each molecule gets, `etkdg` (RDKit ETKDGv3, hydrogens added)
+    /// or `etkdg+mmff` (then relaxed with MMFF94). Default: the model's training conformers when it
+    /// was trained on RDKit conformers; required for a model trained on a dataset's geometries (QM9's
+    /// DFT ones), whose predictions on conformers then carry the shift between the two.
+    #[arg(long, value_name = "MODE", value_parser = parse_geometry)]
+    geometry: Option<molpeg_chem::geometry::GeometryMode>,
+    /// The conformer seed. Default: the model's training seed, else 42 (as molpeg-featurize).
+    #[arg(long, value_name = "SEED")]
+    conformer_seed: Option<u32>,
+    /// ETKDG attempts per molecule before a random-coordinates retry and then a reject.
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    conformer_attempts: u32,
+}
+
+fn parse_geometry(s: &str) -> Result<molpeg_chem::geometry::GeometryMode, String> {
+    s.parse()
 }
 
 fn main() -> std::process::ExitCode {
@@ -100,6 +119,9 @@ fn run(args: Args) -> anyhow::Result<()> {
         force: args.force,
         verbose: true,
         shard: molpeg_core::shard::Shard::resolve(args.shard)?,
+        geometry: args.geometry,
+        conformer_seed: args.conformer_seed,
+        conformer_attempts: args.conformer_attempts,
     };
     let summary = molpeg_predict::run(&config)?;
     println!("{summary}");
