@@ -27,6 +27,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -663,20 +664,21 @@ pub fn run(config: &SweepConfig) -> Result<SweepSummary> {
     let mut done_graphs = 0;
     let mut cell_seconds = Vec::new();
     for (i, (cell, planned)) in todo.iter().zip(&planned).enumerate() {
-        bar.set_message(format!("cell {}/{}", i + 1, todo.len()));
+        let k = &cell.key;
+        let axes_text = if show_axes { format!(" [{} split, {}, {}, {}x{}]", k.split, k.model, k.pretrained, k.layers, k.width) } else { String::new() };
+        let what = format!("{axes_text}: {} fraction {} seed {} (n_train {})", k.strategy, k.fraction, k.seed, cell.n_train);
+        bar.set_message(format!("cell {}/{}{what}", i + 1, todo.len()));
+        // A log file has no progress bar: say which cell is under way.
+        if !std::io::stderr().is_terminal() {
+            log(format!("cell {}/{}{what} started", i + 1, todo.len()));
+        }
         let result = run_cell(&mut context, cell, device, &bar)?;
         done_graphs += planned;
         bar.set_position(done_graphs);
-        let k = &result.key;
-        let axes_text = if show_axes { format!(" [{} split, {}, {}, {}x{}]", k.split, k.model, k.pretrained, k.layers, k.width) } else { String::new() };
         log(format!(
-            "cell {}/{}{axes_text}: {} fraction {} seed {} (n_train {}): test {} {}, best epoch {}, {:.1} s",
+            "cell {}/{}{what}: test {} {}, best epoch {}, {:.1} s",
             i + 1,
             todo.len(),
-            k.strategy,
-            k.fraction,
-            k.seed,
-            result.n_train,
             result.metric,
             result.test_metric.map_or("n/a".into(), |v| format!("{v:.4}")),
             result.best_epoch,

@@ -360,6 +360,10 @@ fn shards_split_the_grid_and_merge_to_the_single_process_results() {
         .unwrap();
     let slurm_log = String::from_utf8_lossy(&slurm.stderr).to_string();
     assert!(slurm.status.success() && slurm_log.contains("(shard 1/2 of 6 cells)"), "{slurm_log}");
+    // A log (stderr is no terminal) says which cell is under way before it ends.
+    let started = slurm_log.find("cell 1/3: ").and_then(|i| slurm_log[i..].find(" started").map(|j| i + j));
+    let ended = slurm_log.find("best epoch");
+    assert!(started.is_some() && started < ended, "{slurm_log}");
     assert!(ok(d, &["--out-dir", out, "--shard", "1/2"]).contains("up to date"), "the flag names the shard the array chose");
 
     // Every cell is in exactly one part.
