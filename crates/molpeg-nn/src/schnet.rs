@@ -758,6 +758,8 @@ mod tests {
         assert_eq!((gpu.layers, gpu.width, gpu.schnet.unwrap()), (6, 128, SchnetConfig { filters: 128, gaussians: 50, cutoff: 10.0, readout: Readout::Sum, max_neighbors: None }));
         let cpu = SchnetSettings { preset: SchnetPreset::Cpu, readout: Readout::Mean, ..Default::default() }.model_config(1);
         assert_eq!((cpu.layers, cpu.width, cpu.schnet.unwrap().filters, cpu.schnet.unwrap().cutoff), (3, 64, 64, 5.0));
+        let molscaling = SchnetSettings { preset: SchnetPreset::Molscaling, ..Default::default() }.model_config(1);
+        assert_eq!((molscaling.layers, molscaling.width, molscaling.schnet.unwrap()), (6, 128, SchnetConfig { filters: 128, gaussians: 51, cutoff: 5.0, readout: Readout::Sum, max_neighbors: None }));
         let p = molpeg_core::pipeline::Pipeline::parse(std::path::Path::new("p.toml"), "[finetune]\nmodel = \"schnet\"\n[finetune.schnet]\npreset = \"cpu\"\ncutoff = 4.5\nreadout = \"mean\"\n").unwrap();
         let s: FinetuneSettings = p.section("finetune").unwrap();
         assert_eq!((s.model, s.schnet.resolve().2.cutoff, s.schnet.readout), (ModelKind::Schnet, 4.5, Readout::Mean));
