@@ -320,9 +320,13 @@ fn files_list(files: &[molpeg_core::manifest::FileRecord]) -> String {
 
 fn section_ran(stages: &[StageDir], not_run: &[String]) -> String {
     let mut out = String::from("<section id=\"ran\"><h2>What ran</h2>");
-    out.push_str(&html::note("One row per stage directory, from its manifest.json (written last, so a directory without one did not finish). Finished = the manifest's modification time; duration = the stage's own timing where it reports one."));
+    out.push_str(&html::note("One row per stage directory, from its manifest.json (written last, so a directory without one did not finish; a stage run in shards has one manifest-part-…json per finished shard). Finished = the manifest's modification time; duration = the stage's own timing where it reports one."));
     let mut rows = Vec::new();
     for s in stages {
+        if let Some(shards) = &s.shards {
+            rows.push(sharded_row(s, shards));
+            continue;
+        }
         let status = match (&s.manifest, &s.problem) {
             (Some(_), _) => "<span class=\"chip\">done</span>".to_string(),
             (None, Some(p)) => format!("<span class=\"chip warn\" title=\"{}\">unreadable</span>", esc(p)),
@@ -359,6 +363,43 @@ fn section_ran(stages: &[StageDir], not_run: &[String]) -> String {
     out.push_str(&html::table(&["directory", "stage", "status", "finished", "duration", "molpeg", "inputs (sha256)", "settings and outputs"], &rows));
     out.push_str("</section>");
     out
+}
+
+/// The "what ran" row of a stage run in shards: done when every shard's manifest is there (finished =
+/// the last shard's, duration = the slowest shard's), else which shards are missing.
+fn sharded_row(s: &StageDir, shards: &read::ShardManifests) -> Vec<String> {
+    let n = shards.count;
+    let status = if shards.complete() {
+        format!("<span class=\"chip\">done ({n} shards)</span>")
+    } else {
+        let missing: Vec<String> = (0..n).filter(|i| !shards.finished.contains_key(i)).map(|i| format!("{i}/{n}")).collect();
+        format!("<span class=\"chip warn\">{} of {n} shards; to run: --shard {}</span>", shards.finished.len(), esc(&missing.join(", ")))
+    };
+    let manifests: Vec<&molpeg_core::manifest::Manifest> = shards.finished.values().map(|(m, _)| m).collect();
+    let finished = shards.finished.values().map(|(_, t)| *t).max().filter(|_| shards.complete()).map(utc).unwrap_or_else(|| "–".into());
+    let slowest = manifests.iter().filter_map(|m| summary_seconds(&m.summary)).fold(None, |a: Option<f64>, x| Some(a.map_or(x, |a| a.max(x))));
+    let outputs: Vec<molpeg_core::manifest::FileRecord> = manifests.iter().flat_map(|m| m.outputs.iter().cloned()).collect();
+    let first = manifests.first();
+    vec![
+        format!("<code>{}</code>", esc(&s.name)),
+        esc(&s.kind),
+        status,
+        finished,
+        slowest.map(|x| format!("{} (slowest shard)", duration(x))).unwrap_or_else(|| "–".into()),
+        first.map(|m| esc(&m.tool_version)).unwrap_or_else(|| "–".into()),
+        first.map(|m| format!("<details><summary>{} input(s)</summary>{}</details>", m.inputs.len(), files_list(&m.inputs))).unwrap_or_default(),
+        first
+            .map(|m| {
+                format!(
+                    "<details><summary>settings (shard {})</summary><pre>{}</pre></details><details><summary>outputs of every shard ({})</summary>{}</details>",
+                    shards.finished.keys().next().copied().unwrap_or(0),
+                    esc(&serde_json::to_string_pretty(&m.params).unwrap_or_default()),
+                    outputs.len(),
+                    files_list(&outputs)
+                )
+            })
+            .unwrap_or_default(),
+    ]
 }
 
 /// Learning curves of one run's `metrics.parquet` (rows averaged over tasks only), and its per-task
@@ -758,5 +799,37 @@ mod tests {
         let page = std::fs::read_to_string(&summary.page).unwrap();
         assert!(page.contains("not run") && page.contains("incomplete"), "the featurize dir without a manifest is incomplete");
         assert!(run(&ReportConfig::for_pipeline("missing", dir.path())).is_err());
+    }
+
+    /// A featurize run as `--shard I/2` leaves one manifest per shard and no manifest.json: the
+    /// report lists it as done in 2 shards, or names the shard still to run.
+    #[test]
+    fn a_sharded_stage_is_done_when_every_shard_manifest_is_there() {
+        use molpeg_core::manifest::{FileRecord, Manifest};
+        use molpeg_core::shard::Shard;
+        let dir = tempfile::tempdir().unwrap();
+        let stage = dir.path().join("p/featurize");
+        std::fs::create_dir_all(&stage).unwrap();
+        for index in 0..2 {
+            let output = FileRecord { path: format!("graphs.parquet/part-0000{index}-of-00002.parquet"), sha256: "ab".repeat(32), bytes: 10 };
+            let manifest = Manifest {
+                stage: "featurize".into(),
+                tool_version: "0.1.0".into(),
+                algorithm_version: 1,
+                params: serde_json::json!({"shard": format!("{index}/2")}),
+                inputs: vec![],
+                outputs: vec![output],
+                summary: serde_json::json!({"seconds": 60.0 + index as f64 * 30.0}),
+            };
+            let name = molpeg_core::dataset::manifest_name(Some(Shard { index, count: 2 }));
+            std::fs::write(stage.join(name), serde_json::to_string(&manifest).unwrap()).unwrap();
+        }
+        let page = |dir: &Path| std::fs::read_to_string(run(&ReportConfig::for_pipeline("p", dir)).unwrap().page).unwrap();
+        let done = page(dir.path());
+        assert!(done.contains("done (2 shards)") && done.contains("1.5 min (slowest shard)"), "{done}");
+        assert!(done.contains("part-00001-of-00002.parquet") && !done.contains("incomplete"));
+        std::fs::remove_file(stage.join("manifest-part-00001-of-00002.json")).unwrap();
+        let partial = page(dir.path());
+        assert!(partial.contains("1 of 2 shards; to run: --shard 1/2"), "{partial}");
     }
 }

@@ -43,6 +43,46 @@ pub struct StageDir {
     pub finished: Option<SystemTime>,
     /// Why the manifest could not be read, if it exists but is broken.
     pub problem: Option<String>,
+    /// A stage run as `--shard I/N` (featurize, predict) has no `manifest.json` but one
+    /// `manifest-part-IIIII-of-NNNNN.json` per finished shard.
+    pub shards: Option<ShardManifests>,
+}
+
+/// The shard manifests of a sharded stage directory.
+#[derive(Debug, Clone)]
+pub struct ShardManifests {
+    /// N of `--shard I/N`.
+    pub count: usize,
+    /// The finished shards' manifests with their modification times, by shard index.
+    pub finished: BTreeMap<usize, (Manifest, SystemTime)>,
+}
+
+impl ShardManifests {
+    pub fn complete(&self) -> bool {
+        self.finished.len() == self.count
+    }
+
+    /// Reads `manifest-part-IIIII-of-NNNNN.json` of `dir` (one count N: the stages remove parts of
+    /// another count before they write); `None` when there are none.
+    fn read(dir: &Path) -> Option<ShardManifests> {
+        let mut count = None;
+        let mut finished = BTreeMap::new();
+        for entry in std::fs::read_dir(dir).ok()?.filter_map(|e| e.ok()) {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some((index, n)) = name.strip_prefix("manifest-part-").and_then(|r| r.strip_suffix(".json")).and_then(|r| r.split_once("-of-")) else { continue };
+            let (Ok(index), Ok(n)) = (index.parse::<usize>(), n.parse::<usize>()) else { continue };
+            if count.is_some_and(|c| c != n) || index >= n {
+                continue;
+            }
+            count = Some(n);
+            let manifest = std::fs::read_to_string(entry.path()).ok().and_then(|t| serde_json::from_str::<Manifest>(&t).ok());
+            let modified = entry.metadata().and_then(|m| m.modified()).ok();
+            if let (Some(m), Some(t)) = (manifest, modified) {
+                finished.insert(index, (m, t));
+            }
+        }
+        Some(ShardManifests { count: count?, finished })
+    }
 }
 
 impl StageDir {
@@ -72,12 +112,14 @@ pub fn stage_dirs(pipeline_dir: &Path) -> Vec<StageDir> {
                 },
                 Err(_) => (None, None),
             };
+            let shards = if manifest.is_none() && problem.is_none() { ShardManifests::read(&path) } else { None };
             let prefix = name.split('-').next().unwrap_or(&name).to_string();
-            let kind = manifest.as_ref().map(|m| m.stage.clone()).unwrap_or(prefix);
-            if manifest.is_none() && problem.is_none() && kind_order(&kind) == versions::STAGES.len() {
+            let shard_stage = shards.as_ref().and_then(|s| s.finished.values().next()).map(|(m, _)| m.stage.clone());
+            let kind = manifest.as_ref().map(|m| m.stage.clone()).or(shard_stage).unwrap_or(prefix);
+            if manifest.is_none() && problem.is_none() && shards.is_none() && kind_order(&kind) == versions::STAGES.len() {
                 return None;
             }
-            Some(StageDir { name, path, kind, manifest, finished, problem })
+            Some(StageDir { name, path, kind, manifest, finished, problem, shards })
         })
         .collect();
     dirs.sort_by(|a, b| (kind_order(&a.kind), &a.name).cmp(&(kind_order(&b.kind), &b.name)));
