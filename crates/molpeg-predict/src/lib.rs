@@ -303,7 +303,7 @@ fn conformer_for(members: &[Member], paths: &[PathBuf], config: &PredictConfig) 
             None => Ok(None),
         };
     };
-    let as_conformer = |g: Option<&TrainingGeometry>| g.and_then(|g| g.source.parse::<GeometryMode>().ok().filter(|m| m.embeds()).map(|m| (m, g.conformer_seed)));
+    let as_conformer = |g: Option<&TrainingGeometry>| g.and_then(training_conformer);
     let mode = match config.geometry {
         Some(mode) if mode.embeds() => mode,
         Some(other) => {
@@ -334,20 +334,24 @@ fn conformer_for(members: &[Member], paths: &[PathBuf], config: &PredictConfig) 
     Ok(Some(Conformer { mode, seed, attempts: config.conformer_attempts }))
 }
 
+/// A training geometry that was an RDKit conformer: its mode and seed.
+fn training_conformer(g: &TrainingGeometry) -> Option<(GeometryMode, Option<u32>)> {
+    g.source.parse::<GeometryMode>().ok().filter(|m| m.embeds()).map(|m| (m, g.conformer_seed))
+}
+
 /// The training geometries of the ensemble's 3D models that are not `conformer`.
 fn other_geometries(members: &[Member], conformer: &Conformer) -> Vec<String> {
     members
         .iter()
         .filter(|m| m.model.config.kind == ModelKind::Schnet)
-        .map(|m| m.geometry.as_ref().map_or_else(
-            || "unrecorded".to_string(),
-            |g| match (g.source.parse::<GeometryMode>(), g.conformer_seed) {
-                (Ok(mode), Some(seed)) if mode == conformer.mode && seed == conformer.seed => String::new(),
-                (_, Some(seed)) => format!("{} (seed {seed})", g.source),
-                _ => g.source.clone(),
-            },
-        ))
-        .filter(|g| !g.is_empty())
+        .filter_map(|m| match &m.geometry {
+            None => Some("unrecorded".to_string()),
+            Some(g) if training_conformer(g) == Some((conformer.mode, Some(conformer.seed))) => None,
+            Some(g) => Some(match g.conformer_seed {
+                Some(seed) => format!("{} (seed {seed})", g.source),
+                None => g.source.clone(),
+            }),
+        })
         .collect()
 }
 
